@@ -1,0 +1,161 @@
+"""Reading weights safely and normalising every released layout to one flat backbone state dict.
+
+Never unpickles arbitrary code: ``.pth`` files go through ``torch.load(weights_only=True)`` with
+an allow-list of exactly what the released DINO checkpoints hold (``argparse.Namespace`` for
+``args``); ``.safetensors`` through safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .exceptions import CheckpointError, KeyMismatchError
+
+logger = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+
+# Everything a released SurgeNet/DINO checkpoint needs beyond tensors and containers.
+SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+
+# Keys of the DINO projection heads (v1 ``head``, v2 ``dino_head``/``ibot_head``) that sit next to
+# the backbone in DINO checkpoints; they are not part of the backbone.
+DINO_HEAD_PREFIXES = ("head.mlp.", "head.last_layer.", "dino_head.", "ibot_head.")
+WRAPPER_KEYS = ("teacher", "state_dict", "model", "module")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
+
+
+def read_file(path: str | Path) -> Mapping[str, Any]:
+    """Load a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` file without running pickled code."""
+    path = Path(path)
+    if path.is_dir():
+        path = weights_file_in(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist. Pass an existing file or folder as weights=.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path} holds Python objects that surgenet refuses to unpickle (it could run code). "
+                "If you trust the file, re-save its tensors: torch.save(sd, out) or safetensors.torch.save_file."
+            ) from exc
+        raise CheckpointError(_corrupt(path)) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(_corrupt(path) + f" ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _corrupt(path: Path) -> str:
+    return (
+        f"{path} is truncated or corrupt and cannot be read. Delete it and download it again "
+        "(surgenet download NAME --force), or pass a good copy with weights=."
+    )
+
+
+def weights_file_in(folder: Path) -> Path:
+    """The weights file inside a folder written by ``save_pretrained`` or a training export."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.pth"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise CheckpointError(
+        f"folder {folder} holds no single weights file (looked for {', '.join(WEIGHT_FILES)}). "
+        "Point weights= at the file itself."
+    )
+
+
+def read_folder_config(folder: Path) -> dict[str, Any] | None:
+    """``config.json`` of a saved folder, if present."""
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg} is not valid JSON: {exc}. Re-save the model with save_pretrained.") from exc
+
+
+def unwrap(obj: Mapping[str, Any], source: str) -> StateDict:
+    """Descend into ``teacher``/``state_dict``/``model``/``module`` until a flat tensor dict remains.
+
+    The teacher is taken from full DINO checkpoints (it is what the released files hold).
+    """
+    while isinstance(obj, Mapping):
+        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = obj[inner]
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source} holds no state dict (found {type(obj).__name__}).")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source} holds no tensors; top-level keys: {sorted(obj)[:10]}.")
+    return tensors
+
+
+def _strip_common(state_dict: StateDict, prefix: str) -> StateDict:
+    if all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def backbone_state_dict(obj: Mapping[str, Any], source: str) -> tuple[StateDict, list[str]]:
+    """A flat backbone state dict from any released form, and the keys dropped on purpose.
+
+    Handles the flat teacher file (DINO head under ``head.``), full DINO checkpoints
+    (``student``/``teacher``, ``module.``/``backbone.`` prefixes), task models saved by
+    surgenet (backbone under ``backbone.model.``) and plain timm state dicts.
+    """
+    sd = unwrap(obj, source)
+    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    dropped: list[str] = []
+    if any(k.startswith("backbone.") for k in sd):
+        # A wrapper (DINO MultiCropWrapper or a surgenet task model): keep the backbone and drop
+        # the heads next to it; anything else stays and is reported as unexpected.
+        dropped = [k for k in sd if not k.startswith("backbone.") and k.split(".")[0] in
+                   ("head", "dino_head", "ibot_head", "decoder", "temporal", "FPN")]
+        sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v
+              for k, v in sd.items() if k not in set(dropped)}
+    dino_head = [k for k in sd if k.startswith(DINO_HEAD_PREFIXES)]
+    sd = {k: v for k, v in sd.items() if k not in set(dino_head)}
+    sd = _strip_common(sd, "model.")
+    if dropped or dino_head:
+        logger.debug("%s: dropped %d head keys", source, len(dropped) + len(dino_head))
+    return sd, dropped + dino_head
+
+
+def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> None:
+    """Load every tensor, reshaping only where the element count matches (Linear vs 1x1 conv);
+    anything missing, unexpected or of another shape raises :class:`KeyMismatchError`."""
+    target = module.state_dict()
+    missing = set(target) - set(state_dict)
+    unexpected = set(state_dict) - set(target)
+    fixed: StateDict = {}
+    bad_shape = []
+    for key in set(target) & set(state_dict):
+        value, want = state_dict[key], target[key].shape
+        if value.shape != want:
+            if value.numel() != target[key].numel():
+                bad_shape.append(f"{key}: file {tuple(value.shape)} vs network {tuple(want)}")
+                continue
+            value = value.reshape(want)
+        fixed[key] = value
+    if missing or unexpected or bad_shape:
+        raise KeyMismatchError(source, missing, unexpected, bad_shape)
+    module.load_state_dict(fixed, strict=True)

@@ -1,0 +1,42 @@
+"""Key-layout converters: one module per foreign checkpoint layout, each idempotent.
+
+A converter maps a flat backbone state dict (already unwrapped and stripped of prefixes and
+DINO heads by :mod:`surgenet.checkpoint`) onto timm's key layout, and names the keys it drops
+on purpose. Running a converter on its own output returns the same dict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import convnextv2, metaformer, pvtv2, vit
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How one layout maps to timm: ``convert`` renames, ``unused`` lists keys dropped on purpose."""
+
+    convert: Callable[[StateDict], StateDict]
+    unused: tuple[str, ...]  # regexes of keys that belong to heads the backbone does not have
+
+    def __call__(self, state_dict: StateDict) -> tuple[StateDict, list[str]]:
+        dropped = [k for k in state_dict if any(re.fullmatch(p, k) for p in self.unused)]
+        kept = {k: v for k, v in state_dict.items() if k not in set(dropped)}
+        return self.convert(kept), dropped
+
+
+CONVERTERS: dict[str, Converter] = {
+    "metaformer": Converter(metaformer.convert, metaformer.UNUSED),
+    "convnextv2": Converter(convnextv2.convert, convnextv2.UNUSED),
+    "pvtv2": Converter(pvtv2.convert, pvtv2.UNUSED),
+    "dinov1": Converter(vit.convert_dinov1, vit.UNUSED),
+    "dinov2": Converter(vit.convert_dinov2, vit.UNUSED),
+    "dinov3": Converter(vit.convert_dinov3, vit.UNUSED),
+    "timm": Converter(lambda sd: dict(sd), ()),
+}

@@ -1,0 +1,83 @@
+"""``load_backbone``: one call from a zoo name (or a local file) to a strictly loaded network."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from .backbones import FeatureBackbone, create_network
+from .checkpoint import backbone_state_dict, load_strict, read_file, read_folder_config
+from .converters import CONVERTERS
+from .exceptions import CheckpointError
+from .hub import download_weights, warn_license
+from .registry import ModelEntry, get_entry
+
+logger = logging.getLogger(__name__)
+
+
+def load_backbone(
+    name: str,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    out_indices: Sequence[int] | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    vit_pyramid: bool = False,
+    **network_kwargs,
+) -> FeatureBackbone:
+    """Build the backbone ``name`` and load its weights strictly.
+
+    Args:
+        name: a zoo name (``surgenet.list_models()``); it fixes the architecture.
+        pretrained: load the released weights from the Hugging Face Hub (cached); ``False`` gives
+            random weights.
+        weights: a local file or folder to load instead of the released file: a teacher ``.pth``,
+            a full DINO checkpoint, a ``.safetensors``, or a folder written by ``save_pretrained``
+            or by ``surgenet-train``.
+        out_indices: stages (CNNs, default all four) or blocks (ViTs, default four evenly spaced).
+        revision, cache_dir: passed to huggingface_hub (pin a commit, use another cache).
+        vit_pyramid: for ViTs, resample the four maps to strides 4/8/16/32.
+        network_kwargs: extra timm arguments (e.g. ``drop_path_rate``).
+
+    Returns:
+        A :class:`FeatureBackbone`: ``bb(x)`` is a list of NCHW maps; ``bb.feature_info``.
+
+    Example:
+        >>> bb = surgenet.load_backbone("surgenetxl-caformer")
+        >>> [f.shape[1] for f in bb(torch.randn(1, 3, 256, 256))]
+        [64, 128, 320, 512]
+    """
+    entry = get_entry(name)
+    network = create_network(entry.arch, **network_kwargs)
+    if weights is not None:
+        load_weights_into(network, entry, read_weights(weights, entry), str(weights))
+    elif pretrained:
+        path = download_weights(entry, revision=revision, cache_dir=cache_dir)
+        load_weights_into(network, entry, read_file(path), str(path))
+        warn_license(entry)
+    return FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
+
+
+def read_weights(weights: str | Path, entry: ModelEntry):
+    """Read a user-named file or folder; a folder's ``config.json`` must name the same architecture."""
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        config = read_folder_config(path) or {}
+        arch = config.get("arch") or config.get("backbone_arch")
+        if arch is not None and arch != entry.arch:
+            raise CheckpointError(
+                f"{path} holds a {arch} network but {entry.name} is a {entry.arch}. Pass a model name "
+                f"with that architecture (surgenet.list_models())."
+            )
+    return read_file(path)
+
+
+def load_weights_into(network, entry: ModelEntry, obj, source: str) -> None:
+    """Normalise ``obj`` (any released form) to timm's layout and load it strictly into ``network``."""
+    state_dict, dropped = backbone_state_dict(obj, source)
+    state_dict, unused = CONVERTERS[entry.layout](state_dict)
+    if dropped or unused:
+        logger.info("%s: ignored %d head keys that are not part of the backbone: %s", source,
+                    len(dropped) + len(unused), ", ".join(sorted(dropped + unused)[:8]))
+    load_strict(network, state_dict, source)

@@ -1,0 +1,32 @@
+"""Test setup: no network, a private Hugging Face cache, tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before huggingface_hub is imported anywhere: never reach the Hub, use a private cache.
+_HF_HOME = tempfile.mkdtemp(prefix="surgenet-test-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.helpers.hub_cache import HubCache  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def hf_cache() -> HubCache:
+    """A Hugging Face cache (the default one of this test session), emptied after the test."""
+    cache = HubCache(Path(os.environ["HF_HUB_CACHE"]))
+    yield cache
+    shutil.rmtree(cache.root, ignore_errors=True)
