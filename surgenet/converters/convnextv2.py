@@ -10,9 +10,13 @@ import torch
 UNUSED = (r"head\.(weight|bias)",)
 
 
+def is_timm(state_dict: dict[str, torch.Tensor]) -> bool:
+    return "stem.0.weight" in state_dict
+
+
 def convert(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``downsample_layers``/``dwconv``/``pwconvN``/``grn.gamma,beta`` -> timm's ``stem``/``conv_dw``/``mlp``."""
-    if "stem.0.weight" in state_dict:  # already timm
+    if is_timm(state_dict):
         return dict(state_dict)
     out = {}
     for key, value in state_dict.items():

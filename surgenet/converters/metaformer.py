@@ -11,13 +11,17 @@ UNUSED = (r"head\.fc1\.(weight|bias)", r"head\.fc2\.(weight|bias)", r"head\.norm
           r"head\.(weight|bias)")
 
 
+def is_timm(state_dict: dict[str, torch.Tensor]) -> bool:
+    return "stem.conv.weight" in state_dict
+
+
 def convert(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``downsample_layers.N`` / ``stages.N.M`` / ``norm`` -> ``stem`` / ``stages.N.blocks.M`` / ``head.norm``.
 
     Linear weights of the original become 1x1 convolutions in timm's first two stages; that
     reshape is left to the loader, which reshapes any tensor whose element count matches.
     """
-    if "stem.conv.weight" in state_dict:  # already timm
+    if is_timm(state_dict):
         return dict(state_dict)
     out = {}
     for key, value in state_dict.items():

@@ -9,9 +9,13 @@ import torch
 UNUSED = (r"head\.(weight|bias)",)
 
 
+def is_timm(state_dict: dict[str, torch.Tensor]) -> bool:
+    return "patch_embed.proj.weight" in state_dict
+
+
 def convert(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``patch_embedN``/``blockN.M``/``normN`` -> ``patch_embed``, ``stages.N-1.{downsample,blocks.M,norm}``."""
-    if "patch_embed.proj.weight" in state_dict:  # already timm
+    if is_timm(state_dict):
         return dict(state_dict)
     out = {}
     for key, value in state_dict.items():

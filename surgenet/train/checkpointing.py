@@ -1,0 +1,96 @@
+"""Checkpoints that resume a run exactly, written atomically and read without unpickling code.
+
+A checkpoint is a plain mapping of state dicts (student, teacher, optimizer, scaler, loss with
+its centre), the step counter (which fixes the sampler position and the schedule index) and the
+random states of every process (python, numpy, torch, CUDA). ``torch.save`` goes to a temporary
+file in the same folder, then ``os.replace`` puts it in place, so a kill never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..exceptions import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "surgenet-dino/1"
+LATEST = "checkpoint.pth"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's random states as tensors, ints and tuples only (safe to load)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: Mapping[str, Any], out_dir: Path, extra_name: str | None = None) -> Path:
+    """Write ``out_dir/checkpoint.pth`` (and ``extra_name`` beside it, as a kept copy)."""
+    path = out_dir / LATEST
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
+    if extra_name:
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, out_dir / extra_name)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: no code runs)."""
+    if path.is_dir():
+        path = path / LATEST
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: --resume continues the run whose --out holds "
+                              f"{LATEST}; drop --resume to start a new run.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "delete it to start over or restore a kept checkpoint_epochNNNN.pth.") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a surgenet-train checkpoint (format {CHECKPOINT_FORMAT}).")
+    return state

@@ -1,0 +1,246 @@
+"""Training configurations: dataclasses read from YAML, refined by ``--set key=value`` overrides.
+
+A config is a file in ``surgenet/train/configs/`` (named without ``.yaml``) or any YAML path.
+Overrides use dotted keys into the nested sections, e.g. ``--set optim.lr=1e-3`` or
+``--set crops.global_size=128``; values are parsed as YAML (``[1, 2]``, ``null``, ``true``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ..exceptions import InputError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a zoo name fixes the architecture; ``init`` where its weights start."""
+
+    name: str = "surgenetxl-caformer"
+    drop_path_rate: float = 0.1
+    # Extra timm arguments of the network (for example smaller ``depths`` in smoke tests).
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+    # null: random weights (a run from scratch); "pretrained": the released teacher of ``name``;
+    # a path: any file or folder that surgenet.load_backbone(weights=...) reads.
+    init: str | None = None
+
+
+@dataclass
+class CropConfig:
+    """DINO multi-crop: two global views and ``local_crops`` small views per image."""
+
+    global_size: int = 224
+    local_size: int = 96
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    local_crops: int = 8
+    # null: the normalisation of the zoo entry (ImageNet statistics, as in the SurgeNet runs).
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+
+@dataclass
+class HeadConfig:
+    """The DINO projection head on the pooled backbone embedding."""
+
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    norm_last_layer: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Centring and sharpening of the teacher, temperature of the student."""
+
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with DINO's schedules; ``lr`` is per 256 images and scales with the global batch."""
+
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    momentum_teacher: float = 0.996
+    clip_grad: float = 3.0  # per-parameter gradient norm, as DINO; 0 turns clipping off
+    freeze_last_layer: int = 1  # epochs during which the head's last layer is not updated
+
+
+@dataclass
+class SourceConfig:
+    """One data source: a frame folder, a frame list (.csv/.txt) or a video file/folder."""
+
+    path: str = ""
+    weight: float = 1.0  # share of each epoch drawn from this source (mixtures)
+    fps: float | None = None  # videos only; null takes DataConfig.fps
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=list)
+    fps: float = 1.0  # frames per second sampled from videos (SurgeNetXL: 1)
+    # Images per epoch; null: the total number of frames of all sources.
+    samples_per_epoch: int | None = None
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 64  # global: split across the processes of a torchrun job
+    max_steps: int | None = None  # stop after this many steps; the schedules still span ``epochs``
+    seed: int = 0
+    precision: str = "auto"  # auto (fp16 on GPU, bf16 on CPU) | fp16 | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
+    keep_every_epochs: int = 0  # >0: also keep checkpoint_epochNNNN.pth every that many epochs
+    log_every: int = 10  # steps between JSON-lines log records
+
+
+@dataclass
+class EvalConfig:
+    """kNN evaluation of the teacher on a labelled frame set at epoch ends (optional)."""
+
+    train: str | None = None
+    val: str | None = None
+    every_epochs: int = 0
+    k: int = 20
+    temperature: float = 0.07
+    image_size: int = 224
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a DINO pretraining run needs; saved beside its checkpoints as YAML."""
+
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crops: CropConfig = field(default_factory=CropConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def available_configs() -> list[str]:
+    """Names of the configs shipped with surgenet (``surgenet-train pretrain --config NAME``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise InputError(f"no config {str(name_or_path)!r}: pass a YAML file or one of {', '.join(available_configs())}.")
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = (),
+                cls: type = PretrainConfig) -> Any:
+    """A config from a shipped name or a YAML path (or the defaults), with ``key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if name_or_path is not None:
+        text = resolve_config_path(name_or_path).read_text()
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"config {name_or_path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise InputError(f"config {name_or_path} must be a YAML mapping of sections.")
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(cls, raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` inside the nested mapping ``raw`` (value parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-3.")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"override {item!r}: {part} is not a section.")
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def from_dict(cls: type, raw: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and converting sequences."""
+    if not isinstance(raw, dict):
+        raise InputError(f"config section {where or cls.__name__} must be a mapping, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise InputError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+                         f"valid keys: {', '.join(sorted(where + n for n in names))}.")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _convert(hints[name], value, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where) if len(inner) == 1 else value
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        if isinstance(value, (str, dict)):
+            value = [value]
+        return [from_dict(args[0], {"path": v} if isinstance(v, str) else v, f"{where}[{i}].")
+                for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"config key {where} needs a list, got {value!r}.")
+        return tuple(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise InputError(f"config key {where} needs a {hint.__name__}, got {value!r}.")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-safe mapping of a config (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(config))
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
