@@ -23,10 +23,10 @@ class Slot(NamedTuple):
 
 
 class StepSampler:
-    """Yields, for steps ``start_step .. total_steps - 1``, this rank's list of :class:`Slot`."""
+    """Yields, for steps ``start_step .. stop_step - 1``, this rank's list of :class:`Slot`."""
 
     def __init__(self, mixture: Mixture, global_batch: int, epochs: int, rank: int = 0,
-                 world_size: int = 1, start_step: int = 0) -> None:
+                 world_size: int = 1, start_step: int = 0, stop_step: int | None = None) -> None:
         if global_batch % world_size:
             raise InputError(f"the global batch {global_batch} must be divisible by the number of "
                              f"processes {world_size}; change --batch-size.")
@@ -40,11 +40,12 @@ class StepSampler:
         self.rank = rank
         self.total_steps = self.steps_per_epoch * epochs
         self.start_step = start_step
+        self.stop_step = self.total_steps if stop_step is None else min(stop_step, self.total_steps)
         self._order_epoch = -1
         self._order = None
 
     def __len__(self) -> int:
-        return max(0, self.total_steps - self.start_step)
+        return max(0, self.stop_step - self.start_step)
 
     def slots(self, step: int) -> list[Slot]:
         epoch, within = divmod(step, self.steps_per_epoch)
@@ -54,5 +55,5 @@ class StepSampler:
         return [Slot(int(self._order[p]), epoch, p) for p in range(first, first + self.local_batch)]
 
     def __iter__(self) -> Iterator[list[Slot]]:
-        for step in range(self.start_step, self.total_steps):
+        for step in range(self.start_step, self.stop_step):
             yield self.slots(step)

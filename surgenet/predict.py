@@ -1,0 +1,224 @@
+"""``Predictor``: a task model on images, folders and videos, streaming, results at each frame's size.
+
+The Predictor runs any *backend*: a surgenet task model (PyTorch), or any callable that maps a
+normalised float32 NCHW ``numpy`` batch to logits and carries a ``config`` dict (``task``,
+``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``), the protocol of the ONNX
+Runtime / TensorRT runners of ``surgenet_export``. Preprocessing and postprocessing are the same
+for both, so an exported model gives the PyTorch model's results.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .exceptions import InputError
+from .io import as_rgb_array, is_video, iter_video, list_images
+from .models.base import SurgeNetModel
+from .results import CVSResult, FrameResult, PhaseResult, SegmentationResult
+from .transforms import create_transform
+
+logger = logging.getLogger(__name__)
+
+ErrorHandler = Callable[[str, Exception], None]
+REQUIRED_CONFIG = ("task", "num_classes", "mean", "std", "input_size")
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """An exported model: ``backend(x)`` with x float32 (N, 3, H, W) normalised -> logits array."""
+
+    config: dict[str, Any]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class _Frame:
+    index: int
+    source: str
+    time: float | None
+    image: np.ndarray
+
+
+def _log_error(source: str, exc: Exception) -> None:
+    logger.warning("skipped %s: %s", source, exc)
+
+
+def _default_device(model: torch.nn.Module) -> torch.device:
+    current = next(model.parameters()).device
+    if current.type != "cpu":
+        return current
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Predictor:
+    """Runs a task model on frames and yields one result per frame.
+
+    Args:
+        model: a surgenet task model, or an exported backend (:class:`InferenceBackend`).
+        device: where a PyTorch model runs; default the model's accelerator, else CUDA if
+            available, else CPU. The model is moved there.
+        batch_size: frames per forward pass. Phase models still predict online: the backbone
+            sees a batch, the causal temporal model then steps frame by frame.
+        config: the backend's config when it has no ``config`` attribute.
+        normalization: override the model's normalisation (``"default"`` or ``"surgical"``).
+        threshold: CVS probability at which a criterion counts as met.
+        keep_images: keep each frame in its segmentation result (needed for ``overlay()``).
+
+    The caller's model is put in eval mode only during each forward pass; the training flag of
+    every submodule is restored afterwards.
+    """
+
+    def __init__(self, model: SurgeNetModel | InferenceBackend, device: str | torch.device | None = None,
+                 batch_size: int = 8, config: dict[str, Any] | None = None, normalization: str | None = None,
+                 threshold: float = 0.5, keep_images: bool = True) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}.")
+        self.batch_size = int(batch_size)
+        self.threshold = float(threshold)
+        self.keep_images = keep_images
+        if isinstance(model, SurgeNetModel):
+            self.device = torch.device(device) if device is not None else _default_device(model)
+            self.model: SurgeNetModel | None = model.to(self.device)
+            self.backend: Callable | None = None
+            config = model.config
+        elif callable(model):
+            self.device = torch.device("cpu")  # postprocessing of numpy outputs
+            self.model, self.backend = None, model
+            config = config if config is not None else getattr(model, "config", None)
+            if not isinstance(config, dict):
+                raise InputError("an exported backend needs a config dict (task, num_classes, mean, std, input_size): "
+                                 "pass config=... or give the backend a .config attribute.")
+        else:
+            raise InputError(f"Predictor takes a surgenet task model or a callable backend, not {type(model).__name__}.")
+        missing = [k for k in REQUIRED_CONFIG if k not in config]
+        if missing:
+            raise InputError(f"the model config lacks {', '.join(missing)}.")
+        self.config = dict(config)
+        self.task: str = self.config["task"]
+        if self.task not in ("segmentation", "phase", "cvs"):
+            raise InputError(f"unknown task {self.task!r} in the config; valid: segmentation, phase, cvs.")
+        if self.task == "phase" and self.model is None:
+            raise InputError("phase prediction keeps a temporal state across frames; it needs the PyTorch "
+                             "PhaseModel (surgenet.load_model), not a stateless exported backend.")
+        n = int(self.config["num_classes"])
+        self.class_names: list[str] = list(self.config.get("class_names") or [str(i) for i in range(n)])
+        self.transform = create_transform(self.config, normalization=normalization)
+
+    # ----------------------------------------------------------------------------- public API
+    def predict(self, image: Any) -> FrameResult:
+        """One image (path, PIL image or numpy uint8 RGB array) -> its result.
+
+        A phase model sees it as the first frame of a video.
+        """
+        source = str(image) if isinstance(image, (str, Path)) else ""
+        frame = _Frame(0, source, None, as_rgb_array(image))
+        return next(self._run(iter([frame])))
+
+    def predict_images(self, images: Iterable[Any]) -> Iterator[FrameResult]:
+        """Results for a sequence of images, in order (phase: as consecutive frames of one video)."""
+        frames = (_Frame(i, str(img) if isinstance(img, (str, Path)) else "", None, as_rgb_array(img))
+                  for i, img in enumerate(images))
+        return self._run(frames)
+
+    def predict_folder(self, folder: str | Path, recursive: bool = False,
+                       on_error: ErrorHandler | None = None) -> Iterator[FrameResult]:
+        """The images of ``folder`` in natural order; unreadable files go to ``on_error`` (default:
+        a logged warning) and are skipped."""
+        return self._run(self._folder_frames(list_images(folder, recursive), on_error or _log_error))
+
+    def predict_video(self, path: str | Path, stride: int = 1) -> Iterator[FrameResult]:
+        """Every ``stride``-th frame of a video, decoded as a stream (memory does not grow with its length)."""
+        return self._run(_Frame(f.index, str(path), f.time, f.image) for f in iter_video(path, stride))
+
+    def predict_path(self, path: str | Path, stride: int = 1, recursive: bool = False,
+                     on_error: ErrorHandler | None = None) -> Iterator[FrameResult]:
+        """An image file, a folder of images or a video, whichever ``path`` is."""
+        path = Path(path)
+        if path.is_dir():
+            return self.predict_folder(path, recursive, on_error)
+        if not path.exists():
+            raise InputError(f"{path} does not exist.")
+        if is_video(path):
+            return self.predict_video(path, stride)
+        return self._run(self._folder_frames([path], on_error or _log_error))
+
+    # ----------------------------------------------------------------------------- internals
+    @staticmethod
+    def _folder_frames(files: list[Path], on_error: ErrorHandler) -> Iterator[_Frame]:
+        for index, file in enumerate(files):
+            try:
+                image = as_rgb_array(file)
+            except InputError as exc:
+                on_error(str(file), exc)
+                continue
+            yield _Frame(index, str(file), None, image)
+
+    def _run(self, frames: Iterator[_Frame]) -> Iterator[FrameResult]:
+        state = None
+        while True:
+            chunk = [f for _, f in zip(range(self.batch_size), frames)]
+            if not chunk:
+                return
+            batch = torch.stack([self.transform(f.image) for f in chunk])
+            if self.task == "phase":
+                results, state = self._phase(chunk, batch, state)
+                yield from results
+            else:
+                logits = self._forward(batch)
+                for i, frame in enumerate(chunk):
+                    yield self._postprocess(frame, logits[i])
+
+    @contextmanager
+    def _eval(self):
+        modules = list(self.model.modules())
+        flags = [m.training for m in modules]
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            for module, flag in zip(modules, flags):
+                module.training = flag
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.model is not None:
+            with self._eval():
+                return self.model(batch.to(self.device)).float()
+        out = self.backend(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+    def _phase(self, chunk: list[_Frame], batch: torch.Tensor, state):
+        with self._eval():
+            features = self.model.backbone.forward_embedding(batch.to(self.device))
+            if state is None:
+                state = self.model.init_state(1, device=self.device)
+            results = []
+            for i, frame in enumerate(chunk):
+                logits, state = self.model.step_features(features[i:i + 1], state)
+                probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+                results.append(PhaseResult(index=frame.index, source=frame.source, time=frame.time,
+                                           class_names=self.class_names, phase=int(probs.argmax()),
+                                           probabilities=probs))
+        return results, state
+
+    def _postprocess(self, frame: _Frame, logits: torch.Tensor) -> FrameResult:
+        common = dict(index=frame.index, source=frame.source, time=frame.time, class_names=self.class_names)
+        if self.task == "cvs":
+            probs = torch.sigmoid(logits).cpu().numpy()
+            return CVSResult(**common, probabilities=probs, threshold=self.threshold)
+        height, width = frame.image.shape[:2]
+        with torch.inference_mode():
+            full = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+            labels = full.argmax(dim=0)
+        dtype = np.uint8 if len(self.class_names) <= 256 else np.int32
+        return SegmentationResult(**common, class_map=labels.cpu().numpy().astype(dtype),
+                                  image=frame.image if self.keep_images else None)

@@ -1,0 +1,184 @@
+"""The ``surgenet-train`` command (also ``python -m surgenet.train`` and under ``torchrun``).
+
+Subcommands: ``pretrain`` (DINO), ``finetune`` (task heads), ``extract-frames`` (videos to
+JPEG frames at N fps), ``evaluate`` (kNN / linear probe of a backbone), ``export-teacher``
+(a checkpoint's teacher to the zoo's format) and ``configs`` (the shipped configs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .._version import __version__
+from ..exceptions import InputError, SurgeNetError
+
+PRETRAIN_EPILOG = """\
+examples:
+  surgenet-train pretrain --config tiny --data frames/ --out runs/tiny --steps 5
+  surgenet-train pretrain --config surgenetxl-caformer --data cholec80.csv --data youtube/ --out runs/xl
+  torchrun --nproc_per_node=4 -m surgenet.train pretrain --config surgenetxl-caformer --data ... --out runs/xl
+  surgenet-train pretrain --out runs/xl --resume            # continue from runs/xl/checkpoint.pth
+
+--data takes a frame folder, a frame list (.csv/.txt, relative paths) or a video (folder); give it
+several times for a mixture, optionally as PATH:WEIGHT (e.g. --data cholec/:1 --data youtube/:0.5).
+--steps stops early; the schedules still span --epochs, so --resume continues the same run.
+"""
+
+
+def _parse_data(spec: str) -> dict:
+    path, sep, weight = spec.rpartition(":")
+    if sep and path and not Path(spec).exists():
+        try:
+            return {"path": path, "weight": float(weight)}
+        except ValueError:
+            pass
+    return {"path": spec}
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pretrain import pretrain
+
+    out = Path(args.out)
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append("data.sources=" + json.dumps([_parse_data(d) for d in args.data]))
+    for flag, key in (("epochs", "train.epochs"), ("steps", "train.max_steps"), ("batch_size", "train.batch_size")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    base = args.config
+    if args.resume and base is None:
+        base = out / "config.yaml"  # the resumed run's own config
+        if not base.is_file():
+            raise InputError(f"--resume found no run in {out} (no config.yaml); check --out.")
+    if base is None:
+        raise InputError("pass --config NAME_OR_PATH (surgenet-train configs lists the shipped ones).")
+    config = load_config(base, overrides)
+    records = pretrain(config, out, resume=args.resume)
+    if records and int(os.environ.get("RANK", "0")) == 0:
+        last = records[-1]
+        print(f"step {last['step']}: loss {last['loss']:.4f}, teacher entropy {last['teacher_entropy']:.3f}, "
+              f"KL {last['kl']:.4f}; teacher backbone in {out / 'teacher'}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .data import extract_frames, list_videos
+
+    videos = list_videos(args.video_dir)
+    if not videos:
+        raise InputError(f"no videos found in {args.video_dir}.")
+    root = Path(args.video_dir) if Path(args.video_dir).is_dir() else Path(args.video_dir).parent
+    total = 0
+    for video in tqdm(videos, desc="videos", unit="video"):
+        target = Path(args.out) / video.relative_to(root).parent / video.stem
+        total += extract_frames(video, target, fps=args.fps, quality=args.quality)
+    print(f"{total} frames from {len(videos)} videos at {args.fps} fps in {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..factory import load_backbone
+    from ..registry import get_entry
+    from .evaluation import knn_evaluate, linear_evaluate
+
+    weights = args.weights
+    bb = load_backbone(args.model, pretrained=weights is None, weights=weights)
+    entry = get_entry(args.model)
+    kw = dict(image_size=args.image_size, mean=entry.mean, std=entry.std)
+    results = {}
+    if args.method in ("knn", "both"):
+        results["knn"] = knn_evaluate(bb, args.train, args.val, k=args.k, **kw)
+    if args.method in ("linear", "both"):
+        results["linear"] = linear_evaluate(bb, args.train, args.val, epochs=args.epochs, **kw)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_from_checkpoint
+
+    out = export_from_checkpoint(args.checkpoint, args.out)
+    print(f"teacher backbone written to {out}")
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from .config import CONFIG_DIR, available_configs
+
+    for name in available_configs():
+        first = (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ")
+        print(f"{name:28s} {first}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surgenet-train", description="Pretrain (DINO) and fine-tune SurgeNet models.")
+    parser.add_argument("--version", action="version", version=f"surgenet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="DINO pretraining of a zoo backbone", epilog=PRETRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="a shipped config name (surgenet-train configs) or a YAML file")
+    p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]", help="training frames (repeatable)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, teacher/")
+    p.add_argument("--epochs", type=int, help="epochs of the schedules (train.epochs)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (train.max_steps)")
+    p.add_argument("--batch-size", type=int, help="global batch over all processes (train.batch_size)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-3")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("extract-frames", help="write video frames sampled at N fps as JPEG")
+    p.add_argument("video_dir", help="a video file or a folder of videos (searched recursively)")
+    p.add_argument("out", help="output folder: one sub-folder of frames per video")
+    p.add_argument("--fps", type=float, default=1.0, help="frames per second (SurgeNetXL: 1)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("evaluate", help="kNN / linear-probe accuracy of a backbone on labelled frames",
+                       description="Labelled frames: a folder of class folders, or a CSV with columns image,label.")
+    p.add_argument("--model", required=True, help="zoo name (fixes the architecture)")
+    p.add_argument("--weights", help="a file or folder (e.g. RUN/teacher); default: the released weights")
+    p.add_argument("--train", required=True, help="labelled frames the classifier learns from")
+    p.add_argument("--val", required=True, help="labelled frames it is scored on")
+    p.add_argument("--method", choices=("knn", "linear", "both"), default="both")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=200, help="linear-probe epochs")
+    p.add_argument("--image-size", type=int, default=224)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-teacher", help="export the teacher backbone of a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint.pth or checkpoint_epochNNNN.pth of a run")
+    p.add_argument("out", help="output folder (model.safetensors + config.json)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("configs", help="list the shipped configs")
+    p.set_defaults(func=cmd_configs)
+
+    from .finetune import register as register_finetune
+
+    register_finetune(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except SurgeNetError as exc:
+        print(f"surgenet-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""kNN and linear-probe evaluation of a frozen backbone on labelled frames.
+
+A labelled frame set is either a folder with one sub-folder of images per class, or a CSV with
+columns ``image,label`` (paths relative to the CSV's folder; labels are names or integers).
+Images are resized (shorter side to ``image_size * 256 / 224``), centre-cropped to
+``image_size`` and normalised; the backbone's pooled embedding is the feature.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from ..exceptions import InputError
+from .data.sources import IMAGE_EXTENSIONS
+
+
+@dataclass
+class LabelledFrames:
+    paths: list[str]
+    labels: np.ndarray  # int64 class indices
+    classes: list[str]
+
+
+def read_labelled(path: str | Path, classes: Sequence[str] | None = None) -> LabelledFrames:
+    """A class-folder tree or an ``image,label`` CSV; ``classes`` fixes the label order (for a val set)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        pairs = [(str(f), d.name) for d in sorted(p for p in path.iterdir() if p.is_dir())
+                 for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"image", "label"} <= set(rows[0]):
+            raise InputError(f"{path} needs the columns image,label (one row per frame).")
+        pairs = [(str(path.parent / r["image"]), r["label"].strip()) for r in rows]
+    else:
+        raise InputError(f"{path} is neither a folder of class folders nor an image,label CSV.")
+    if not pairs:
+        raise InputError(f"{path} holds no labelled images.")
+    names = list(classes) if classes is not None else sorted({label for _, label in pairs},
+                                                             key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    index = {c: i for i, c in enumerate(names)}
+    unknown = sorted({label for _, label in pairs} - set(index))
+    if unknown:
+        raise InputError(f"{path} has labels {unknown[:5]} that the training set does not have.")
+    return LabelledFrames([p for p, _ in pairs], np.array([index[label] for _, label in pairs]), names)
+
+
+def _load(path: str, size: int, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    resize = round(size * 256 / 224)
+    scale = resize / min(image.size)
+    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((w, h), Image.Resampling.BICUBIC)
+    left, top = (w - size) // 2, (h - size) // 2
+    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
+    return torch.from_numpy(((array - mean) / std).transpose(2, 0, 1).copy())
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, paths: Sequence[str], image_size: int = 224,
+                     mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
+                     batch_size: int = 64) -> torch.Tensor:
+    """Pooled embeddings ``(N, C)`` of the images at ``paths`` (float32, on the CPU)."""
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    m, s = np.asarray(mean, np.float32) * 255, np.asarray(std, np.float32) * 255
+    out = []
+    try:
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([_load(p, image_size, m, s) for p in paths[start:start + batch_size]])
+            out.append(backbone.forward_embedding(batch.to(device)).float().cpu())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(out)
+
+
+def knn_classify(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 num_classes: int, k: int = 20, temperature: float = 0.07) -> torch.Tensor:
+    """Weighted kNN on cosine similarity (DINO's protocol): neighbour ``j`` votes ``exp(sim_j / T)``."""
+    train = F.normalize(train_features, dim=1)
+    test = F.normalize(test_features, dim=1)
+    k = min(k, len(train))
+    sims, idx = (test @ train.T).topk(k, dim=1)
+    votes = torch.zeros(len(test), num_classes)
+    votes.scatter_add_(1, train_labels[idx], (sims / temperature).exp())
+    return votes.argmax(dim=1)
+
+
+def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 num_classes: int, epochs: int = 200, lr: float = 0.01, weight_decay: float = 1e-4,
+                 seed: int = 0) -> torch.Tensor:
+    """A linear classifier on frozen, standardised features (full-batch AdamW); test predictions."""
+    mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
+    x, xt = (train_features - mean) / std, (test_features - mean) / std
+    generator = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():
+        layer.weight.normal_(0, 0.01, generator=generator)
+        layer.bias.zero_()
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        F.cross_entropy(layer(x), train_labels).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return layer(xt).argmax(dim=1)
+
+
+def accuracy_report(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Top-1 accuracy and balanced accuracy (mean per-class recall over classes present)."""
+    recalls = [float((pred[target == c] == c).float().mean()) for c in range(num_classes) if (target == c).any()]
+    return {"top1": float((pred == target).float().mean()), "balanced_accuracy": float(np.mean(recalls))}
+
+
+def _features(backbone, train, val, image_size, mean, std):
+    train_set = read_labelled(train)
+    val_set = read_labelled(val, classes=train_set.classes)
+    f_train = extract_features(backbone, train_set.paths, image_size, mean, std)
+    f_val = extract_features(backbone, val_set.paths, image_size, mean, std)
+    return train_set, val_set, f_train, f_val
+
+
+def knn_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, image_size: int = 224, k: int = 20,
+                 temperature: float = 0.07, mean: Sequence[float] = (0.485, 0.456, 0.406),
+                 std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, float]:
+    """kNN accuracy of ``backbone`` features: neighbours from ``train``, scored on ``val``."""
+    train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
+    n = len(train_set.classes)
+    pred = knn_classify(f_train, torch.from_numpy(train_set.labels), f_val, n, k, temperature)
+    return accuracy_report(pred, torch.from_numpy(val_set.labels), n)
+
+
+def linear_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, image_size: int = 224,
+                    epochs: int = 200, lr: float = 0.01, mean: Sequence[float] = (0.485, 0.456, 0.406),
+                    std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, float]:
+    """Linear-probe accuracy of ``backbone`` features: trained on ``train``, scored on ``val``."""
+    train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
+    n = len(train_set.classes)
+    pred = linear_probe(f_train, torch.from_numpy(train_set.labels), f_val, n, epochs, lr)
+    return accuracy_report(pred, torch.from_numpy(val_set.labels), n)

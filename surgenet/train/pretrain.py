@@ -1,0 +1,304 @@
+"""DINO pretraining of a zoo backbone, on one process or many (``torchrun``), resumable exactly.
+
+``pretrain(config, out_dir)`` is what ``surgenet-train pretrain`` runs. The out folder receives
+``config.yaml``, ``run.json``, ``log.jsonl`` (one record per logged step), ``checkpoint.pth``
+(the latest full state) and ``teacher/`` (the teacher backbone in the zoo's format).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..backbones import FeatureBackbone, create_network
+from ..exceptions import InputError, SurgeNetError
+from ..registry import get_entry
+from . import distributed as D
+from .augment import MultiCrop
+from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import PretrainConfig, to_dict
+from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
+from .dino import DINOHead, DINOLoss, MultiCropWrapper, build_schedules
+from .dino.optim import cancel_last_layer_gradients, clip_gradients, ema_update, param_groups, set_hyperparameters
+from .export import export_teacher
+from .runlog import LOG_FILE, MetricLog, write_run_info
+
+logger = logging.getLogger(__name__)
+
+# Keys a resumed run may change; any other difference would change the run being resumed.
+RESUMABLE_CHANGES = ("train.max_steps", "train.checkpoint_every", "train.log_every", "train.keep_every_epochs",
+                     "data.num_workers", "train.device")
+
+
+def build_networks(config: PretrainConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
+    """Student (with drop path) and teacher (without), equal weights, each with its DINO head."""
+    entry = get_entry(config.model.name)
+    nets = []
+    for drop_path in (config.model.drop_path_rate, 0.0):
+        network = create_network(entry.arch, drop_path_rate=drop_path, **config.model.network_kwargs)
+        backbone = FeatureBackbone(network, entry.arch)
+        h = config.head
+        head = DINOHead(backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer)
+        nets.append(MultiCropWrapper(backbone, head))
+    student, teacher = nets
+    if config.model.init is not None:
+        from ..factory import load_backbone
+
+        weights = None if config.model.init == "pretrained" else config.model.init
+        init = load_backbone(entry.name, pretrained=weights is None, weights=weights, **config.model.network_kwargs)
+        student.backbone.model.load_state_dict(init.model.state_dict())
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return student, teacher
+
+
+def build_mixture(config: PretrainConfig) -> Mixture:
+    if not config.data.sources:
+        raise InputError("no training data: pass --data PATH (a frame folder, a frame list or videos).")
+    sources = [open_source(s.path, s.fps or config.data.fps) for s in config.data.sources]
+    return Mixture(sources, [s.weight for s in config.data.sources], config.data.samples_per_epoch,
+                   seed=config.train.seed)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: fp16 on GPU, bf16 on CPU for ``auto``; None is full fp32."""
+    if name == "auto":
+        name = "fp16" if device.type == "cuda" else "bf16"
+    if name == "fp16" and device.type != "cuda":
+        raise InputError("fp16 mixed precision needs a GPU; use train.precision=bf16 or fp32 on CPU.")
+    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
+    if name not in table:
+        raise InputError(f"train.precision must be auto, fp16, bf16 or fp32, not {name!r}.")
+    return table[name]
+
+
+def check_resumable(saved: dict[str, Any], current: PretrainConfig) -> None:
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "network_kwargs" else {prefix + k: v})
+        return out
+
+    old, new = flat(saved), flat(to_dict(current))
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
+        raise InputError(f"--resume continues the saved run, but these settings differ from it: {details}. "
+                         "Drop them from the command line (the saved config is used), or start a new --out.")
+
+
+class Pretrainer:
+    """The state of one process of a DINO run and the loop that advances it."""
+
+    def __init__(self, config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> None:
+        self.config, self.out_dir = config, Path(out_dir)
+        self.dist = D.init_distributed(config.train.device)
+        self.device = self.dist.device
+        self.autocast_dtype = resolve_precision(config.train.precision, self.device)
+        seed = config.train.seed + self.dist.rank  # ranks differ in drop path, not in data
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+        c = config.crops
+        entry = get_entry(config.model.name)
+        self.multicrop = MultiCrop(c.global_size, c.local_size, c.global_scale, c.local_scale, c.local_crops,
+                                   c.mean or entry.mean, c.std or entry.std)
+        self.mixture = build_mixture(config)
+        probe = StepSampler(self.mixture, config.train.batch_size, config.train.epochs, self.dist.rank,
+                            self.dist.world_size)
+        self.steps_per_epoch, self.total_steps = probe.steps_per_epoch, probe.total_steps
+        self.schedules = build_schedules(config.optim, config.loss, config.train.epochs, self.steps_per_epoch,
+                                         config.train.batch_size)
+
+        self.student, self.teacher = build_networks(config)
+        self.student.to(self.device)
+        self.teacher.to(self.device).eval()
+        self.loss_fn = DINOLoss(config.head.out_dim, config.loss.student_temp, config.loss.center_momentum).to(self.device)
+        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, weight_decay=0.0)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.step = 0
+        if resume:
+            self._load(load_checkpoint(self.out_dir))
+        self.model = self.student
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.student, device_ids=ids)
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict[str, Any]:
+        rng = capture_rng()
+        if self.dist.enabled:
+            gathered: list[Any] = [None] * self.dist.world_size
+            dist.all_gather_object(gathered, rng)
+            rng_states = gathered
+        else:
+            rng_states = [rng]
+        return {"step": self.step, "epoch": self.step // self.steps_per_epoch, "config": to_dict(self.config),
+                "world_size": self.dist.world_size, "student": self.student.state_dict(),
+                "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "loss": self.loss_fn.state_dict(), "rng": rng_states}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        check_resumable(state["config"], self.config)
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.step = int(state["step"])
+        if state["world_size"] == self.dist.world_size:
+            restore_rng(state["rng"][self.dist.rank])
+        else:
+            logger.warning("resuming on %d processes a run saved on %d: data order and schedules are kept, "
+                           "drop-path randomness is not", self.dist.world_size, state["world_size"])
+        logger.info("resumed from step %d", self.step)
+
+    def save(self) -> None:
+        state = self.state()  # a collective call: every rank takes part
+        if self.dist.is_main:
+            epoch = self.step // self.steps_per_epoch
+            keep = self.config.train.keep_every_epochs
+            extra = (f"checkpoint_epoch{epoch:04d}.pth" if keep and self.step % self.steps_per_epoch == 0
+                     and epoch % keep == 0 else None)
+            save_checkpoint(state, self.out_dir, extra)
+            export_teacher(self.teacher.backbone.model, self.config.model.name, self.out_dir / "teacher",
+                           {"step": self.step, "epoch": epoch, "network_kwargs": self.config.model.network_kwargs})
+        D.barrier()
+
+    # ------------------------------------------------------------------ loop
+    def loader(self, end: int) -> torch.utils.data.DataLoader:
+        sampler = StepSampler(self.mixture, self.config.train.batch_size, self.config.train.epochs, self.dist.rank,
+                              self.dist.world_size, start_step=self.step, stop_step=end)
+        dataset = MultiCropDataset(self.mixture, self.multicrop, seed=self.config.train.seed)
+        workers = self.config.data.num_workers
+        # Own generator: creating the iterator must not draw from the global torch RNG, or a
+        # resumed run would see different drop-path masks than an uninterrupted one.
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_crops,
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0),
+            persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    def train_step(self, crops: list[torch.Tensor]) -> dict[str, float]:
+        values = self.schedules.at(self.step)
+        set_hyperparameters(self.optimizer, values["lr"], values["weight_decay"])
+        crops = [c.to(self.device, non_blocking=True) for c in crops]
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+                    else contextlib.nullcontext())
+        with autocast:
+            with torch.no_grad():
+                teacher_out = self.teacher(crops[:2])  # only the 2 global views pass through the teacher
+            student_out = self.model(crops)
+        out = self.loss_fn(student_out, teacher_out, values["teacher_temp"], len(crops))
+        if not torch.isfinite(out.loss):
+            raise SurgeNetError(f"the DINO loss is {out.loss.item()} at step {self.step}; lower optim.lr or "
+                                "optim.clip_grad, or use train.precision=fp32, and resume from the last checkpoint.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        if self.config.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.student, self.config.optim.clip_grad)
+        cancel_last_layer_gradients(self.student, self.step // self.steps_per_epoch, self.config.optim.freeze_last_layer)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        ema_update(self.teacher.parameters(), self.student.parameters(), values["momentum"])
+        return {"loss": out.loss.item(), "teacher_entropy": out.teacher_entropy.item(), "kl": out.kl.item(),
+                **values}
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train until the last step (or ``train.max_steps``); returns the logged records."""
+        cfg = self.config.train
+        end = self.total_steps if cfg.max_steps is None else min(self.total_steps, cfg.max_steps)
+        log = MetricLog(self.out_dir / LOG_FILE) if self.dist.is_main else None
+        if self.dist.is_main:
+            write_run_info(self.out_dir, self.config, self.dist.world_size,
+                           {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                            "resumed_at": self.step})
+        records: list[dict[str, Any]] = []
+        bar = _progress(self.step, end, self.dist.is_main)
+        tic, logged_at = time.perf_counter(), self.step
+        try:
+            for crops, skipped in self.loader(end):
+                metrics = self.train_step(crops)
+                self.step += 1
+                skipped = D.all_reduce_sum(skipped, self.device)
+                if self.step % cfg.log_every == 0 or self.step == end or skipped:
+                    now = time.perf_counter()
+                    metrics = D.all_reduce_mean(metrics, self.device)
+                    record = {"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch, **metrics,
+                              "skipped": skipped, "images_per_s": cfg.batch_size * (self.step - logged_at)
+                              / max(now - tic, 1e-9)}
+                    tic, logged_at = now, self.step
+                    records.append(record)
+                    if log:
+                        log.write(record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
+                                    H_t=f"{metrics['teacher_entropy']:.3f}", kl=f"{metrics['kl']:.3f}")
+                epoch_end = self.step % self.steps_per_epoch == 0
+                periodic = cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0
+                if periodic or epoch_end or self.step == end:
+                    self.save()
+                if epoch_end and self._eval_due():
+                    self.evaluate(log)
+        finally:
+            if bar is not None:
+                bar.close()
+            if log:
+                log.close()
+        return records
+
+    def _eval_due(self) -> bool:
+        e = self.config.eval
+        epoch = self.step // self.steps_per_epoch
+        return bool(e.train and e.val and e.every_epochs and epoch % e.every_epochs == 0)
+
+    def evaluate(self, log: MetricLog | None) -> None:
+        """kNN accuracy of the teacher backbone on the configured labelled frames (main process)."""
+        if self.dist.is_main:
+            from .evaluation import knn_evaluate
+
+            e = self.config.eval
+            entry = get_entry(self.config.model.name)
+            result = knn_evaluate(self.teacher.backbone, e.train, e.val, image_size=e.image_size, k=e.k,
+                                  temperature=e.temperature, mean=entry.mean, std=entry.std)
+            record = {"step": self.step, "epoch": self.step // self.steps_per_epoch - 1, "knn_top1": result["top1"]}
+            logger.info("kNN top-1 %.4f at step %d", result["top1"], self.step)
+            if log:
+                log.write(record)
+        D.barrier()
+
+
+def _progress(start: int, end: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is part of the train extra
+        return None
+    return tqdm(total=end, initial=start, desc="DINO", unit="step", dynamic_ncols=True)
+
+
+def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) DINO pretraining; returns the logged metric records of this process."""
+    if config.train.batch_size <= 0 or config.train.epochs <= 0:
+        raise InputError("train.batch_size and train.epochs must be positive.")
+    if not math.isfinite(config.optim.lr) or config.optim.lr <= 0:
+        raise InputError(f"optim.lr must be a positive number, not {config.optim.lr}.")
+    trainer = Pretrainer(config, out_dir, resume=resume)
+    try:
+        return trainer.run()
+    finally:
+        D.shutdown()
