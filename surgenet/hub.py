@@ -70,3 +70,13 @@ def download_weights(entry: ModelEntry, revision: str | None = None, cache_dir: 
         ) from exc
     logger.info("weights of %s: %s", entry.name, path)
     return Path(path)
+
+
+def cached_weights_path(entry: ModelEntry, revision: str | None = None,
+                        cache_dir: str | Path | None = None) -> Path | None:
+    """The cached file of ``entry`` if it is in the Hugging Face cache, else ``None`` (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(entry.repo_id, entry.filename, cache_dir=cache_dir,
+                                   revision=revision or entry.revision)
+    return Path(found) if isinstance(found, str) else None

@@ -63,7 +63,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _cards(args: argparse.Namespace) -> int:
-    from ..cards import write_zoo_cards
+    from ..zoo_cards import write_zoo_cards
 
     stale = write_zoo_cards(args.out, check=args.check)
     if args.check and stale:

@@ -1,0 +1,55 @@
+"""Writes ``model_cards/<name>.md`` for every registry entry, and checks that they are current."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .registry import REGISTRY
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_zoo_cards(out: Path, check: bool = False) -> list[str]:
+    """Render one card per entry into ``out``; with ``check``, write nothing and return the stale names."""
+    from .cards import render_card
+
+    stale = []
+    for name, entry in REGISTRY.items():
+        path = Path(out) / f"{name}.md"
+        text = render_card(entry)
+        if check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            atomic_write_text(path, text)
+    if check:
+        known = {f"{n}.md" for n in REGISTRY}
+        stale += [p.stem for p in Path(out).glob("*.md") if p.name not in known and p.name != "README.md"]
+    return stale
+
+
+def zoo_table_markdown() -> str:
+    """The README's zoo table, rendered from the registry (a test keeps the README in sync)."""
+    lines = [
+        "| name | architecture | input | params | pretraining data | weights file |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in REGISTRY.items():
+        lines.append(
+            f"| `{name}` | {e.arch} | {e.input_size[1]}x{e.input_size[2]} | {e.num_params / 1e6:.1f}M "
+            f"| {e.pretraining_data.split(':')[0]} | [{e.filename}](https://huggingface.co/{e.repo_id}) |"
+        )
+    return "\n".join(lines)
