@@ -49,13 +49,20 @@ def load_backbone(
         [64, 128, 320, 512]
     """
     entry = get_entry(name)
-    network = create_network(entry.arch, **network_kwargs)
+    state_dict, source = None, None
     if weights is not None:
-        load_weights_into(network, entry, read_weights(weights, entry), str(weights))
+        source = str(weights)
+        state_dict = normalised_state_dict(entry, read_weights(weights, entry), source)
     elif pretrained:
         path = download_weights(entry, revision=revision, cache_dir=cache_dir)
-        load_weights_into(network, entry, read_file(path), str(path))
-        warn_license(entry)
+        source = str(path)
+        state_dict = normalised_state_dict(entry, read_file(path), source)
+    kwargs = {**(layout_network_kwargs(entry, state_dict) if state_dict else {}), **network_kwargs}
+    network = create_network(entry.arch, **kwargs)
+    if state_dict is not None:
+        load_strict(network, state_dict, source)
+        if weights is None:
+            warn_license(entry)
     return FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
 
 
@@ -73,11 +80,30 @@ def read_weights(weights: str | Path, entry: ModelEntry):
     return read_file(path)
 
 
-def load_weights_into(network, entry: ModelEntry, obj, source: str) -> None:
-    """Normalise ``obj`` (any released form) to timm's layout and load it strictly into ``network``."""
+def normalised_state_dict(entry: ModelEntry, obj, source: str) -> dict:
+    """Any released form of ``entry``'s weights as a flat state dict in timm's layout."""
     state_dict, dropped = backbone_state_dict(obj, source)
     state_dict, unused = CONVERTERS[entry.layout](state_dict)
     if dropped or unused:
         logger.info("%s: ignored %d head keys that are not part of the backbone: %s", source,
                     len(dropped) + len(unused), ", ".join(sorted(dropped + unused)[:8]))
-    load_strict(network, state_dict, source)
+    return state_dict
+
+
+def layout_network_kwargs(entry: ModelEntry, state_dict: dict) -> dict:
+    """Network arguments read off the weights: the number of DINOv2 register tokens.
+
+    The SurgeNetXL DINOv2 runs started from the 4-register checkpoints, but the official loader
+    builds a register-free ViT and silently drops them; we build what the file holds.
+    """
+    if entry.layout != "dinov2":
+        return {}
+    registers = int(state_dict["reg_token"].shape[1]) if "reg_token" in state_dict else 0
+    logger.info("%s: %d register tokens found in the weights", entry.name, registers)
+    # timm keeps the class token's position inside the class token only in the register layout
+    return {"reg_tokens": registers, "no_embed_class": registers > 0}
+
+
+def load_weights_into(network, entry: ModelEntry, obj, source: str) -> None:
+    """Normalise ``obj`` (any released form) to timm's layout and load it strictly into ``network``."""
+    load_strict(network, normalised_state_dict(entry, obj, source), source)

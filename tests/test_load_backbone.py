@@ -92,11 +92,17 @@ def test_dinov2_registers_detected_and_tokens_match(tmp_path):
     assert _rel_err(cls, ref.forward_tokens(x)[:, 0]) < 1e-4
 
 
-def test_dinov2_without_registers_is_a_clear_error(tmp_path):
-    ref = dinov2_ref(num_register_tokens=0, img_size=336, patch_size=14, embed_dim=384, depth=12, num_heads=6)
+def test_dinov2_register_count_is_read_from_the_keys(tmp_path):
+    # the official loader builds a register-free ViT and drops unmatched keys silently
+    ref = randomize_(dinov2_ref(num_register_tokens=0, img_size=336, patch_size=14, embed_dim=384,
+                                depth=12, num_heads=6), 8).eval()
     torch.save(ref.state_dict(), tmp_path / "noreg.pth")
-    with pytest.raises(KeyMismatchError, match="reg_token"):
-        surgenet.load_backbone("surgenetxl-dinov2-vits14", weights=tmp_path / "noreg.pth")
+    bb = surgenet.load_backbone("surgenetxl-dinov2-vits14", weights=tmp_path / "noreg.pth", out_indices=(11,)).eval()
+    assert bb.model.num_reg_tokens == 0
+    x = torch.randn(1, 3, 336, 336)
+    with torch.no_grad():
+        ours = bb(x)[0].flatten(2).transpose(1, 2)
+        assert _rel_err(ours, ref.forward_tokens(x)[:, 1:]) < 1e-4
 
 
 def test_dinov3_meta_layout_loads_strictly(tmp_path):
