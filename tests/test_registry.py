@@ -67,3 +67,16 @@ def test_num_params_matches_the_network(name):
     with torch.device("meta"):
         net = create_network(entry.arch)
     assert sum(p.numel() for p in net.parameters()) == entry.num_params
+
+
+@pytest.mark.parametrize("name", ["surgenetxl-caformer", "surgenet-pvtv2", "surgenetxl-dinov1-vits16"])
+def test_recorded_gflops_match_a_count_of_the_network(name, monkeypatch):
+    import timm.layers.config as timm_config
+    from torch.utils.flop_counter import FlopCounterMode
+
+    monkeypatch.setattr(timm_config, "_USE_FUSED_ATTN", 0)  # the counter cannot see into fused attention
+    bb = surgenet.load_backbone(name, pretrained=False).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        bb(torch.randn(1, 3, 256, 256))
+    assert counter.get_total_flops() / 1e9 == pytest.approx(REGISTRY[name].gflops_256, rel=0.01)
