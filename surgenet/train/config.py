@@ -108,7 +108,7 @@ class TrainConfig:
     batch_size: int = 64  # global: split across the processes of a torchrun job
     max_steps: int | None = None  # stop after this many steps; the schedules still span ``epochs``
     seed: int = 0
-    precision: str = "auto"  # auto (fp16 on GPU, bf16 on CPU) | fp16 | bf16 | fp32
+    precision: str = "auto"  # auto (fp16 on GPU, bf16 on a CPU with native bf16, else fp32) | fp16 | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
     keep_every_epochs: int = 0  # >0: also keep checkpoint_epochNNNN.pth every that many epochs
@@ -221,7 +221,13 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise InputError(f"config key {where} needs a list, got {value!r}.")
-        return tuple(value)
+        item = args[0] if args else None
+        return tuple(_convert(item, v, where) if item in (int, float) else v for v in value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():

@@ -29,6 +29,7 @@ def export_teacher(network: torch.nn.Module, name: str, out_dir: str | Path,
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     tmp = out_dir / f".model.safetensors.tmp{os.getpid()}"
     save_file(tensors, str(tmp), metadata={"format": "pt", "arch": entry.arch})
+    os.chmod(tmp, 0o644)  # safetensors creates the file private; an export is meant to be shared
     os.replace(tmp, out_dir / "model.safetensors")
     config = {"arch": entry.arch, "name": entry.name, "source": "surgenet-train", "surgenet_version": __version__,
               "input_size": list(entry.input_size), "mean": list(entry.mean), "std": list(entry.std),

@@ -3,6 +3,8 @@
 ``pretrain(config, out_dir)`` is what ``surgenet-train pretrain`` runs. The out folder receives
 ``config.yaml``, ``run.json``, ``log.jsonl`` (one record per logged step), ``checkpoint.pth``
 (the latest full state) and ``teacher/`` (the teacher backbone in the zoo's format).
+Rank 0 writes them; on several nodes ``--out`` must be a shared folder, so that every rank
+reads the same checkpoint on ``--resume``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +74,28 @@ def build_mixture(config: PretrainConfig) -> Mixture:
                    seed=config.train.seed)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: fp16 on GPU, bf16 on CPU for ``auto``; None is full fp32."""
+    """The autocast dtype; None is full fp32.
+
+    ``auto`` is fp16 (with loss scaling) on GPU, as the SurgeNet runs, and bf16 on a CPU that
+    computes it natively. On CPUs without bf16 units autocast emulates it at a tenth of the fp32
+    speed, so ``auto`` stays in fp32 there; ``bf16`` forces it.
+    """
     if name == "auto":
-        name = "fp16" if device.type == "cuda" else "bf16"
+        if device.type == "cuda":
+            name = "fp16"
+        else:
+            name = "bf16" if cpu_has_fast_bf16() else "fp32"
+            if name == "fp32":
+                logger.info("this CPU has no native bf16: training in fp32 (train.precision=bf16 forces bf16)")
     if name == "fp16" and device.type != "cuda":
         raise InputError("fp16 mixed precision needs a GPU; use train.precision=bf16 or fp32 on CPU.")
     table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
@@ -106,11 +127,7 @@ class Pretrainer:
         self.dist = D.init_distributed(config.train.device)
         self.device = self.dist.device
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
-        seed = config.train.seed + self.dist.rank  # ranks differ in drop path, not in data
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-
+        _seed_everything(config.train.seed)  # the same initial weights on every rank
         c = config.crops
         entry = get_entry(config.model.name)
         self.multicrop = MultiCrop(c.global_size, c.local_size, c.global_scale, c.local_scale, c.local_crops,
@@ -123,6 +140,7 @@ class Pretrainer:
                                          config.train.batch_size)
 
         self.student, self.teacher = build_networks(config)
+        _seed_everything(config.train.seed + self.dist.rank)  # ranks differ in drop path, not in data
         self.student.to(self.device)
         self.teacher.to(self.device).eval()
         self.loss_fn = DINOLoss(config.head.out_dim, config.loss.student_temp, config.loss.center_momentum).to(self.device)
@@ -133,6 +151,9 @@ class Pretrainer:
             self._load(load_checkpoint(self.out_dir))
         self.model = self.student
         if self.dist.enabled:
+            # CAFormer's depthwise convolutions return channels-last gradients that DDP copies into
+            # its contiguous buckets: correct, only slightly slower, so the warning is noise here.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.student, device_ids=ids)
 
@@ -279,6 +300,12 @@ class Pretrainer:
             if log:
                 log.write(record)
         D.barrier()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _progress(start: int, end: int, enabled: bool):

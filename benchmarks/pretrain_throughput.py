@@ -1,0 +1,123 @@
+"""DINO pretraining throughput: images per second and peak memory per training step, per architecture.
+
+Runs the real training step of ``surgenet.train`` (student + teacher, multi-crop, DINO loss,
+AdamW, EMA) on random crops, so data loading is not measured. On a GPU the peak is
+``torch.cuda.max_memory_allocated``; on the CPU it is the growth of the process's peak resident
+memory (``ru_maxrss``) over the run, an upper bound of what the steps needed.
+
+    python benchmarks/pretrain_throughput.py --arch surgenetxl-caformer --batch-size 8 \\
+        --global-size 128 --local-size 64 --local-crops 4 --steps 3
+    python benchmarks/pretrain_throughput.py --json results.json     # every CNN of the zoo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from surgenet.registry import REGISTRY  # noqa: E402
+from surgenet.train.config import load_config  # noqa: E402
+
+# One zoo name per architecture (the first of each).
+DEFAULT_NAMES = list({e.arch: name for name, e in reversed(list(REGISTRY.items()))}.values())[::-1]
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def benchmark(name: str, args: argparse.Namespace, device: torch.device) -> dict:
+    from surgenet.train.dino import DINOLoss, build_schedules
+    from surgenet.train.dino.optim import clip_gradients, ema_update, param_groups, set_hyperparameters
+    from surgenet.train.pretrain import build_networks, resolve_precision
+
+    cfg = load_config("tiny", [f"model.name={name}", f"crops.global_size={args.global_size}",
+                               f"crops.local_size={args.local_size}", f"crops.local_crops={args.local_crops}",
+                               f"head.out_dim={args.out_dim}", "head.hidden_dim=2048", "head.bottleneck_dim=256",
+                               f"train.precision={args.precision}"])
+    student, teacher = build_networks(cfg)
+    student.to(device).train()
+    teacher.to(device).eval()
+    loss_fn = DINOLoss(cfg.head.out_dim).to(device)
+    optimizer = torch.optim.AdamW(param_groups(student))
+    dtype = resolve_precision(cfg.train.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    sched = build_schedules(cfg.optim, cfg.loss, 1, args.steps + args.warmup, args.batch_size)
+    b = args.batch_size
+    crops = [torch.randn(b, 3, args.global_size, args.global_size, device=device) for _ in range(2)]
+    crops += [torch.randn(b, 3, args.local_size, args.local_size, device=device) for _ in range(args.local_crops)]
+
+    def step(i: int) -> None:
+        set_hyperparameters(optimizer, 1e-4, float(sched.weight_decay[i]))
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.no_grad():
+                t = teacher(crops[:2])
+            s = student(crops)
+        loss = loss_fn(s, t, 0.04, len(crops)).loss
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        clip_gradients(student, 3.0)
+        scaler.step(optimizer)
+        scaler.update()
+        ema_update(teacher.parameters(), student.parameters(), 0.996)
+
+    rss0 = _maxrss_mb()
+    for i in range(args.warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    tic = time.perf_counter()
+    for i in range(args.steps):
+        step(args.warmup + i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - tic) / args.steps
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _maxrss_mb() - rss0
+    return {"model": name, "arch": REGISTRY[name].arch, "device": str(device), "precision": str(dtype or "fp32"),
+            "batch_size": b, "crops": f"2x{args.global_size}+{args.local_crops}x{args.local_size}",
+            "s_per_step": round(seconds, 4), "images_per_s": round(b / seconds, 2), "peak_memory_mb": round(peak, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", nargs="+", default=None, help="zoo names (default: one per architecture)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 64 GPU, 4 CPU)")
+    parser.add_argument("--global-size", type=int, default=None, help="default 224 GPU, 96 CPU")
+    parser.add_argument("--local-size", type=int, default=None, help="default 96 GPU, 48 CPU")
+    parser.add_argument("--local-crops", type=int, default=8)
+    parser.add_argument("--out-dim", type=int, default=65536, help="DINO prototypes")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    gpu = device.type == "cuda"
+    args.batch_size = args.batch_size or (64 if gpu else 4)
+    args.global_size = args.global_size or (224 if gpu else 96)
+    args.local_size = args.local_size or (96 if gpu else 48)
+    rows = [benchmark(name, args, device) for name in (args.arch or DEFAULT_NAMES)]
+    keys = ["model", "device", "precision", "batch_size", "crops", "s_per_step", "images_per_s", "peak_memory_mb"]
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

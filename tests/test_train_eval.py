@@ -1,0 +1,65 @@
+"""kNN and linear-probe evaluation of a frozen backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from surgenet.exceptions import InputError
+from surgenet.train.evaluation import accuracy_report, knn_classify, knn_evaluate, linear_probe, read_labelled
+
+
+def test_knn_votes_with_temperature_weights():
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    # The query is closest to class 1's single point, but with k=3 and a high temperature the
+    # two class-0 neighbours outvote it; with a low temperature the nearest one wins.
+    query = torch.tensor([[0.6, 0.8]])
+    assert knn_classify(train, labels, query, 2, k=3, temperature=100.0).tolist() == [0]
+    assert knn_classify(train, labels, query, 2, k=3, temperature=0.01).tolist() == [1]
+    assert knn_classify(train, labels, query, 2, k=1).tolist() == [1]
+
+
+def test_linear_probe_separates_separable_classes():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 3
+    labels = torch.arange(3).repeat_interleave(20)
+    feats = centres[labels] + torch.randn(60, 16, generator=g)
+    pred = linear_probe(feats[::2], labels[::2], feats[1::2], 3, epochs=100)
+    assert accuracy_report(pred, labels[1::2], 3)["top1"] > 0.95
+
+
+def test_accuracy_report():
+    rep = accuracy_report(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 1, 1]), 2)
+    assert rep == {"top1": 0.75, "balanced_accuracy": 0.75}
+
+
+def _labelled_folder(root: Path) -> Path:
+    for label, value in (("dark", 20), ("bright", 230)):
+        for i in range(3):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            noise = np.random.default_rng(i).integers(0, 20, (40, 40, 3))
+            Image.fromarray((value - 10 + noise).astype(np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_labelled_formats_and_knn_on_a_backbone(tmp_path):
+    import surgenet
+
+    folder = _labelled_folder(tmp_path / "train")
+    sets = read_labelled(folder)
+    assert sets.classes == ["bright", "dark"] and sets.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "val.csv").write_text("image,label\ntrain/dark/0.png,dark\ntrain/bright/1.png,bright\n")
+    val = read_labelled(tmp_path / "val.csv", classes=sets.classes)
+    assert val.labels.tolist() == [1, 0]
+    (tmp_path / "bad.csv").write_text("image,label\ntrain/dark/0.png,purple\n")
+    with pytest.raises(InputError, match="purple"):
+        read_labelled(tmp_path / "bad.csv", classes=sets.classes)
+    torch.manual_seed(0)
+    backbone = surgenet.load_backbone("surgenetxl-caformer", pretrained=False)
+    result = knn_evaluate(backbone, folder, tmp_path / "val.csv", image_size=32, k=3)
+    assert result["top1"] == 1.0  # flat dark vs flat bright frames are far apart even at random weights
