@@ -1,0 +1,160 @@
+"""Helpers of the latency benchmark: machine facts, timing, statistics, agreement, output."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def has_native_bf16() -> bool:
+    """BF16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere PyTorch emulates it, ~100x slower."""
+    flags = cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, GPU and library versions, recorded with every result."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    info: dict[str, Any] = {
+        "cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_flags": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in flags),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "versions": {"torch": torch.__version__},
+    }
+    for module in ("timm", "onnx", "onnxruntime", "openvino", "tensorrt", "surgenet"):
+        try:
+            info["versions"][module] = __import__(module).__version__
+        except Exception:  # not installed, or a broken install: either way there is no version to record
+            info["versions"][module] = None
+    return info
+
+
+def time_calls(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[], None] | None = None) -> list[float]:
+    """Milliseconds of ``iters`` calls after ``warmup`` calls; ``sync`` waits for the GPU."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def latency_stats(times_ms: Sequence[float], batch: int) -> dict[str, float]:
+    arr = np.asarray(times_ms, dtype=np.float64)
+    median = float(statistics.median(arr))
+    return {"median_ms": median, "p90_ms": float(np.percentile(arr, 90)), "p99_ms": float(np.percentile(arr, 99)),
+            "fps": batch * 1e3 / median}
+
+
+def argmax_agreement(ref: np.ndarray, out: np.ndarray, task: str) -> float:
+    """Pixels (segmentation) or samples whose decision matches the reference."""
+    if task == "cvs":
+        return float(np.mean((ref > 0) == (out > 0)))
+    axis = 1 if task == "segmentation" else -1
+    return float(np.mean(ref.argmax(axis) == out.argmax(axis)))
+
+
+def gflops_per_frame(model, imgsz: Sequence[int]) -> float:
+    """FLOPs of one frame (multiply-add = 2), counted on a copy with timm's fused attention off,
+    since the counter does not look inside fused attention kernels."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted = copy.deepcopy(model).float().cpu().eval()
+    for module in counted.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        counted(torch.randn(1, 3, int(imgsz[0]), int(imgsz[1])))
+    return counter.get_total_flops() / 1e9
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (readable on screen, pasteable into a README)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic write: a partial benchmark never leaves a truncated JSON behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Median latency per backend, one group of bars per (batch, size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r["batch"], tuple(r["imgsz"])) for r in results})
+    backends = list(dict.fromkeys(r["backend"] for r in results))
+    width = 0.8 / max(1, len(backends))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(backends)) / 3), 4.5))
+    for i, backend in enumerate(backends):
+        xs, ys = [], []
+        for g, (batch, size) in enumerate(groups):
+            row = next((r for r in results if r["backend"] == backend and r["batch"] == batch
+                        and tuple(r["imgsz"]) == size), None)
+            if row is not None:
+                xs.append(g + i * width)
+                ys.append(row["median_ms"])
+        ax.bar(xs, ys, width, label=backend)
+    ax.set_xticks([g + width * (len(backends) - 1) / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"batch {b}\n{s[0]}x{s[1]}" for b, s in groups])
+    ax.set_ylabel("median latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

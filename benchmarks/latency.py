@@ -1,0 +1,336 @@
+"""Latency of a SurgeNet task model on every available backend, side by side.
+
+    python benchmarks/latency.py --model surgenetxl-caformer --task segmentation --num-classes 13 \\
+        --batch 1 --imgsz 256 512 --no-pretrained --json out/latency.json
+
+Backends (``--backends`` picks some): PyTorch eager FP32 (the baseline, ``torch-eager-fp32``),
+channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16; with CUDA also
+PyTorch FP32/FP16 on the GPU, ONNX Runtime CUDA and TensorRT providers and the TensorRT FP16
+engine. Every call is numpy in, numpy out (host copies included, as in a deployed pipeline).
+``first_call_ms`` is the first call alone: torch.compile's compilation, OpenVINO's compilation
+for the shape, TensorRT's context set-up.
+Agreement with the baseline is measured on real frames: the shipped sample frame and three
+views of it (flip, zoom, colour shift), resized and normalised as the model expects, repeated
+to fill the batch. With random weights (``--no-pretrained``) logits are often near-tied, so the
+argmax agreement is a pessimistic estimate; it is reported as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_utils import (  # noqa: E402
+    argmax_agreement, format_table, gflops_per_frame, has_native_bf16, latency_stats, machine_info, plot_results,
+    time_calls, write_json,
+)
+
+BASELINE = "torch-eager-fp32"
+SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
+
+
+class Unavailable(Exception):
+    """A backend that cannot run here; the message says why."""
+
+
+@dataclass
+class Context:
+    """What the backend factories share: the model, its config and lazily built artifacts."""
+
+    model: Any
+    config: dict[str, Any]
+    workdir: Path
+    batches: list[int]
+    sizes: list[tuple[int, int]]
+    threads: int | None
+    _onnx: Path | None = None
+    _engine: Path | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def onnx(self) -> Path:
+        """One dynamic ONNX export shared by the ONNX Runtime and OpenVINO backends (validated)."""
+        if self._onnx is None:
+            from surgenet_export import export_onnx
+
+            path = self.workdir / "model.onnx"
+            start = time.perf_counter()
+            result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0], dynamic=True)
+            self.notes["onnx_export_s"] = round(time.perf_counter() - start, 1)
+            self.notes["onnx_exporter"] = result.config["export"]["exporter"]
+            self._onnx = path
+        return self._onnx
+
+    def engine(self) -> Path:
+        """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
+        if self._engine is None:
+            from surgenet_export.graph import build_graph
+            from surgenet_export.trt_build import Profile, build_engine
+
+            lo_b, hi_b = min(self.batches), max(self.batches)
+            lo = (min(h for h, _ in self.sizes), min(w for _, w in self.sizes))
+            hi = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
+            opt = (self.batches[0], 3, *self.sizes[0])
+            profile = Profile({"input": ((lo_b, 3, *lo), opt, (hi_b, 3, *hi))})
+            path = self.workdir / "model.engine"
+            build_engine(self.onnx(), path, profile=profile, fp16=True, spec=build_graph(copy.deepcopy(self.model)),
+                         parity_shapes=[(self.batches[0], *self.sizes[0])])
+            self._engine = path
+        return self._engine
+
+
+Factory = Callable[[Context], Any]
+
+
+def _require_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise Unavailable("needs an NVIDIA GPU with CUDA")
+
+
+def _torch(device: str, precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Factory:
+    def make(ctx: Context):
+        from surgenet_export.runners.torch_runner import TorchRunner
+
+        if device == "cuda":
+            _require_cuda()
+        if precision == "bf16" and device == "cpu" and not has_native_bf16():
+            raise Unavailable("this CPU has no native bf16 (AVX512-BF16 or AMX); PyTorch would emulate it, "
+                              "about 100x slower than FP32")
+        return TorchRunner(ctx.model, device=device, precision=precision, channels_last=channels_last, compile=compile)
+    return make
+
+
+def _onnxruntime(device: str, fp16: bool = False) -> Factory:
+    def make(ctx: Context):
+        import onnxruntime as ort
+
+        from surgenet_export.runners.ort_runner import PROVIDER_OF, OnnxRuntimeRunner
+
+        provider = PROVIDER_OF[device.split(":")[0]]
+        if provider not in ort.get_available_providers():
+            raise Unavailable(f"onnxruntime here has no {provider} (pip install onnxruntime-gpu, needs CUDA)")
+        if device != "cpu":
+            _require_cuda()
+        return OnnxRuntimeRunner(ctx.onnx(), device=device, threads=ctx.threads, fp16=fp16)
+    return make
+
+
+def _openvino(precision: str) -> Factory:
+    def make(ctx: Context):
+        try:
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            raise Unavailable("openvino is not installed (pip install openvino)") from exc
+        if precision == "bf16" and not has_native_bf16():
+            raise Unavailable("this CPU has no native bf16 (AVX512-BF16 or AMX); OpenVINO would run f32")
+        from surgenet_export.runners.openvino_runner import OpenVINORunner
+
+        onnx_path = ctx.onnx()
+        # One compiled model per input shape: static shapes let OpenVINO specialise its kernels.
+        cache: dict[tuple[int, ...], OpenVINORunner] = {}
+
+        def run(x: np.ndarray) -> np.ndarray:
+            key = (x.shape[0], x.shape[2], x.shape[3])
+            if key not in cache:
+                cache[key] = OpenVINORunner(onnx_path, precision=precision, static_shape=key, threads=ctx.threads)
+            return cache[key](x)
+        run.config = ctx.config  # type: ignore[attr-defined]
+        return run
+    return make
+
+
+def _tensorrt(ctx: Context):
+    _require_cuda()
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        raise Unavailable("tensorrt is not installed (pip install 'surgenet[trt]')") from exc
+    from surgenet_export.runners.trt_runner import TensorRTRunner
+
+    return TensorRTRunner(ctx.engine())
+
+
+BACKENDS: dict[str, tuple[str, Factory]] = {
+    BASELINE: ("cpu", _torch("cpu")),
+    "torch-channels-last-fp32": ("cpu", _torch("cpu", channels_last=True)),
+    "torch-bf16-autocast": ("cpu", _torch("cpu", "bf16")),
+    "torch-compile-fp32": ("cpu", _torch("cpu", compile=True)),
+    "onnxruntime-cpu": ("cpu", _onnxruntime("cpu")),
+    "openvino-f32": ("cpu", _openvino("f32")),
+    "openvino-bf16": ("cpu", _openvino("bf16")),
+    "torch-cuda-fp32": ("cuda", _torch("cuda")),
+    "torch-cuda-fp16": ("cuda", _torch("cuda", "fp16")),
+    "onnxruntime-cuda": ("cuda", _onnxruntime("cuda")),
+    "onnxruntime-tensorrt-fp16": ("cuda", _onnxruntime("tensorrt", fp16=True)),
+    "tensorrt-fp16": ("cuda", _tensorrt),
+}
+
+
+def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[Path] | None) -> tuple[np.ndarray, str]:
+    """Real frames resized to ``hw`` and normalised with the model's mean/std, (K, 3, H, W) float32."""
+    from PIL import Image, ImageOps
+
+    paths = frames or ([SAMPLE_FRAME] if SAMPLE_FRAME.is_file() else [])
+    if not paths:
+        rng = np.random.default_rng(0)
+        images = [rng.random((hw[0], hw[1], 3), dtype=np.float32)]
+        source = "uniform random images (no sample frame found)"
+    else:
+        images = []
+        for path in paths:
+            img = Image.open(path).convert("RGB")
+            w, h = img.size
+            views = [img] if frames else [
+                img, ImageOps.mirror(img), img.crop((w // 6, h // 6, w - w // 6, h - h // 6)),
+                Image.fromarray((np.asarray(img, dtype=np.float32) * [1.1, 0.9, 0.95]).clip(0, 255).astype(np.uint8)),
+            ]
+            images += [np.asarray(v.resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float32) / 255.0 for v in views]
+        source = ", ".join(str(p) for p in paths) + ("" if frames else " (+ flip, zoom, colour-shift views)")
+    mean = np.asarray(config["mean"], np.float32).reshape(1, 1, 3)
+    std = np.asarray(config["std"], np.float32).reshape(1, 1, 3)
+    batch = np.stack([((im - mean) / std).transpose(2, 0, 1) for im in images]).astype(np.float32)
+    return batch, source
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import surgenet
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = surgenet.load_model(args.model, task=args.task, num_classes=args.num_classes,
+                                pretrained=not args.no_pretrained, weights=args.weights).eval()
+    config = dict(model.config)
+    sizes = [(s, s) for s in args.imgsz]
+    names = args.backends or list(BACKENDS)
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"unknown backends {unknown}; valid: {', '.join(BACKENDS)}")
+    if BASELINE not in names:
+        names = [BASELINE, *names]
+    workdir = Path(tempfile.mkdtemp(prefix="surgenet-latency-"))
+    ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads)
+    runners: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            runners[name] = BACKENDS[name][1](ctx)
+        except Unavailable as exc:
+            unavailable[name] = str(exc)
+        except Exception as exc:  # a backend that fails to build is reported, not fatal to the others
+            unavailable[name] = f"failed to build: {type(exc).__name__}: {exc}"
+    gflops = {f"{h}x{w}": gflops_per_frame(model, (h, w)) for h, w in sizes}
+    results = []
+    frame_source = ""
+    for hw in sizes:
+        frames, frame_source = agreement_frames(config, hw, args.frames)
+        for batch in args.batch:
+            x = np.ascontiguousarray(np.resize(frames, (batch, *frames.shape[1:])))
+            ref = None
+            for name in [n for n in names if n in runners]:
+                runner = runners[name]
+                reset = getattr(runner, "reset", None)
+                try:
+                    start = time.perf_counter()
+                    out = np.asarray(runner(x), dtype=np.float32)  # first call: compile/plan time
+                    first_ms = (time.perf_counter() - start) * 1e3
+                    sync = torch.cuda.synchronize if BACKENDS[name][0] == "cuda" else None
+                    times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
+                except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
+                    unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
+                    continue
+                if reset:
+                    reset()
+                if name == BASELINE:
+                    ref = out
+                row = {"backend": name, "device": BACKENDS[name][0], "batch": batch, "imgsz": list(hw),
+                       **latency_stats(times, batch), "first_call_ms": first_ms,
+                       "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
+                row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
+                row["max_abs_err"] = float(np.abs(out - ref).max())
+                results.append(row)
+            base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
+                         and r["imgsz"] == list(hw)), None)
+            for r in results:
+                if base and r["batch"] == batch and r["imgsz"] == list(hw):
+                    r["speedup"] = base["median_ms"] / r["median_ms"]
+    return {
+        "machine": machine_info(),
+        "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
+                  "weights": "random (--no-pretrained)" if args.no_pretrained else str(args.weights or "released"),
+                  "gflops_per_frame": gflops},
+        "settings": {"warmup": args.warmup, "iters": args.iters, "threads": args.threads or torch.get_num_threads(),
+                     "agreement_frames": frame_source, **ctx.notes},
+        "results": results,
+        "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    print(f"{report['model']['name']} {report['model']['task']} ({report['model']['weights']}) on {m['cpu']} "
+          f"({m['torch_threads']} threads, {', '.join(m['cpu_flags'])}){'; GPU ' + m['gpu'] if m['gpu'] else ''}")
+    print("GFLOPs per frame: " + ", ".join(f"{k}: {v:.2f}" for k, v in report["model"]["gflops_per_frame"].items()))
+    rows = [[r["backend"], r["batch"], f"{r['imgsz'][0]}x{r['imgsz'][1]}", f"{r['median_ms']:.1f}",
+             f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['fps']:.1f}", f"{r.get('speedup', float('nan')):.2f}x",
+             f"{100 * r['argmax_agreement']:.2f} %", f"{r['max_abs_err']:.2e}", f"{r['gflops_per_s']:.0f}"]
+            for r in report["results"]]
+    print(format_table(["backend", "batch", "size", "median ms", "p90 ms", "p99 ms", "fps", "speed-up",
+                        "agreement", "max abs err", "GFLOP/s"], rows))
+    for item in report["unavailable"]:
+        print(f"unavailable: {item['backend']}: {item['reason']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="zoo name or save_pretrained folder")
+    p.add_argument("--task", choices=("segmentation", "phase", "cvs"))
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--weights", type=Path, help="local weights instead of the released ones")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
+    p.add_argument("--backends", nargs="+", metavar="NAME", help=f"subset of: {', '.join(BACKENDS)}")
+    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument("--imgsz", type=int, nargs="+", default=[256], help="square sizes")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
+    p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
+    p.add_argument("--plot", type=Path, help="PNG plot path (default: the --json path with .png)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
+              "and CPU timings will be slow and noisy.", file=sys.stderr)
+    report = run_benchmark(args)
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if plot and report["results"]:
+        plot_results(report["results"], plot, f"{report['model']['name']} {report['model']['task']}")
+        print(f"wrote {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

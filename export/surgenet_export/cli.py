@@ -1,0 +1,151 @@
+"""``surgenet-export``: a SurgeNet task model to a validated ONNX file and a TensorRT engine.
+
+    surgenet-export surgenetxl-caformer --task segmentation --num-classes 13 --dynamic --out export/
+    surgenet-export runs/seg/best --task segmentation --trt --fp16 --out export/   # a save_pretrained folder
+
+Writes ``model.onnx`` (+ ``model.onnx.json``), with ``--fp16`` also ``model.fp16.onnx``, and
+with ``--trt`` ``model.engine`` (+ ``model.engine.json``, ``timing.cache``) into ``--out``.
+Every artifact is checked against PyTorch; the command fails (exit 2) when one is over tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from surgenet._version import __version__
+from surgenet.exceptions import SurgeNetError
+
+from ._cuda import NEEDS_GPU
+from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
+PROG = "surgenet-export"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Export a SurgeNet task model to ONNX and TensorRT, "
+                                "validated against PyTorch.")
+    p.add_argument("model", metavar="MODEL_OR_DIR", help="a zoo name (surgenet list) or a save_pretrained folder")
+    p.add_argument("--task", choices=("segmentation", "phase", "cvs"),
+                   help="task head (required with a zoo name; phase exports the online step)")
+    p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", type=Path, help="a local checkpoint or folder to load")
+    weights.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
+    p.add_argument("--onnx", action="store_true", help="write model.onnx (default when --trt is not given)")
+    p.add_argument("--trt", action="store_true", help="also build a TensorRT engine (needs an NVIDIA GPU)")
+    p.add_argument("--fp16", action="store_true", help="FP16: the engine with --trt; model.fp16.onnx otherwise")
+    p.add_argument("--batch", type=int, default=1, help="export batch (the optimisation profile's opt batch)")
+    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="export size; default the model's")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}")
+    exporter = p.add_mutually_exclusive_group()
+    exporter.add_argument("--dynamo", dest="dynamo", action="store_true", default=None,
+                          help="use the torch.export-based ONNX exporter (default for ViTs)")
+    exporter.add_argument("--torchscript", dest="dynamo", action="store_false",
+                          help="use the TorchScript-based ONNX exporter (default for CNNs: about 10x faster)")
+    p.add_argument("--bake-preprocess", action="store_true",
+                   help="the graph takes RGB in 0..1 and applies the model's mean/std itself")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--max-batch", type=int, help="--trt --dynamic: largest batch of the profile (default max(2B, 8))")
+    p.add_argument("--min-imgsz", type=int, nargs=2, metavar=("H", "W"), help="--trt --dynamic: smallest size")
+    p.add_argument("--max-imgsz", type=int, nargs=2, metavar=("H", "W"), help="--trt --dynamic: largest size")
+    p.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace limit in GiB")
+    p.add_argument("--strongly-typed", action="store_true",
+                   help="TensorRT 10: use the strongly typed FP16 path (the only one on TensorRT 11)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.trt:
+        import torch
+
+        if not torch.cuda.is_available():  # say it before spending minutes on the model and the ONNX
+            print(f"{PROG}: error: {NEEDS_GPU}", file=sys.stderr)
+            return 2
+    try:
+        return run(args)
+    except SurgeNetError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import surgenet
+
+    from .onnx_export import export_onnx
+    from .validate import FP16_TOLERANCE, check_parity, parity_shapes
+
+    model = surgenet.load_model(str(args.model), task=args.task, num_classes=args.num_classes,
+                                pretrained=not args.no_pretrained, weights=args.weights)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    print(f"exporting {args.model} ({model.config['task']}) to {onnx_path} ...")
+    result = export_onnx(model, onnx_path, batch=args.batch, imgsz=args.imgsz, dynamic=args.dynamic,
+                         opset=args.opset, dynamo=args.dynamo, bake_preprocess=args.bake_preprocess,
+                         simplify=not args.no_simplify)
+    _print_report(onnx_path, result.report)
+    hw = result.config["export"]["imgsz"]
+    shapes = parity_shapes(args.batch, hw, args.dynamic, result.config["size_multiple"])
+    if args.fp16 and not args.trt:
+        _export_fp16_onnx(onnx_path, result, shapes, FP16_TOLERANCE, check_parity)
+    if args.trt:
+        from .trt_build import build_engine, make_profile
+
+        profile = make_profile(result.config, args.batch, hw, args.dynamic, args.max_batch, args.min_imgsz,
+                               args.max_imgsz)
+        engine_path = out / "model.engine"
+        print(f"building the TensorRT engine {engine_path} ({'fp16' if args.fp16 else 'fp32'}) ...")
+        report = build_engine(onnx_path, engine_path, profile=profile, fp16=args.fp16, workspace_gib=args.workspace,
+                              strongly_typed=True if args.strongly_typed else None, spec=result.spec,
+                              parity_shapes=shapes)
+        _print_report(engine_path, report)
+    print(f"done: {out}")
+    return 0
+
+
+def _export_fp16_onnx(onnx_path: Path, result, shapes, tolerance, check_parity) -> None:
+    """model.fp16.onnx (norms in FP32, FP32 inputs/outputs), checked with ONNX Runtime."""
+    import onnxruntime as ort
+
+    from .errors import ParityError
+    from .fp16 import convert_to_fp16
+    from .metadata import read_json, sidecar_path, write_json
+
+    path = convert_to_fp16(onnx_path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    parity = check_parity(result.spec, lambda feeds: session.run(None, feeds), shapes, tolerance)
+    report = {**read_json(result.sidecar), "artifact": path.name, "format": "onnx-fp16", "parity": parity}
+    write_json(sidecar_path(path), report)
+    _print_report(path, report)
+    if not parity["passed"]:
+        raise ParityError(f"{path} is over the FP16 tolerance {parity['tolerance']}; see {sidecar_path(path)}.")
+
+
+def _print_report(path: Path, report: dict[str, Any]) -> None:
+    parity = report.get("parity")
+    if not parity:
+        print(f"  {path}: written (no parity check)")
+        return
+    print(f"  {path}: {'PASS' if parity['passed'] else 'FAIL'} against PyTorch ({parity['tolerance']})")
+    for check in parity["checks"]:
+        agree = check.get("argmax_agreement")
+        line = f"    shape {check['shape']}: max abs err {check['max_abs_err']:.2e}"
+        if agree is not None:
+            line += f", agreement {100 * agree:.3f} %"
+        if check.get("error"):
+            line += f", {check['error']}"
+        print(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

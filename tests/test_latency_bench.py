@@ -1,0 +1,49 @@
+"""benchmarks/latency.py on a tiny size: the JSON schema and numbers that make sense."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("matplotlib")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
+    out = tmp_path / "latency.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--model", "surgenet-caformer", "--task",
+           "segmentation", "--num-classes", "3", "--imgsz", "64", "--batch", "1", "2", "--iters", "3", "--warmup", "1",
+           "--backends", "torch-eager-fp32", "onnxruntime-cpu", "torch-cuda-fp16", "--no-pretrained",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert {"cpu", "versions", "cpu_flags"} <= set(report["machine"])
+    assert report["machine"]["versions"]["onnxruntime"]
+    rows = report["results"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {
+        (b, n) for b in ("torch-eager-fp32", "onnxruntime-cpu") for n in (1, 2)}
+    for r in rows:
+        assert r["imgsz"] == [64, 64]
+        assert 0 < r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["fps"] == pytest.approx(r["batch"] * 1000 / r["median_ms"])
+        assert 0.0 <= r["argmax_agreement"] <= 1.0 and r["max_abs_err"] >= 0
+    for r in rows:
+        if r["backend"] == "torch-eager-fp32":
+            assert r["speedup"] == 1.0 and r["max_abs_err"] == 0.0 and r["argmax_agreement"] == 1.0
+        else:  # an FP32 graph of the same network agrees with the eager model
+            assert r["argmax_agreement"] > 0.99 and r["max_abs_err"] < 1e-3
+    reasons = {u["backend"]: u["reason"] for u in report["unavailable"]}
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "CUDA" in reasons["torch-cuda-fp16"]
+    assert report["model"]["gflops_per_frame"]["64x64"] > 0
+    assert "| backend" in proc.stdout  # the table on screen
