@@ -270,7 +270,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "machine": machine_info(),
         "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
-                  "weights": "random (--no-pretrained)" if args.no_pretrained else str(args.weights or "released"),
+                  "weights": _weights_label(args),
                   "gflops_per_frame": gflops},
         "settings": {"warmup": args.warmup, "iters": args.iters, "threads": args.threads or torch.get_num_threads(),
                      "agreement_frames": frame_source, **ctx.notes},
@@ -311,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
     p.add_argument("--plot", type=Path, help="PNG plot path (default: the --json path with .png)")
     return p
+
+
+def _weights_label(args: argparse.Namespace) -> str:
+    if args.no_pretrained:
+        return "random (--no-pretrained)"
+    if args.weights:
+        return str(args.weights)
+    return f"as saved in {args.model}" if Path(args.model).is_dir() else "released"
 
 
 def main(argv: list[str] | None = None) -> int:
