@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 from .._version import __version__
-from ..exceptions import InputError, SurgeNetError
+from ..cli import run_command
+from ..exceptions import InputError
 
 PRETRAIN_EPILOG = """\
 examples:
@@ -171,13 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except SurgeNetError as exc:
-        print(f"surgenet-train: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
