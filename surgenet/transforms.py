@@ -38,7 +38,11 @@ class ImageTransform:
 
     def __call__(self, image: Any) -> torch.Tensor:
         arr = as_rgb_array(image)
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        # Arrays from PIL are read-only views; torch.from_numpy would warn on them (and could alias
+        # memory it must not write), so copy those, and anything non-contiguous, once.
+        if not arr.flags.writeable or not arr.flags.c_contiguous:
+            arr = np.array(arr, copy=True, order="C")
+        x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
         return (x[0] - self._mean) / self._std

@@ -21,11 +21,16 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            return pil_to_rgb(ImageOps.exif_transpose(img))
+            image = ImageOps.exif_transpose(img)
     except FileNotFoundError as exc:
         raise InputError(f"image {path} does not exist.") from exc
+    except Image.DecompressionBombError as exc:  # not an OSError: would escape a folder run otherwise
+        raise InputError(f"cannot read image {path}: {exc}. Downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS "
+                         "if the file is trusted.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {exc}. Check that the file is a complete PNG/JPEG.") from exc
+    # Outside the try: its InputError (a ValueError) says the fix and must not be re-worded as a read error.
+    return pil_to_rgb(image)
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -49,7 +54,8 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
         if arr.shape[2] == 1:
             return np.repeat(arr, 3, axis=2)
         return np.ascontiguousarray(arr[:, :, :3])
-    hint = " It looks channels-first; use arr.transpose(1, 2, 0)." if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else ""
+    channels_first = arr.ndim == 3 and arr.shape[0] in (1, 3, 4)
+    hint = " It looks channels-first; use arr.transpose(1, 2, 0)." if channels_first else ""
     raise InputError(f"expected an image array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale, got shape "
                      f"{arr.shape}.{hint}")
 

@@ -1,0 +1,137 @@
+"""``surgenet predict``: a task model on an image, a folder of images or a video.
+
+Segmentation writes a PNG class map per frame at the frame's size (pixel value = class index)
+under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase and CVS write
+``OUT/predictions.csv``, one row per frame. Unreadable images are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TASKS = ("segmentation", "phase", "cvs")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="run a task model on an image, a folder or a video",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="an image file, a folder of images or a video file")
+    p.add_argument("--model", required=True, help="zoo name (surgenet list) or a folder written by save_pretrained")
+    p.add_argument("--task", choices=TASKS, help="required with a zoo name")
+    p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
+    p.add_argument("--weights", help="fine-tuned weights: the authors' FPN checkpoint, or a surgenet task model")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--stride", type=int, default=1, help="video: predict every N-th frame")
+    p.add_argument("--recursive", action="store_true", help="folder: include sub-folders")
+    p.add_argument("--normalization", choices=("default", "surgical"), help="override the model's normalisation")
+    p.add_argument("--threshold", type=float, default=0.5, help="CVS: probability at which a criterion is met")
+    p.add_argument("--alpha", type=float, default=0.5, help="segmentation overlay opacity")
+    p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
+    p.set_defaults(func=run)
+
+
+def _total(path: Path, stride: int, recursive: bool) -> int | None:
+    from ..io import frame_count, is_video, list_images
+
+    if path.is_dir():
+        return len(list_images(path, recursive))
+    if is_video(path):
+        n = frame_count(path)
+        return None if n is None else (n + stride - 1) // stride
+    return 1
+
+
+def _save_png(array: np.ndarray, target: Path) -> None:
+    from PIL import Image
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".png", dir=target.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _frame_name(result: Any, root: Path, kind: str) -> Path:
+    """Output name of a frame: its path relative to the input folder, the image's name, or frame_NNNNNN."""
+    if kind == "folder":
+        return Path(result.source).relative_to(root).with_suffix("")
+    if kind == "video":
+        return Path(f"frame_{result.index:06d}")
+    return Path(root.stem)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..models import load_model
+    from ..predict import Predictor
+
+    model = load_model(args.model, task=args.task, num_classes=args.num_classes,
+                       pretrained=not args.no_pretrained, weights=args.weights)
+    predictor = Predictor(model, device=args.device, batch_size=args.batch_size,
+                          normalization=args.normalization, threshold=args.threshold,
+                          keep_images=not args.no_overlay)
+    from ..io import is_video
+
+    source, out = Path(args.input), Path(args.out)
+    kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
+    out.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+    bar = tqdm(total=_total(source, args.stride, args.recursive), unit="frame", desc=f"{predictor.task}",
+               disable=kind == "image")
+
+    def on_error(path: str, exc: Exception) -> None:
+        skipped.append(path)
+        bar.update(1)
+        tqdm.write(f"surgenet: skipped {path}: {exc}", file=sys.stderr)
+
+    results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
+    count = 0
+    if predictor.task == "segmentation":
+        for result in results:
+            name = _frame_name(result, source, kind)
+            _save_png(result.class_map, (out / "masks" / name).with_suffix(".png"))
+            if not args.no_overlay:
+                _save_png(result.overlay(alpha=args.alpha), (out / "overlays" / name).with_suffix(".png"))
+            count += 1
+            bar.update(1)
+        written = f"{out / 'masks'}" + ("" if args.no_overlay else f" and {out / 'overlays'}")
+    else:
+        target = out / "predictions.csv"
+        fd, tmp = tempfile.mkstemp(prefix=".predictions.", suffix=".csv", dir=out)
+        try:
+            with os.fdopen(fd, "w", newline="") as handle:
+                writer = None
+                for result in results:
+                    row = result.row()
+                    if writer is None:
+                        writer = csv.DictWriter(handle, fieldnames=list(row))
+                        writer.writeheader()
+                    writer.writerow(row)
+                    count += 1
+                    bar.update(1)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written = str(target)
+    bar.close()
+    note = f", skipped {len(skipped)} unreadable file(s)" if skipped else ""
+    print(f"{count} frame(s) -> {written}{note}")
+    return 0 if count else 1
