@@ -8,6 +8,7 @@ Streaming graphs (phase) keep their temporal state inside the runner between cal
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import ExportError
 
 
-class Runner:
+class Runner(ABC):
     """Base class: subclasses implement :meth:`run` (all inputs by name -> all outputs in order)."""
 
     backend: str = ""
@@ -32,8 +33,9 @@ class Runner:
     def streaming(self) -> bool:
         return bool(self.config.get("streaming", False))
 
+    @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
+        """One inference of the backend: named inputs -> outputs in graph order."""
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
