@@ -28,6 +28,8 @@ TASK_TITLES = {
     "cvs": "critical view of safety assessment (3 criteria, multi-label)",
 }
 
+TASK_NOTE = "This model adds task layers to that backbone; see the task section.\n"
+
 _LICENSE_NAMES = {"cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0 (non-commercial, share-alike)"}
 
 
@@ -125,7 +127,7 @@ def render_card(entry: ModelEntry, task: str | None = None, extra: dict[str, Any
     sections = [
         _metadata(entry, task, extra),
         f"# {title}\n",
-        f"{entry.description}\n" + ("This model adds task layers to that backbone; see the task section.\n" if task else ""),
+        f"{entry.description}\n" + (TASK_NOTE if task else ""),
         "## Architecture\n",
         f"- Backbone: `{entry.arch}` ({entry.family}), {params}{flops}",
         f"- Input: RGB, {size[-2]}x{size[-1]} pixels, normalised with mean {_fmt(mean)} and std {_fmt(std)}"

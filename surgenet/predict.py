@@ -98,7 +98,8 @@ class Predictor:
                 raise InputError("an exported backend needs a config dict (task, num_classes, mean, std, input_size): "
                                  "pass config=... or give the backend a .config attribute.")
         else:
-            raise InputError(f"Predictor takes a surgenet task model or a callable backend, not {type(model).__name__}.")
+            raise InputError(f"Predictor takes a surgenet task model or a callable backend, "
+                             f"not {type(model).__name__}.")
         missing = [k for k in REQUIRED_CONFIG if k not in config]
         if missing:
             raise InputError(f"the model config lacks {', '.join(missing)}.")
@@ -124,7 +125,11 @@ class Predictor:
         return next(self._run(iter([frame])))
 
     def predict_images(self, images: Iterable[Any]) -> Iterator[FrameResult]:
-        """Results for a sequence of images, in order (phase: as consecutive frames of one video)."""
+        """Results for a sequence of images, in order (phase: as consecutive frames of one video).
+
+        ``images`` may be a generator fed live (e.g. from a capture card); with ``batch_size=1``
+        each result comes out as soon as its frame is in.
+        """
         frames = (_Frame(i, str(img) if isinstance(img, (str, Path)) else "", None, as_rgb_array(img))
                   for i, img in enumerate(images))
         return self._run(frames)
@@ -198,7 +203,7 @@ class Predictor:
 
     def _phase(self, chunk: list[_Frame], batch: torch.Tensor, state):
         with self._eval():
-            features = self.model.backbone.forward_embedding(batch.to(self.device))
+            features = self.model.embed(batch.to(self.device))
             if state is None:
                 state = self.model.init_state(1, device=self.device)
             results = []

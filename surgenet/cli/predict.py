@@ -76,24 +76,41 @@ def _frame_name(result: Any, root: Path, kind: str) -> Path:
     return Path(root.stem)
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _progress_bar_class():
+    """tqdm when installed (extras video/train/dev); otherwise a silent stand-in."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        class tqdm:  # noqa: N801 - mirrors the part of tqdm's API used here
+            def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+            def update(self, n: int = 1) -> None: ...
+            def close(self) -> None: ...
 
+            @staticmethod
+            def write(message: str, file: Any = None) -> None:
+                print(message, file=file or sys.stderr)
+    return tqdm
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..exceptions import InputError
+    from ..io import is_video
     from ..models import load_model
     from ..predict import Predictor
 
+    source, out = Path(args.input), Path(args.out)
+    if not source.exists():
+        raise InputError(f"{source} does not exist; pass an image, a folder of images or a video.")
+    tqdm = _progress_bar_class()
     model = load_model(args.model, task=args.task, num_classes=args.num_classes,
                        pretrained=not args.no_pretrained, weights=args.weights)
     predictor = Predictor(model, device=args.device, batch_size=args.batch_size,
                           normalization=args.normalization, threshold=args.threshold,
                           keep_images=not args.no_overlay)
-    from ..io import is_video
-
-    source, out = Path(args.input), Path(args.out)
     kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    bar = tqdm(total=_total(source, args.stride, args.recursive), unit="frame", desc=f"{predictor.task}",
+    bar = tqdm(total=_total(source, args.stride, args.recursive), unit="frame", desc=predictor.task,
                disable=kind == "image")
 
     def on_error(path: str, exc: Exception) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .._version import __version__
 from ..backbones import FeatureBackbone
@@ -117,8 +118,29 @@ class SurgeNetModel(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """Input sizes that are a multiple of this run without internal padding."""
+        """Input sizes that are a multiple of this run without internal padding (ViTs: the patch size)."""
+        if self.backbone.is_vit:
+            return int(self.backbone.model.patch_embed.patch_size[0])
         return 1
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``x`` at the bottom and right to ``size_multiple``, replicating the border pixels.
+
+        ViTs otherwise disagree on partial patches (DINO v1 drops them, DINOv2 zero-pads, DINOv3
+        refuses); replicated borders add no artificial edge and keep every pixel in view.
+        """
+        m = self.size_multiple
+        pad_h, pad_w = (-x.shape[-2]) % m, (-x.shape[-1]) % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return x
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone embedding ``(N, C)`` of normalised images of any size."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"expected a normalised float tensor (N, 3, H, W), got shape {tuple(x.shape)}. "
+                             "Use surgenet.create_transform(model) to prepare images.")
+        return self.backbone.forward_embedding(self.pad_input(x))
 
     # ----------------------------------------------------------------------------- construction
     @classmethod

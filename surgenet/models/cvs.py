@@ -7,7 +7,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..exceptions import InputError
 from .base import SurgeNetModel, register_task
 
 CVS_CRITERIA = ["C1 two structures", "C2 hepatocystic triangle", "C3 cystic plate"]
@@ -40,9 +39,7 @@ class CVSModel(SurgeNetModel):
         return list(CVS_CRITERIA) if num_classes == 3 else [f"criterion_{i + 1}" for i in range(num_classes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise InputError(f"expected a normalised float tensor (N, 3, H, W), got shape {tuple(x.shape)}.")
-        return self.head(self.backbone.forward_embedding(x))
+        return self.head(self.embed(x))
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Per-criterion probabilities ``(N, num_classes)``."""

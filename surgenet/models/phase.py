@@ -66,7 +66,7 @@ class PhaseModel(SurgeNetModel):
         if frames.ndim < 4 or frames.shape[-3] != 3:
             raise InputError(f"expected frames (..., 3, H, W), got shape {tuple(frames.shape)}.")
         lead = frames.shape[:-3]
-        emb = self.backbone.forward_embedding(frames.reshape(-1, *frames.shape[-3:]))
+        emb = self.embed(frames.reshape(-1, *frames.shape[-3:]))
         return emb.reshape(*lead, emb.shape[-1])
 
     def forward_temporal(self, features: torch.Tensor) -> torch.Tensor:
@@ -91,7 +91,7 @@ class PhaseModel(SurgeNetModel):
         """One frame per stream ``(B, 3, H, W)`` -> logits ``(B, P)`` and the next state."""
         if frame.ndim != 4:
             raise InputError(f"step takes one frame per stream (B, 3, H, W), got shape {tuple(frame.shape)}.")
-        return self.step_features(self.backbone.forward_embedding(frame), state)
+        return self.step_features(self.embed(frame), state)
 
     def step_features(self, features: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """:meth:`step` from precomputed embeddings ``(B, C)``."""

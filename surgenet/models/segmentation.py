@@ -56,10 +56,7 @@ class SegmentationModel(SurgeNetModel):
             raise InputError(f"expected a normalised float tensor (N, 3, H, W), got shape {tuple(x.shape)}. "
                              "Use surgenet.create_transform(model) to prepare images.")
         height, width = x.shape[-2:]
-        m = self.size_multiple
-        pad_h, pad_w = (-height) % m, (-width) % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = self.pad_input(x)
         logits = self.decoder(self.backbone(x))
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
