@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
+                         "amx_int8")
 
 
 def cpu_flags() -> set[str]:
@@ -61,6 +62,27 @@ def machine_info() -> dict[str, Any]:
         except Exception:  # not installed, or a broken install: either way there is no version to record
             info["versions"][module] = None
     return info
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The machine's practical compute ceiling: GFLOP/s of one large square matrix product in
+    PyTorch (oneDNN/MKL), FP32 and, where the CPU has it natively, bf16 (AMX or AVX512-BF16).
+    A backend's GFLOP/s against this says whether it is compute-bound or losing time elsewhere."""
+    import torch
+
+    dtypes = [torch.float32] + ([torch.bfloat16] if has_native_bf16() else [])
+    rates = {}
+    for dtype in dtypes:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        torch.mm(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+        rates[str(dtype).removeprefix("torch.")] = 2 * size**3 / best / 1e9
+    return rates
 
 
 def time_calls(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[], None] | None = None) -> list[float]:

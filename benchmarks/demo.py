@@ -70,7 +70,7 @@ def main() -> None:
     step("3. latency, backend by backend")
     run([sys.executable, str(REPO / "benchmarks" / "latency.py"), "--model", str(model_dir), "--task", "segmentation",
          "--imgsz", str(args.imgsz), "--batch", "1", "--warmup", "2", "--iters", str(args.iters),
-         "--backends", "torch-eager-fp32", "onnxruntime-cpu", "openvino-f32",
+         "--backends", "torch-eager-fp32", "onnxruntime-cpu", "openvino-f32", "openvino-bf16",
          "--json", str(out / "latency.json"), "--plot", str(out / "latency.png")])
 
     step("4. predict on the sample frame (PyTorch and the exported ONNX model)")

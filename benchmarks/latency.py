@@ -4,7 +4,7 @@
         --batch 1 --imgsz 256 512 --no-pretrained --json out/latency.json
 
 Backends (``--backends`` picks some): PyTorch eager FP32 (the baseline, ``torch-eager-fp32``),
-channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16; with CUDA also
+channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16/f16; with CUDA also
 PyTorch FP32/FP16 on the GPU, ONNX Runtime CUDA and TensorRT providers and the TensorRT FP16
 engine. Every call is numpy in, numpy out (host copies included, as in a deployed pipeline).
 ``first_call_ms`` is the first call alone: torch.compile's compilation, OpenVINO's compilation
@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import (  # noqa: E402
-    argmax_agreement, format_table, gflops_per_frame, has_native_bf16, latency_stats, machine_info, plot_results,
-    time_calls, write_json,
+    argmax_agreement, cpu_flags, format_table, gemm_gflops, gflops_per_frame, has_native_bf16, latency_stats,
+    machine_info, plot_results, time_calls, write_json,
 )
 
 BASELINE = "torch-eager-fp32"
@@ -135,6 +135,8 @@ def _openvino(precision: str) -> Factory:
             raise Unavailable("openvino is not installed (pip install openvino)") from exc
         if precision == "bf16" and not has_native_bf16():
             raise Unavailable("this CPU has no native bf16 (AVX512-BF16 or AMX); OpenVINO would run f32")
+        if precision == "f16" and "avx512_fp16" not in cpu_flags():
+            raise Unavailable("this CPU has no AVX512-FP16; OpenVINO would run f32")
         from surgenet_export.runners.openvino_runner import OpenVINORunner
 
         onnx_path = ctx.onnx()
@@ -170,6 +172,7 @@ BACKENDS: dict[str, tuple[str, Factory]] = {
     "onnxruntime-cpu": ("cpu", _onnxruntime("cpu")),
     "openvino-f32": ("cpu", _openvino("f32")),
     "openvino-bf16": ("cpu", _openvino("bf16")),
+    "openvino-f16": ("cpu", _openvino("f16")),
     "torch-cuda-fp32": ("cuda", _torch("cuda")),
     "torch-cuda-fp16": ("cuda", _torch("cuda", "fp16")),
     "onnxruntime-cuda": ("cuda", _onnxruntime("cuda")),
@@ -267,16 +270,40 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             for r in results:
                 if base and r["batch"] == batch and r["imgsz"] == list(hw):
                     r["speedup"] = base["median_ms"] / r["median_ms"]
+    machine = machine_info()
+    machine["gemm_gflops"] = gemm_gflops() if not args.no_roofline else {}
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
                   "weights": _weights_label(args),
                   "gflops_per_frame": gflops},
         "settings": {"warmup": args.warmup, "iters": args.iters, "threads": args.threads or torch.get_num_threads(),
                      "agreement_frames": frame_source, **ctx.notes},
         "results": results,
+        "summary": fastest_backends(results) if results and "argmax_agreement" in results[0] else [],
         "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
     }
+
+
+def fastest_backends(results: list[dict[str, Any]], min_agreement: float = 0.995) -> list[dict[str, Any]]:
+    """Per (device, batch, size): the fastest backend overall and the fastest whose agreement with
+    eager FP32 is at least ``min_agreement``, so the speed/accuracy trade-off reads at a glance."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["device"], r["batch"], tuple(r["imgsz"])), []).append(r)
+    summary = []
+    for (device, batch, imgsz), rows in groups.items():
+        fastest = min(rows, key=lambda r: r["median_ms"])
+        faithful = [r for r in rows if r["argmax_agreement"] >= min_agreement]
+        best = min(faithful, key=lambda r: r["median_ms"]) if faithful else None
+        summary.append({
+            "device": device, "batch": batch, "imgsz": list(imgsz), "min_agreement": min_agreement,
+            "fastest": fastest["backend"], "fastest_speedup": fastest.get("speedup"),
+            "fastest_agreement": fastest["argmax_agreement"],
+            "fastest_faithful": best["backend"] if best else None,
+            "fastest_faithful_speedup": best.get("speedup") if best else None,
+        })
+    return summary
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -284,6 +311,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{report['model']['name']} {report['model']['task']} ({report['model']['weights']}) on {m['cpu']} "
           f"({m['torch_threads']} threads, {', '.join(m['cpu_flags'])}){'; GPU ' + m['gpu'] if m['gpu'] else ''}")
     print("GFLOPs per frame: " + ", ".join(f"{k}: {v:.2f}" for k, v in report["model"]["gflops_per_frame"].items()))
+    if m.get("gemm_gflops"):
+        print("machine ceiling, one large matrix product in PyTorch: "
+              + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in m["gemm_gflops"].items()))
     rows = [[r["backend"], r["batch"], f"{r['imgsz'][0]}x{r['imgsz'][1]}", f"{r['median_ms']:.1f}",
              f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['fps']:.1f}", f"{r.get('speedup', float('nan')):.2f}x",
              f"{100 * r['argmax_agreement']:.2f} %", f"{r['max_abs_err']:.2e}", f"{r['gflops_per_s']:.0f}"]
@@ -292,6 +322,14 @@ def print_report(report: dict[str, Any]) -> None:
                         "agreement", "max abs err", "GFLOP/s"], rows))
     for item in report["unavailable"]:
         print(f"unavailable: {item['backend']}: {item['reason']}")
+    for g in report.get("summary", []):
+        where = f"{g['device']} batch {g['batch']} {g['imgsz'][0]}x{g['imgsz'][1]}"
+        line = (f"{where}: fastest {g['fastest']} ({g['fastest_speedup']:.2f}x, "
+                f"{100 * g['fastest_agreement']:.2f} % agreement)")
+        if g["fastest_faithful"]:
+            line += (f"; fastest with >= {100 * g['min_agreement']:.1f} % agreement "
+                     f"{g['fastest_faithful']} ({g['fastest_faithful_speedup']:.2f}x)")
+        print(line)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all cores)")
     p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip measuring the machine's matrix-product GFLOP/s (a few seconds)")
     p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
     p.add_argument("--plot", type=Path, help="PNG plot path (default: the --json path with .png)")
     return p

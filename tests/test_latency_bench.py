@@ -27,6 +27,7 @@ def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
     assert {"cpu", "versions", "cpu_flags"} <= set(report["machine"])
     assert report["machine"]["versions"]["onnxruntime"]
+    assert report["machine"]["gemm_gflops"]["float32"] > 0
     rows = report["results"]
     assert {(r["backend"], r["batch"]) for r in rows} == {
         (b, n) for b in ("torch-eager-fp32", "onnxruntime-cpu") for n in (1, 2)}
@@ -47,3 +48,23 @@ def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
         assert "CUDA" in reasons["torch-cuda-fp16"]
     assert report["model"]["gflops_per_frame"]["64x64"] > 0
     assert "| backend" in proc.stdout  # the table on screen
+    assert [(g["batch"], g["imgsz"]) for g in report["summary"]] == [(1, [64, 64]), (2, [64, 64])]
+
+
+def test_fastest_backends_picks_the_fastest_faithful_backend_per_shape():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from latency import fastest_backends
+
+    def row(backend, ms, agreement, size=256):
+        return {"backend": backend, "device": "cpu", "batch": 1, "imgsz": [size, size], "median_ms": ms,
+                "speedup": 100.0 / ms, "argmax_agreement": agreement}
+
+    rows = [row("torch-eager-fp32", 100.0, 1.0), row("openvino-bf16", 25.0, 0.988),
+            row("openvino-f32", 70.0, 1.0), row("onnxruntime-cpu", 72.0, 0.9999),
+            row("torch-eager-fp32", 400.0, 1.0, 512), row("openvino-bf16", 100.0, 0.99, 512)]
+    by_size = {g["imgsz"][0]: g for g in fastest_backends(rows)}
+    assert by_size[256]["fastest"] == "openvino-bf16" and by_size[256]["fastest_speedup"] == 4.0
+    assert by_size[256]["fastest_faithful"] == "openvino-f32"
+    assert by_size[256]["fastest_faithful_speedup"] == pytest.approx(100 / 70)
+    assert by_size[512]["fastest_faithful"] == "torch-eager-fp32"
+    assert fastest_backends(rows, min_agreement=0.98)[0]["fastest_faithful"] == "openvino-bf16"
