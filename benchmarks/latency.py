@@ -214,6 +214,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # random weights (and untrained heads) are the same draw in every run
     model = surgenet.load_model(args.model, task=args.task, num_classes=args.num_classes,
                                 pretrained=not args.no_pretrained, weights=args.weights).eval()
     config = dict(model.config)
@@ -277,7 +278,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
                   "weights": _weights_label(args),
                   "gflops_per_frame": gflops},
-        "settings": {"warmup": args.warmup, "iters": args.iters, "threads": args.threads or torch.get_num_threads(),
+        "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
+                     "threads": args.threads or torch.get_num_threads(),
                      "agreement_frames": frame_source, **ctx.notes},
         "results": results,
         "summary": fastest_backends(results) if results and "argmax_agreement" in results[0] else [],
@@ -346,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all cores)")
     p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and untrained heads")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip measuring the machine's matrix-product GFLOP/s (a few seconds)")
     p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
