@@ -13,7 +13,7 @@ import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -31,6 +31,9 @@ SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 DINO_HEAD_PREFIXES = ("head.mlp.", "head.last_layer.", "dino_head.", "ibot_head.")
 WRAPPER_KEYS = ("teacher", "state_dict", "model", "module")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
+# Messages of torch's weights_only unpickler when a file asks for code it will not run.
+# ("Unsupported operand N" is the other kind: bytes that are no pickle at all, a damaged file.)
+UNSAFE_PICKLE_MARKERS = ("unsupported global", "is blocked", "unrecognized function", "unsupported class")
 
 
 def read_file(path: str | Path) -> Mapping[str, Any]:
@@ -48,7 +51,8 @@ def read_file(path: str | Path) -> Mapping[str, Any]:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # weights_only refuses a file for what it would run; anything else is damage
+        if any(marker in str(exc).lower() for marker in UNSAFE_PICKLE_MARKERS):
             raise CheckpointError(
                 f"{path} holds Python objects that surgenet refuses to unpickle (it could run code). "
                 "If you trust the file, re-save its tensors: torch.save(sd, out) or safetensors.torch.save_file."
@@ -141,8 +145,9 @@ def backbone_state_dict(obj: Mapping[str, Any], source: str) -> tuple[StateDict,
 
 
 def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> None:
-    """Load every tensor, reshaping only where the element count matches (Linear vs 1x1 conv);
-    anything missing, unexpected or of another shape raises :class:`KeyMismatchError`."""
+    """Load every tensor, reshaping only where the shapes differ by size-1 dimensions alone
+    (a Linear weight vs a 1x1 conv kernel, a (1, D) vs (1, 1, D) token); anything missing,
+    unexpected or of another shape (a transposed matrix included) raises :class:`KeyMismatchError`."""
     target = module.state_dict()
     missing = set(target) - set(state_dict)
     unexpected = set(state_dict) - set(target)
@@ -151,7 +156,7 @@ def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> 
     for key in set(target) & set(state_dict):
         value, want = state_dict[key], target[key].shape
         if value.shape != want:
-            if value.numel() != target[key].numel():
+            if _squeezed(value.shape) != _squeezed(want):
                 bad_shape.append(f"{key}: file {tuple(value.shape)} vs network {tuple(want)}")
                 continue
             value = value.reshape(want)
@@ -159,3 +164,7 @@ def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> 
     if missing or unexpected or bad_shape:
         raise KeyMismatchError(source, missing, unexpected, bad_shape)
     module.load_state_dict(fixed, strict=True)
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(d) for d in shape if d != 1)

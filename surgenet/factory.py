@@ -57,13 +57,16 @@ def load_backbone(
         path = download_weights(entry, revision=revision, cache_dir=cache_dir)
         source = str(path)
         state_dict = normalised_state_dict(entry, read_file(path), source)
-    kwargs = {**(layout_network_kwargs(entry, state_dict) if state_dict else {}), **network_kwargs}
-    network = create_network(entry.arch, **kwargs)
+    layout = {**(layout_network_kwargs(entry, state_dict) if state_dict else {}),
+              **{k: v for k, v in network_kwargs.items() if k in LAYOUT_KWARGS}}
+    network = create_network(entry.arch, **{**network_kwargs, **layout})
     if state_dict is not None:
         load_strict(network, state_dict, source)
         if weights is None:
             warn_license(entry)
-    return FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
+    backbone = FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
+    backbone.layout_kwargs = layout  # what a saved model records to rebuild this network
+    return backbone
 
 
 def read_weights(weights: str | Path, entry: ModelEntry):
@@ -90,20 +93,23 @@ def normalised_state_dict(entry: ModelEntry, obj, source: str) -> dict:
     return state_dict
 
 
+# Network arguments that follow from the weights rather than from the zoo name.
+LAYOUT_KWARGS = ("reg_tokens", "no_embed_class", "num_reg_tokens")
+
+
 def layout_network_kwargs(entry: ModelEntry, state_dict: dict) -> dict:
-    """Network arguments read off the weights: the number of DINOv2 register tokens.
+    """Network arguments read off the weights: the number of DINOv2 register tokens or DINOv3
+    storage tokens.
 
     The SurgeNetXL DINOv2 runs started from the 4-register checkpoints, but the official loader
-    builds a register-free ViT and silently drops them; we build what the file holds.
+    builds a register-free ViT and silently drops them; the SurgeNetXL DINOv3 runs used none.
+    We build what the file holds.
     """
-    if entry.layout != "dinov2":
+    if entry.layout not in ("dinov2", "dinov3"):
         return {}
     registers = int(state_dict["reg_token"].shape[1]) if "reg_token" in state_dict else 0
     logger.info("%s: %d register tokens found in the weights", entry.name, registers)
+    if entry.layout == "dinov3":
+        return {"num_reg_tokens": registers}
     # timm keeps the class token's position inside the class token only in the register layout
     return {"reg_tokens": registers, "no_embed_class": registers > 0}
-
-
-def load_weights_into(network, entry: ModelEntry, obj, source: str) -> None:
-    """Normalise ``obj`` (any released form) to timm's layout and load it strictly into ``network``."""
-    load_strict(network, normalised_state_dict(entry, obj, source), source)

@@ -30,6 +30,11 @@ PAPER_SURGENET = (
     "Surgical Computer Vision, DEMI workshop at MICCAI 2024, doi:10.1007/978-3-031-73748-0_5"
 )
 
+PAPER_SURGENET_DINO = (
+    "de Jong et al., Towards Effective Surgical Representation Learning with DINO Models, Medical "
+    "Imaging with Deep Learning (MIDL) 2026, https://openreview.net/forum?id=6FoIDPKzRV"
+)
+
 CAFORMER_REPO = "TimJaspersTue/SurgeNetModels"
 VIT_REPO = "rlpddejong/SurgeNetXL_DINOv1-v3"
 
@@ -109,7 +114,7 @@ def _vit(name: str, arch: str, filename: str, layout: str, size: int, params: in
     return ModelEntry(
         name=name, arch=arch, family="vit", repo_id=VIT_REPO, filename=filename, layout=layout,
         input_size=(3, size, size), pretraining_data=data, pretraining_frames=frames,
-        paper=PAPER_SURGENETXL, pretraining_method=layout.replace("dino", "DINO").replace("DINOv1", "DINO (v1)"),
+        paper=PAPER_SURGENET_DINO, pretraining_method=layout.replace("dino", "DINO").replace("DINOv1", "DINO (v1)"),
         num_params=params, gflops_256=gflops, description=desc,
     )
 
@@ -150,12 +155,12 @@ _ENTRIES: tuple[ModelEntry, ...] = (
          "dinov2", 336, 85_972_992, 67.4, "ViT-B/14 with 4 registers pretrained with DINOv2 on SurgeNetXL at 336 px."),
     _vit("surgenetxl-dinov2-vitl14", "vit_large_patch14_reg4_dinov2", "DINOv2_ViTl14_size336_SurgeNetXL.pth",
          "dinov2", 336, 303_558_656, 234.7, "ViT-L/14 with 4 registers pretrained with DINOv2 on SurgeNetXL at 336 px."),
-    _vit("surgenetxl-dinov3-vits16", "vit_small_patch16_dinov3_qkvb", "DINOv3_ViTs16_size336_SurgeNetXL.pth",
-         "dinov3", 336, 21_596_160, 12.5, "ViT-S/16 with 4 storage tokens and RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
-    _vit("surgenetxl-dinov3-vitb16", "vit_base_patch16_dinov3_qkvb", "DINOv3_ViTb16_size336_SurgeNetXL.pth",
-         "dinov3", 336, 85_659_648, 47.2, "ViT-B/16 with 4 storage tokens and RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
-    _vit("surgenetxl-dinov3-vitl16", "vit_large_patch16_dinov3_qkvb", "DINOv3_ViTl16_size336_SurgeNetXL.pth",
-         "dinov3", 336, 303_128_576, 164.7, "ViT-L/16 with 4 storage tokens and RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
+    _vit("surgenetxl-dinov3-vits16", "vit_small_patch16_dinov3_surgenet", "DINOv3_ViTs16_size336_SurgeNetXL.pth",
+         "dinov3", 336, 21_599_232, 12.3, "ViT-S/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
+    _vit("surgenetxl-dinov3-vitb16", "vit_base_patch16_dinov3_surgenet", "DINOv3_ViTb16_size336_SurgeNetXL.pth",
+         "dinov3", 336, 85_665_792, 46.4, "ViT-B/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
+    _vit("surgenetxl-dinov3-vitl16", "vit_large_patch16_dinov3_surgenet", "DINOv3_ViTl16_size336_SurgeNetXL.pth",
+         "dinov3", 336, 303_149_056, 162.1, "ViT-L/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
 )
 
 

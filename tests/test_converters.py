@@ -74,14 +74,19 @@ def test_dinov3_meta_layout():
     sd = {
         "cls_token": torch.zeros(1, 1, dim), "storage_tokens": torch.ones(1, 4, dim), "mask_token": torch.zeros(1, dim),
         "rope_embed.periods": torch.ones(2), "blocks.0.attn.qkv.weight": torch.zeros(3 * dim, dim),
-        "blocks.0.attn.qkv.bias": qkv_bias, "blocks.0.attn.qkv.bias_mask": torch.ones(3 * dim),
+        "blocks.0.attn.qkv.bias": qkv_bias,
+        "blocks.0.attn.qkv.bias_mask": torch.cat([torch.ones(dim), torch.zeros(dim), torch.ones(dim)]),
         "blocks.0.ls1.gamma": torch.full((dim,), 2.0), "blocks.0.ls2.gamma": torch.full((dim,), 3.0),
     }
     converted, dropped = CONVERTERS["dinov3"](sd)
-    assert sorted(dropped) == ["blocks.0.attn.qkv.bias_mask", "mask_token", "rope_embed.periods"]
+    assert sorted(dropped) == ["mask_token", "rope_embed.periods"]
+    assert not any("bias_mask" in k for k in converted)
     assert torch.equal(converted["reg_token"], sd["storage_tokens"])
     assert torch.equal(converted["blocks.0.attn.q_bias"], qkv_bias[:dim])
+    assert torch.equal(converted["blocks.0.attn.k_bias"], torch.zeros(dim))  # masked
     assert torch.equal(converted["blocks.0.attn.v_bias"], qkv_bias[2 * dim:])
+    unmasked, _ = CONVERTERS["dinov3"]({k: v for k, v in sd.items() if k != "blocks.0.attn.qkv.bias_mask"})
+    assert torch.equal(unmasked["blocks.0.attn.k_bias"], qkv_bias[dim:2 * dim])  # SurgeNetDINO: learned
     assert torch.equal(converted["blocks.0.gamma_1"], sd["blocks.0.ls1.gamma"])
     assert torch.equal(converted["blocks.0.gamma_2"], sd["blocks.0.ls2.gamma"])
     again, _ = CONVERTERS["dinov3"](converted)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 import surgenet
@@ -55,6 +54,8 @@ def test_cli_download_uses_the_cache_offline(hf_cache, capsys):
     assert str(path.name) in capsys.readouterr().out
     assert main(["download", "surgenet-convnextv2"]) == 2  # not cached, offline
     assert "weights=" in capsys.readouterr().err
+    assert main(["download", "--full", "surgenetxl-dinov2-vits14"]) == 2  # ViTs: teacher weights only
+    assert "no full DINO checkpoint is released for surgenetxl-dinov2-vits14" in capsys.readouterr().err
 
 
 def test_import_stays_light():

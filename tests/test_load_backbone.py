@@ -14,6 +14,7 @@ from surgenet.hub import LicenseWarning
 from tests.helpers.released import full_dino_checkpoint, teacher_file
 from tests.reference import randomize_
 from tests.reference.convnextv2_ref import ConvNeXtV2Ref
+from tests.reference.dinov3_ref import DINOv3Ref
 from tests.reference.metaformer_ref import SurgeNetCAFormerRef
 from tests.reference.pvtv2_ref import PVTv2Ref
 from tests.reference.vit_ref import dino_v1_ref, dinov2_ref
@@ -105,27 +106,33 @@ def test_dinov2_register_count_is_read_from_the_keys(tmp_path):
         assert _rel_err(ours, ref.forward_tokens(x)[:, 1:]) < 1e-4
 
 
-def test_dinov3_meta_layout_loads_strictly(tmp_path):
-    net = surgenet.load_backbone("surgenetxl-dinov3-vits16", pretrained=False).model
-    meta = {}
-    for key, value in net.state_dict().items():
-        v = torch.randn_like(value)
-        if key.endswith("attn.q_bias"):
-            meta[key.replace("q_bias", "qkv.bias")] = torch.cat([v, torch.randn_like(v), torch.randn_like(v)])
-            meta[key.replace("q_bias", "qkv.bias_mask")] = torch.ones(3 * v.numel())
-            continue
-        if key.endswith("attn.v_bias"):
-            continue
-        key = key.replace("reg_token", "storage_tokens").replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma")
-        meta[key] = v
-    meta["mask_token"] = torch.zeros(1, 384)
-    meta["rope_embed.periods"] = torch.ones(16)
-    torch.save(meta, tmp_path / "v3.pth")
-    bb = surgenet.load_backbone("surgenetxl-dinov3-vits16", weights=tmp_path / "v3.pth")
-    sd = bb.model.state_dict()
-    assert torch.equal(sd["reg_token"], meta["storage_tokens"])
-    assert torch.equal(sd["blocks.3.gamma_2"], meta["blocks.3.ls2.gamma"])
-    assert torch.equal(sd["blocks.0.attn.v_bias"], meta["blocks.0.attn.qkv.bias"][768:])
+def test_surgenetxl_dinov3_matches_the_authors_network_at_any_size(tmp_path):
+    # SurgeNetDINO's DINOv3 runs: no storage tokens, a learned (unmasked) key bias, LayerNorm 1e-6
+    ref = randomize_(DINOv3Ref(embed_dim=384, depth=12, num_heads=6), 5).eval()
+    torch.save(teacher_file(ref.state_dict(), 384), tmp_path / "v3.pth")
+    bb = surgenet.load_backbone("surgenetxl-dinov3-vits16", weights=tmp_path / "v3.pth", out_indices=(5, 11)).eval()
+    assert bb.model.num_prefix_tokens == 1
+    for hw in ((336, 336), (224, 320)):  # RoPE: no position table to interpolate
+        x = torch.randn(1, 3, *hw)
+        with torch.no_grad():
+            ours = [f.flatten(2).transpose(1, 2) for f in bb(x)]
+            blocks = ref.forward_blocks(x)
+            cls = bb.forward_embedding(x)
+        assert _rel_err(ours[0], blocks[5][:, 1:]) < 1e-4
+        assert _rel_err(ours[1], blocks[11][:, 1:]) < 1e-4
+        assert _rel_err(cls, blocks[11][:, 0]) < 1e-4  # the class token the DINO head saw
+
+
+def test_dinov3_storage_tokens_and_masked_key_bias_are_read_from_the_file(tmp_path):
+    # Meta's own DINOv3 layout: 4 storage tokens, key bias masked to zero by qkv.bias_mask
+    ref = randomize_(DINOv3Ref(embed_dim=384, depth=12, num_heads=6, n_storage_tokens=4, mask_k_bias=True), 6).eval()
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / "meta.pth")
+    bb = surgenet.load_backbone("surgenetxl-dinov3-vits16", weights=tmp_path / "meta.pth", out_indices=(11,)).eval()
+    assert bb.model.num_prefix_tokens == 5
+    assert torch.count_nonzero(bb.model.state_dict()["blocks.0.attn.k_bias"]) == 0
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert _rel_err(bb(x)[0].flatten(2).transpose(1, 2), ref.forward_blocks(x)[11][:, 5:]) < 1e-4
 
 
 def test_wrong_architecture_lists_missing_and_unexpected_keys(tmp_path):
@@ -146,6 +153,14 @@ def test_one_missing_tensor_is_an_error_not_a_silent_partial_load(tmp_path):
         surgenet.load_backbone("surgenetxl-caformer", weights=tmp_path / "partial.pth")
 
 
+def test_a_transposed_matrix_is_a_shape_error_not_a_silent_reshape(tmp_path):
+    sd = SurgeNetCAFormerRef().state_dict()
+    sd["stages.2.0.mlp.fc1.weight"] = sd["stages.2.0.mlp.fc1.weight"].t().contiguous()  # same element count
+    torch.save(sd, tmp_path / "transposed.pth")
+    with pytest.raises(KeyMismatchError, match=r"stages\.2\.blocks\.0\.mlp\.fc1\.weight.*\(320, 1280\)"):
+        surgenet.load_backbone("surgenetxl-caformer", weights=tmp_path / "transposed.pth")
+
+
 def test_starrelu_caformer_is_rejected(tmp_path):
     torch.save(SurgeNetCAFormerRef(star_relu=True).state_dict(), tmp_path / "star.pth")
     with pytest.raises(KeyMismatchError, match="act1"):
@@ -159,6 +174,14 @@ def test_truncated_file_names_the_file(tmp_path):
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with pytest.raises(CheckpointError, match="truncated.pth"):
         surgenet.load_backbone("surgenetxl-caformer", weights=bad)
+
+
+def test_garbage_is_reported_as_corrupt_not_as_unsafe(tmp_path):
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(CheckpointError, match="garbage.pth is truncated or corrupt") as info:
+        surgenet.load_backbone("surgenetxl-caformer", weights=bad)
+    assert "refuses to unpickle" not in str(info.value)
 
 
 def test_corrupt_cached_download_names_the_file(hf_cache):

@@ -51,3 +51,25 @@ def test_pretrained_loads_the_released_backbone(hf_cache, monkeypatch):
     with pytest.warns(UserWarning, match="non-commercial"):
         model = surgenet.load_model(NAME, task="phase", num_classes=7, pretrained=True)
     _same_state(model.backbone.model, network)
+
+
+def test_register_count_of_the_weights_survives_task_models_and_saving(tmp_path):
+    # A DINOv2 file without registers (the official loader's layout) under every route of load_model.
+    from tests.reference.vit_ref import dinov2_ref
+
+    ref = randomize_(dinov2_ref(num_register_tokens=0, img_size=336, patch_size=14, embed_dim=384,
+                                depth=12, num_heads=6), 12).eval()
+    torch.save(ref.state_dict(), tmp_path / "noreg.pth")
+    x = torch.randn(1, 3, 112, 112)
+    model = surgenet.load_model("surgenetxl-dinov2-vits14", task="cvs", weights=tmp_path / "noreg.pth")
+    assert model.backbone.model.num_reg_tokens == 0
+    assert model.config["backbone_kwargs"] == {"reg_tokens": 0, "no_embed_class": False}
+    restored = surgenet.load_model(model.save_pretrained(tmp_path / "saved"))
+    assert restored.backbone.model.num_reg_tokens == 0
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(tmp_path / "task.safetensors"))  # a bare task state dict
+    bare = surgenet.load_model("surgenetxl-dinov2-vits14", task="cvs", weights=tmp_path / "task.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model(x))
+        torch.testing.assert_close(bare(x), model(x))

@@ -7,10 +7,13 @@ token mixer and in every MLP, so the network has no StarReLU scale/bias paramete
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import timm
+import torch
 import torch.nn as nn
+from timm.layers import LayerNorm
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,12 @@ class Architecture:
     family: str = "cnn"  # cnn: hierarchical feature maps; vit: plain ViT blocks
     default_out_indices: tuple[int, ...] = (0, 1, 2, 3)
     native_size: int | None = None  # image size the ViT position embeddings were trained at
+    learned_key_bias: bool = False  # attention key bias is a weight (timm's Eva fixes it at zero)
 
 
 _VIT = {"dynamic_img_size": True}
+# The embedding a DINO head sees is the class token, not timm's default average of patch tokens.
+_DINOV3 = {**_VIT, "num_reg_tokens": 0, "norm_layer": partial(LayerNorm, eps=1e-6), "global_pool": "token"}
 
 ARCHITECTURES: dict[str, Architecture] = {
     "caformer_s18_surgenet": Architecture("caformer_s18", {"mlp_act": nn.ReLU, "act1_layer": nn.ReLU}),
@@ -40,10 +46,15 @@ ARCHITECTURES: dict[str, Architecture] = {
         "vit_base_patch14_reg4_dinov2", {**_VIT, "dynamic_img_pad": True}, "vit", (2, 5, 8, 11), 336),
     "vit_large_patch14_reg4_dinov2": Architecture(
         "vit_large_patch14_reg4_dinov2", {**_VIT, "dynamic_img_pad": True}, "vit", (4, 11, 17, 23), 336),
-    # DINOv3: RoPE, 4 storage tokens, layer scale, q/v biases.
-    "vit_small_patch16_dinov3_qkvb": Architecture("vit_small_patch16_dinov3_qkvb", _VIT, "vit", (2, 5, 8, 11), 336),
-    "vit_base_patch16_dinov3_qkvb": Architecture("vit_base_patch16_dinov3_qkvb", _VIT, "vit", (2, 5, 8, 11), 336),
-    "vit_large_patch16_dinov3_qkvb": Architecture("vit_large_patch16_dinov3_qkvb", _VIT, "vit", (4, 11, 17, 23), 336),
+    # DINOv3 as SurgeNetDINO pretrained it (its configs: n_storage_tokens 0, mask_k_bias false,
+    # norm_layer layernorm): RoPE (base 100), layer scale, no storage tokens, LayerNorm eps 1e-6 and
+    # a learned key bias, which timm's DINOv3 keeps as a fixed zero buffer (see create_network).
+    "vit_small_patch16_dinov3_surgenet": Architecture(
+        "vit_small_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True),
+    "vit_base_patch16_dinov3_surgenet": Architecture(
+        "vit_base_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True),
+    "vit_large_patch16_dinov3_surgenet": Architecture(
+        "vit_large_patch16_dinov3_qkvb", _DINOV3, "vit", (4, 11, 17, 23), 336, learned_key_bias=True),
 }
 
 
@@ -54,4 +65,19 @@ def create_network(arch: str, **overrides: Any) -> nn.Module:
     if spec.native_size is not None:
         kwargs.setdefault("img_size", spec.native_size)
     kwargs.update(overrides)
-    return timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **kwargs)
+    network = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **kwargs)
+    if spec.learned_key_bias:
+        _make_key_bias_a_weight(network)
+    return network
+
+
+def _make_key_bias_a_weight(network: nn.Module) -> None:
+    """timm's Eva attention adds ``k_bias``, a zero buffer left out of the state dict; here it
+    becomes a parameter like the query and value biases, so it is loaded, saved and trained
+    (with RoPE a key bias changes the attention, so it cannot be dropped)."""
+    for module in network.modules():
+        k_bias = module._buffers.get("k_bias") if "k_bias" in getattr(module, "_buffers", {}) else None
+        if isinstance(k_bias, torch.Tensor):
+            del module._buffers["k_bias"]
+            module._non_persistent_buffers_set.discard("k_bias")
+            module.k_bias = nn.Parameter(torch.zeros_like(k_bias))

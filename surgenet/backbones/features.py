@@ -33,6 +33,7 @@ class FeatureBackbone(nn.Module):
         spec = ARCHITECTURES[arch]
         self.model = network
         self.arch = arch
+        self.layout_kwargs: dict = {}  # network arguments read off the weights (set by load_backbone)
         self.is_vit = spec.family == "vit"
         self.vit_pyramid = vit_pyramid
         n_levels = len(network.blocks) if self.is_vit else len(network.feature_info)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..exceptions import InputError
 from ..registry import REGISTRY, get_entry, list_models
 from .table import format_table
 
@@ -53,8 +54,14 @@ def _info(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from ..hub import download_weights
 
-    for name in args.names:
-        entry = get_entry(name)
+    entries = [get_entry(name) for name in args.names]
+    if args.full:
+        without = [e.name for e in entries if e.full_checkpoint is None]
+        if without:
+            raise InputError(f"no full DINO checkpoint is released for {', '.join(without)}: only the teacher "
+                             "weights. Drop --full to download those.")
+    for entry in entries:
+        name = entry.name
         filename = entry.full_checkpoint if args.full else None
         path = download_weights(entry, revision=args.revision, cache_dir=args.cache_dir,
                                 force_download=args.force, filename=filename)

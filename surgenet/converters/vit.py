@@ -6,10 +6,9 @@ import re
 
 import torch
 
-# Pretraining-only tensors: DINOv2/v3 mask token, DINOv3 RoPE periods (recomputed), the key-bias
-# mask of DINOv3 (the key bias is fixed at zero) and DINOv3's local-crop class norm.
-UNUSED = (r"mask_token", r"rope_embed\.periods", r"blocks\.\d+\.attn\.qkv\.bias_mask",
-          r"local_cls_norm\.(weight|bias)", r"head\.(weight|bias)")
+# Pretraining-only tensors: DINOv2/v3 mask token, DINOv3 RoPE periods (recomputed) and DINOv3's
+# local-crop class norm. (The key-bias mask of Meta's DINOv3 runs is applied by convert_dinov3.)
+UNUSED = (r"mask_token", r"rope_embed\.periods", r"local_cls_norm\.(weight|bias)", r"head\.(weight|bias)")
 
 
 def convert_dinov1(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -42,21 +41,26 @@ def convert_dinov2(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def convert_dinov3(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Storage tokens -> ``reg_token``, ``lsN.gamma`` -> ``gamma_N``, fused qkv bias split into
-    ``q_bias``/``v_bias`` (the key bias is masked to zero in DINOv3). A timm-layout file without
-    biases gets zero biases, which computes the same function."""
+    """Storage tokens -> ``reg_token``, ``lsN.gamma`` -> ``gamma_N``, the fused qkv bias split
+    into ``q_bias``/``k_bias``/``v_bias``. Where the file has a ``bias_mask`` (Meta's runs with
+    ``mask_k_bias``) it is applied, so a masked key bias loads as the zero it computes with. A
+    file without biases gets zero biases, which computes the same function."""
     out = {}
     for key, value in state_dict.items():
+        if key.endswith(".attn.qkv.bias_mask"):
+            continue
         new = key.replace("storage_tokens", "reg_token")
         new = re.sub(r"\.ls([12])\.gamma$", r".gamma_\1", new)
         if new.endswith(".attn.qkv.bias"):
-            q, _k, v = value.chunk(3, dim=-1)
-            out[new.replace("qkv.bias", "q_bias")] = q
-            out[new.replace("qkv.bias", "v_bias")] = v
+            mask = state_dict.get(key + "_mask")
+            if mask is not None:
+                value = value * mask.to(value.dtype)
+            for name, part in zip(("q_bias", "k_bias", "v_bias"), value.chunk(3, dim=-1)):
+                out[new.replace("qkv.bias", name)] = part
             continue
         out[new] = value
     for key in [k for k in out if k.endswith(".attn.qkv.weight")]:
         dim = out[key].shape[-1]
-        for name in ("q_bias", "v_bias"):
+        for name in ("q_bias", "k_bias", "v_bias"):
             out.setdefault(key.replace("qkv.weight", name), torch.zeros(dim, dtype=out[key].dtype))
     return out

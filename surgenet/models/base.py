@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -24,6 +23,7 @@ from ..backbones import FeatureBackbone
 from ..checkpoint import load_strict, read_file
 from ..exceptions import CheckpointError, InputError
 from ..factory import load_backbone
+from ..io.atomic import atomic_target, atomic_write_text
 from ..registry import ModelEntry, get_entry
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class SurgeNetModel(nn.Module):
 
     def __init__(self, backbone: str, num_classes: int, class_names: Sequence[str] | None,
                  normalization: str, input_size: Sequence[int] | None, head: dict[str, Any],
-                 pretrained: bool, out_indices: Sequence[int] | None = None) -> None:
+                 pretrained: bool, out_indices: Sequence[int] | None = None,
+                 backbone_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         if int(num_classes) < 1:
             raise InputError(f"num_classes must be a positive integer, got {num_classes}.")
@@ -87,7 +88,10 @@ class SurgeNetModel(nn.Module):
         if len(size) != 3 or size[0] != 3 or min(size) < 1:
             raise InputError(f"input_size must be (3, H, W) or (H, W), got {input_size}.")
         self.entry = entry
-        self.backbone: FeatureBackbone = load_backbone(entry.name, pretrained=pretrained, out_indices=out_indices)
+        # backbone_kwargs: network arguments that depend on the weights (DINOv2/v3 register tokens);
+        # they are read off the released file when pretrained and saved so the folder rebuilds it.
+        self.backbone: FeatureBackbone = load_backbone(entry.name, pretrained=pretrained, out_indices=out_indices,
+                                                       **(backbone_kwargs or {}))
         self.config: dict[str, Any] = {
             "surgenet_version": __version__,
             "task": self.task,
@@ -101,6 +105,7 @@ class SurgeNetModel(nn.Module):
             "std": std,
             "input_size": [int(s) for s in size],
             "out_indices": list(self.backbone.out_indices),
+            "backbone_kwargs": dict(self.backbone.layout_kwargs),
             "head": dict(head),
         }
 
@@ -155,7 +160,7 @@ class SurgeNetModel(nn.Module):
                 backbone=config["backbone"], num_classes=config["num_classes"],
                 class_names=config.get("class_names"), normalization=config.get("normalization", "default"),
                 input_size=config.get("input_size"), out_indices=config.get("out_indices"),
-                pretrained=pretrained, **config.get("head", {}))
+                backbone_kwargs=config.get("backbone_kwargs"), pretrained=pretrained, **config.get("head", {}))
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"config is incomplete or from an incompatible surgenet version: {exc}. "
                                   "Re-save the model with save_pretrained.") from exc
@@ -209,10 +214,11 @@ class SurgeNetModel(nn.Module):
         extra = {"num_classes": self.num_classes, "class_names": self.class_names,
                  "input_size": self.config["input_size"], "head": self.config["head"],
                  "mean": self.config["mean"], "std": self.config["std"], **(card_extra or {})}
-        _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        _atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(self.config, indent=2) + "\n"))
+        with atomic_target(folder / WEIGHTS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+        atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config, indent=2) + "\n")
         card = render_card(self.entry, self.task, extra)
-        _atomic_write(folder / CARD_NAME, lambda p: p.write_text(card))
+        atomic_write_text(folder / CARD_NAME, card)
         return folder
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
@@ -253,17 +259,6 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -278,8 +273,9 @@ def _snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | None) 
         from ..exceptions import WeightsNotAvailableError
 
         raise WeightsNotAvailableError(
-            f"{repo_id} is not in the Hugging Face cache and cannot be downloaded (offline or no network). "
-            "Download it on a machine with network (huggingface-cli download) or pass a local folder.") from exc
+            f"{repo_id} is no local folder, and as a Hub repo id it is not in the Hugging Face cache and "
+            "cannot be downloaded (offline or no network). Check the folder's path, or download the repo on "
+            "a machine with network (huggingface-cli download).") from exc
     except HfHubHTTPError as exc:
         raise CheckpointError(f"cannot fetch {repo_id} from the Hub: {exc}") from exc
     return Path(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -26,10 +26,11 @@ class CVSModel(SurgeNetModel):
     def __init__(self, backbone: str, num_classes: int = 3, class_names: Sequence[str] | None = None, *,
                  pretrained: bool = True, normalization: str = "default",
                  input_size: Sequence[int] | None = None, out_indices: Sequence[int] | None = None,
+                 backbone_kwargs: dict[str, Any] | None = None,
                  hidden_dim: int = 512, dropout: float = 0.1) -> None:
         head = {"hidden_dim": int(hidden_dim), "dropout": float(dropout)}
         super().__init__(backbone, num_classes, class_names, normalization, input_size, head, pretrained,
-                         out_indices)
+                         out_indices, backbone_kwargs)
         self.head = nn.Sequential(
             nn.Linear(self.backbone.embed_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden_dim, self.num_classes))

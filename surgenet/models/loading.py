@@ -8,7 +8,7 @@ from typing import Any
 
 from ..checkpoint import DINO_HEAD_PREFIXES, load_strict
 from ..exceptions import CheckpointError, InputError, KeyMismatchError, UnknownModelError
-from ..factory import load_weights_into, read_weights
+from ..factory import layout_network_kwargs, normalised_state_dict, read_weights
 from ..registry import ModelEntry, get_entry
 from .authors import authors_layout, convert_authors_fpn, explain_mismatch, flat_state_dict
 from .base import CONFIG_NAME, TASK_CLASSES, SurgeNetModel
@@ -120,12 +120,17 @@ def _load_with_weights(entry: ModelEntry, task: str, num_classes: int, path: Pat
         except KeyMismatchError as exc:
             raise explain_mismatch(exc, source) from None
         return model
-    model = TASK_CLASSES[task](entry.name, num_classes, pretrained=False, **model_kwargs)
     if _is_task_layout(sd):
+        backbone_sd = {k.removeprefix("backbone.model."): v for k, v in sd.items() if k.startswith("backbone.model.")}
+        model = TASK_CLASSES[task](entry.name, num_classes, pretrained=False,
+                                   backbone_kwargs=layout_network_kwargs(entry, backbone_sd), **model_kwargs)
         load_strict(model, sd, source)
-    else:
-        load_weights_into(model.backbone.model, entry, obj, source)
-        logger.info("%s: backbone weights only; %s layers initialised randomly.", source, task)
+        return model
+    backbone_sd = normalised_state_dict(entry, obj, source)
+    model = TASK_CLASSES[task](entry.name, num_classes, pretrained=False,
+                               backbone_kwargs=layout_network_kwargs(entry, backbone_sd), **model_kwargs)
+    load_strict(model.backbone.model, backbone_sd, source)
+    logger.info("%s: backbone weights only; %s layers initialised randomly.", source, task)
     return model
 
 

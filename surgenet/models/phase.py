@@ -52,10 +52,11 @@ class PhaseModel(SurgeNetModel):
     def __init__(self, backbone: str, num_classes: int, class_names: Sequence[str] | None = None, *,
                  pretrained: bool = True, normalization: str = "default",
                  input_size: Sequence[int] | None = None, out_indices: Sequence[int] | None = None,
+                 backbone_kwargs: dict[str, Any] | None = None,
                  temporal: str = "tcn", **temporal_kwargs: Any) -> None:
         hparams = _temporal_hparams(temporal, temporal_kwargs)
         super().__init__(backbone, num_classes, class_names, normalization, input_size,
-                         {"temporal": temporal, **hparams}, pretrained, out_indices)
+                         {"temporal": temporal, **hparams}, pretrained, out_indices, backbone_kwargs)
         self.temporal = TEMPORAL_MODELS[temporal](self.backbone.embed_dim, self.num_classes, **hparams)
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +33,11 @@ class SegmentationModel(SurgeNetModel):
     def __init__(self, backbone: str, num_classes: int, class_names: Sequence[str] | None = None, *,
                  pretrained: bool = True, normalization: str = "default",
                  input_size: Sequence[int] | None = None, out_indices: Sequence[int] | None = None,
+                 backbone_kwargs: dict[str, Any] | None = None,
                  pyramid_channels: int = 256, segmentation_channels: int = 128) -> None:
         head = {"pyramid_channels": int(pyramid_channels), "segmentation_channels": int(segmentation_channels)}
         super().__init__(backbone, num_classes, class_names, normalization, input_size, head, pretrained,
-                         out_indices)
+                         out_indices, backbone_kwargs)
         if len(self.backbone.out_indices) != 4:
             raise InputError(f"segmentation needs four feature maps; out_indices={out_indices} gives "
                              f"{len(self.backbone.out_indices)}.")
