@@ -121,6 +121,10 @@ class Predictor:
         A phase model sees it as the first frame of a video.
         """
         source = str(image) if isinstance(image, (str, Path)) else ""
+        if source and (Path(source).is_dir() or is_video(Path(source))):
+            raise InputError(f"{source} is a {'folder' if Path(source).is_dir() else 'video'}; predict() takes one "
+                             "image. Use predict_path() (or predict_folder / predict_video), which yields a result "
+                             "per frame.")
         frame = _Frame(0, source, None, as_rgb_array(image))
         return next(self._run(iter([frame])))
 
@@ -223,7 +227,11 @@ class Predictor:
         height, width = frame.image.shape[:2]
         with torch.inference_mode():
             full = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            labels = full.argmax(dim=0)
+            if full.shape[0] == 1:  # one logit: foreground where sigmoid > 0.5 (the authors' binary default)
+                labels = (full[0] > 0).long()
+                common["class_names"] = ["background", *self.class_names]
+            else:
+                labels = full.argmax(dim=0)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.int32
         return SegmentationResult(**common, class_map=labels.cpu().numpy().astype(dtype),
                                   image=frame.image if self.keep_images else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -327,6 +328,50 @@ def test_cli_segmentation_on_an_image(seg_folder, seg_model, tmp_path, capsys):
     assert "1 frame(s)" in capsys.readouterr().out
 
 
+def test_cli_keeps_both_masks_of_files_that_share_a_stem_and_writes_shareable_files(seg_folder, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.new("RGB", (80, 60), (120, 60, 60)).save(folder / "a.jpg")
+    Image.new("RGB", (160, 90), (60, 120, 60)).save(folder / "a.png")
+    Image.new("RGB", (40, 30), (60, 60, 120)).save(folder / "img.v2.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--model", str(seg_folder), "--out", str(out), "--device", "cpu",
+                 "--no-overlay"]) == 0
+    sizes = sorted(Image.open(p).size for p in (out / "masks").iterdir())
+    assert sizes == [(40, 30), (80, 60), (160, 90)]
+    assert (out / "masks" / "img.v2.png").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out / "masks").iterdir():  # as open() would create them, not private to the owner
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_cli_warns_that_a_zoo_name_has_untrained_task_layers(tmp_path, capsys):
+    image = tmp_path / "f.png"
+    Image.new("RGB", (64, 48), (90, 40, 40)).save(image)
+    assert main(["predict", str(image), "--model", "surgenet-caformer", "--task", "segmentation",
+                 "--num-classes", "3", "--no-pretrained", "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    assert "WARNING: surgenet-caformer is a zoo backbone and the backbone and the task layers are random" in \
+        capsys.readouterr().err
+
+
+def test_cli_writes_no_empty_csv_when_nothing_could_be_read(cvs_model, tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(b"not an image")
+    model_dir = cvs_model.save_pretrained(tmp_path / "cvs")
+    rc = main(["predict", str(folder), "--model", str(model_dir), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert rc == 1 and not (tmp_path / "o" / "predictions.csv").exists()
+    assert "0 frame(s) -> nothing written, skipped 1" in capsys.readouterr().out
+
+
+def test_predict_points_folders_and_videos_to_predict_path(seg_model, short_video):
+    with pytest.raises(InputError, match="predict_path"):
+        surgenet.Predictor(seg_model).predict(short_video)
+    with pytest.raises(InputError, match="is a folder"):
+        surgenet.Predictor(seg_model).predict(short_video.parent)
+
+
 def test_cli_segmentation_on_a_folder_skips_the_unreadable_file(seg_folder, folder_with_a_broken_file, tmp_path,
                                                                capsys):
     out = tmp_path / "out"
@@ -383,3 +428,18 @@ def test_cli_unreadable_single_image_is_reported(seg_folder, tmp_path, capsys):
                "--device", "cpu"])
     assert rc != 0
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_one_logit_segmentation_is_foreground_where_the_sigmoid_passes_one_half():
+    model = surgenet.load_model("surgenet-caformer", task="segmentation", num_classes=1, pretrained=False,
+                                class_names=["gallbladder"], input_size=SIZE)
+    head = model.decoder.segmentation_head[0]
+    frame = np.full((40, 56, 3), 120, np.uint8)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(2.0)  # sigmoid 0.88 everywhere
+        result = surgenet.Predictor(model).predict(frame)
+        assert result.class_map.shape == (40, 56) and (result.class_map == 1).all()
+        assert result.class_names == ["background", "gallbladder"]
+        head.bias.fill_(-2.0)  # sigmoid 0.12
+        assert (surgenet.Predictor(model).predict(frame).class_map == 0).all()

@@ -9,12 +9,11 @@ sidecar ``model.engine.json`` is the only record and is required to run it with 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from surgenet._version import __version__ as SURGENET_VERSION
+from surgenet.io.atomic import atomic_write_bytes, atomic_write_text
 
 from .errors import ExportError
 
@@ -79,18 +78,8 @@ def sidecar_path(artifact: str | Path) -> Path:
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write JSON atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=_jsonable)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    return atomic_write_text(path, text)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -105,17 +94,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write a binary artifact atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def _jsonable(obj: Any) -> Any:

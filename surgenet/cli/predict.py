@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..io.atomic import atomic_target
 
 TASKS = ("segmentation", "phase", "cvs")
 
@@ -56,15 +56,8 @@ def _total(path: Path, stride: int, recursive: bool) -> int | None:
 def _save_png(array: np.ndarray, target: Path) -> None:
     from PIL import Image
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_target(target) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _frame_name(result: Any, root: Path, kind: str) -> Path:
@@ -74,6 +67,17 @@ def _frame_name(result: Any, root: Path, kind: str) -> Path:
     if kind == "video":
         return Path(f"frame_{result.index:06d}")
     return Path(root.stem)
+
+
+def _warn_if_untrained(args: argparse.Namespace) -> None:
+    """A zoo name without --weights has task layers nobody trained: say so where it is seen."""
+    saved = Path(args.model).expanduser().is_dir() or "/" in args.model
+    if saved or args.weights is not None:
+        return
+    what = "the backbone and the task layers are random" if args.no_pretrained else \
+        f"its {args.task} layers are untrained (random)"
+    print(f"surgenet: WARNING: {args.model} is a zoo backbone and {what}: the predictions are meaningless. "
+          "Pass a fine-tuned model folder (surgenet-train finetune) or --weights.", file=sys.stderr)
 
 
 def _progress_bar_class():
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     tqdm = _progress_bar_class()
     model = load_model(args.model, task=args.task, num_classes=args.num_classes,
                        pretrained=not args.no_pretrained, weights=args.weights)
+    _warn_if_untrained(args)
     predictor = Predictor(model, device=args.device, batch_size=args.batch_size,
                           normalization=args.normalization, threshold=args.threshold,
                           keep_images=not args.no_overlay)
@@ -121,33 +126,31 @@ def run(args: argparse.Namespace) -> int:
     results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
     count = 0
     if predictor.task == "segmentation":
+        names: set[Path] = set()
         for result in results:
             name = _frame_name(result, source, kind)
-            _save_png(result.class_map, (out / "masks" / name).with_suffix(".png"))
+            if name in names:  # a.jpg beside a.png: keep the extension so neither mask is lost
+                name = Path(result.source).relative_to(source)
+            names.add(name)
+            _save_png(result.class_map, out / "masks" / f"{name}.png")
             if not args.no_overlay:
-                _save_png(result.overlay(alpha=args.alpha), (out / "overlays" / name).with_suffix(".png"))
+                _save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png")
             count += 1
             bar.update(1)
         written = f"{out / 'masks'}" + ("" if args.no_overlay else f" and {out / 'overlays'}")
     else:
         target = out / "predictions.csv"
-        fd, tmp = tempfile.mkstemp(prefix=".predictions.", suffix=".csv", dir=out)
-        try:
-            with os.fdopen(fd, "w", newline="") as handle:
-                writer = None
-                for result in results:
-                    row = result.row()
-                    if writer is None:
-                        writer = csv.DictWriter(handle, fieldnames=list(row))
-                        writer.writeheader()
-                    writer.writerow(row)
-                    count += 1
-                    bar.update(1)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written = str(target)
+        rows = []
+        for result in results:
+            rows.append(result.row())
+            count += 1
+            bar.update(1)
+        if rows:  # nothing readable: no CSV at all rather than an empty one
+            with atomic_target(target) as tmp, open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        written = str(target) if rows else "nothing written"
     bar.close()
     note = f", skipped {len(skipped)} unreadable file(s)" if skipped else ""
     print(f"{count} frame(s) -> {written}{note}")

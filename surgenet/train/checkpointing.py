@@ -9,7 +9,6 @@ file in the same folder, then ``os.replace`` puts it in place, so a kill never l
 from __future__ import annotations
 
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ..exceptions import CheckpointError
+from ..io.atomic import atomic_target
 
 logger = logging.getLogger(__name__)
 
@@ -25,24 +25,9 @@ CHECKPOINT_FORMAT = "surgenet-dino/1"
 LATEST = "checkpoint.pth"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_target(path, durable=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def capture_rng() -> dict[str, Any]:

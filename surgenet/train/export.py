@@ -7,15 +7,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from .._version import __version__
+from ..io.atomic import atomic_target, atomic_write_bytes
 from ..registry import get_entry
-from .checkpointing import atomic_write_bytes, load_checkpoint
+from .checkpointing import load_checkpoint
 
 
 def export_teacher(network: torch.nn.Module, name: str, out_dir: str | Path,
@@ -27,10 +27,8 @@ def export_teacher(network: torch.nn.Module, name: str, out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    tmp = out_dir / f".model.safetensors.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": "pt", "arch": entry.arch})
-    os.chmod(tmp, 0o644)  # safetensors creates the file private; an export is meant to be shared
-    os.replace(tmp, out_dir / "model.safetensors")
+    with atomic_target(out_dir / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "arch": entry.arch})
     config = {"arch": entry.arch, "name": entry.name, "source": "surgenet-train", "surgenet_version": __version__,
               "input_size": list(entry.input_size), "mean": list(entry.mean), "std": list(entry.std),
               **(extra or {})}

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from .._version import __version__
-from .checkpointing import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 from .config import dump_yaml
 
 LOG_FILE = "log.jsonl"

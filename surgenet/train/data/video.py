@@ -8,13 +8,13 @@ seeking to one frame (:func:`read_frame_at`), so extracted folders and on-the-fl
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Iterator
 
 from PIL import Image
 
 from ...exceptions import InputError
+from ...io.atomic import atomic_target
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv")
 _EPS = 1e-3  # seconds: container timestamps are rounded
@@ -99,9 +99,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, qua
         count += 1
         if target.exists():
             continue
-        tmp = target.with_name(f".{target.name}.tmp")
-        image.convert("RGB").save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, target)
+        with atomic_target(target) as tmp:
+            image.convert("RGB").save(tmp, format="JPEG", quality=quality)
     return count
 
 
