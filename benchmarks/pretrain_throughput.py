@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from surgenet.io.atomic import atomic_write_text  # noqa: E402
 from surgenet.registry import REGISTRY  # noqa: E402
 from surgenet.train.config import load_config  # noqa: E402
 
@@ -88,6 +90,19 @@ def benchmark(name: str, args: argparse.Namespace, device: torch.device) -> dict
             "s_per_step": round(seconds, 4), "images_per_s": round(b / seconds, 2), "peak_memory_mb": round(peak, 1)}
 
 
+def _isolated(name: str, args: argparse.Namespace) -> dict:
+    """Benchmark ``name`` in a fresh process: the CPU peak (``ru_maxrss``) is a high-water mark of
+    the whole process, so a second architecture in the same process would read the first one's."""
+    cmd = [sys.executable, __file__, "--arch", name, "--row-json", "--batch-size", str(args.batch_size),
+           "--global-size", str(args.global_size), "--local-size", str(args.local_size),
+           "--local-crops", str(args.local_crops), "--out-dim", str(args.out_dim), "--precision", args.precision,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: benchmark failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=None, help="zoo names (default: one per architecture)")
@@ -101,6 +116,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -108,14 +124,17 @@ def main() -> int:
     args.batch_size = args.batch_size or (64 if gpu else 4)
     args.global_size = args.global_size or (224 if gpu else 96)
     args.local_size = args.local_size or (96 if gpu else 48)
-    rows = [benchmark(name, args, device) for name in (args.arch or DEFAULT_NAMES)]
+    if args.row_json:  # the child of _isolated: one architecture, one JSON line
+        print(json.dumps(benchmark(args.arch[0], args, device)))
+        return 0
+    rows = [_isolated(name, args) for name in (args.arch or DEFAULT_NAMES)]
     keys = ["model", "device", "precision", "batch_size", "crops", "s_per_step", "images_per_s", "peak_memory_mb"]
     widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for r in rows:
         print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0
 
 
