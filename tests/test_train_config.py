@@ -38,6 +38,22 @@ def test_tiny_config_is_small():
     assert (cfg.head.out_dim, cfg.head.hidden_dim, cfg.head.bottleneck_dim, cfg.train.batch_size) == (256, 128, 64, 4)
 
 
+def test_tiny_config_peak_lr_learns_in_a_few_steps():
+    # lr is per 256 images: at tiny's batch of 4 the recipes' 5e-4 would peak at 7.8e-6, which
+    # does not move a network in a smoke run; tiny's base value peaks near SurgeNetXL's 1.1e-3.
+    tiny, xl = load_config("tiny"), load_config("surgenetxl-caformer")
+    peak = tiny.optim.lr * tiny.train.batch_size / 256
+    assert peak == pytest.approx(0.05 * 4 / 256)
+    assert 0.25 < peak / (xl.optim.lr * xl.train.batch_size / 256) < 2
+    assert xl.optim.lr == 5e-4  # the recipes keep DINO's base value
+
+
+def test_eval_section_takes_the_linear_probe_settings():
+    cfg = load_config("tiny", ["eval.method=linear", "eval.linear_epochs=50", "eval.linear_lr=1e-3"])
+    assert (cfg.eval.method, cfg.eval.linear_epochs, cfg.eval.linear_lr) == ("linear", 50, 1e-3)
+    assert load_config("tiny").eval.method == "knn"  # as before: kNN unless asked
+
+
 def test_overrides_parse_yaml_values(tmp_path):
     cfg = load_config("tiny", ["optim.lr=1e-3", "crops.global_scale=[0.5, 1]", "train.max_steps=7",
                                "data.sources=[{path: a, weight: 2}, b]", "model.init=null"])

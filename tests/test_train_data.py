@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from PIL import Image
 from surgenet.exceptions import InputError
 from surgenet.train.augment import CropSpec, MultiCrop, random_resized_crop
 from surgenet.train.data import (Mixture, MultiCropDataset, StepSampler, VideoFrames, collate_crops,
-                                 extract_frames, frame_folder, frame_list, load_skipping, open_source)
+                                 extract_frames, frame_folder, frame_list, iter_sampled_frames, list_videos,
+                                 load_skipping, open_source)
+from surgenet.train.data.video import video_duration
 
 
 def write_image(path: Path, value: int, size=(20, 16)) -> Path:
@@ -22,15 +25,20 @@ def write_image(path: Path, value: int, size=(20, 16)) -> Path:
     return path
 
 
-def write_video(path: Path, frames: int = 30, fps: int = 10) -> Path:
-    """Frame i is a flat grey of level 8 * i, so a decoded frame tells its index."""
+def write_video(path: Path, frames: int = 30, fps: int = 10, start: float = 0.0) -> Path:
+    """Frame i is a flat grey of level 8 * i, so a decoded frame tells its index; with ``start``
+    the first frame's timestamp is ``start`` seconds (as in recorders' transport streams)."""
     av = pytest.importorskip("av")
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        if start:
+            stream.codec_context.time_base = Fraction(1, fps)
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            if start:
+                frame.pts = round(start * fps) + i
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -88,6 +96,100 @@ def test_extract_frames_command(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out" / "case1" / "a").iterdir()) == ["a_000000.jpg", "a_000001.jpg"]
 
 
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf")])
+def test_non_positive_fps_is_rejected_everywhere(tmp_path, fps, capsys):
+    from surgenet.train.cli import main
+
+    video = write_video(tmp_path / "videos" / "a.mp4", frames=10)
+    with pytest.raises(InputError, match="fps must be a positive number"):
+        iter_sampled_frames(video, fps)  # at the call, before any frame is decoded
+    with pytest.raises(InputError, match="fps must be a positive number"):
+        extract_frames(video, tmp_path / "frames", fps=fps)
+    with pytest.raises(InputError, match="fps must be a positive number"):
+        open_source(video, fps=fps)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract-frames", str(tmp_path / "videos"), str(tmp_path / "out"), "--fps", str(fps)])
+    assert exit_info.value.code == 2 and "fps must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "frames").exists() and not (tmp_path / "out").exists()
+
+
+def write_broken_videos(folder: Path) -> list[Path]:
+    """Garbage bytes under a video name, and a video cut in half (its index is lost)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    garbage = folder / "broken.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    truncated = write_video(folder / "cut.mkv", frames=20)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    return [garbage, truncated]
+
+
+def test_extract_frames_skips_and_counts_unreadable_videos(tmp_path, capsys):
+    from surgenet.train.cli import main
+
+    write_video(tmp_path / "videos" / "good.mp4", frames=20)  # 2 s: 2 frames at 1 fps
+    write_broken_videos(tmp_path / "videos")
+    assert main(["extract-frames", str(tmp_path / "videos"), str(tmp_path / "out"), "--fps", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "broken.mp4" in captured.err and "cut.mkv" in captured.err
+    assert "2 frames from 1 videos" in captured.out and "skipped 2 unreadable video(s)" in captured.out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good"]  # no empty folders
+    # Nothing readable at all is an error (exit code 2), not an empty success.
+    write_broken_videos(tmp_path / "only_broken")
+    assert main(["extract-frames", str(tmp_path / "only_broken"), str(tmp_path / "out2")]) == 2
+    assert "none of the 2 video(s)" in capsys.readouterr().err
+
+
+def test_video_source_skips_unreadable_videos(tmp_path, caplog):
+    write_video(tmp_path / "videos" / "a.mp4", frames=20)  # 2 s
+    write_video(tmp_path / "videos" / "z.mp4", frames=10)  # 1 s
+    write_broken_videos(tmp_path / "videos")
+    source = open_source(tmp_path / "videos", fps=2)
+    assert isinstance(source, VideoFrames) and source.unreadable == 2
+    assert len(source) == 6 and [Path(source.locate(k)[0]).name for k in (0, 3, 4, 5)] == ["a.mp4", "a.mp4",
+                                                                                             "z.mp4", "z.mp4"]
+    assert np.asarray(source.load(5)).mean() == pytest.approx(40, abs=4)  # z.mp4 at 0.5 s: frame 5
+    assert "broken.mp4" in caplog.text and "cut.mkv" in caplog.text
+    write_broken_videos(tmp_path / "only_broken")
+    with pytest.raises(InputError, match="no video in .* could be read"):
+        open_source(tmp_path / "only_broken")
+    with pytest.raises(InputError, match="could be read"):
+        open_source(tmp_path / "only_broken" / "broken.mp4")
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.ts"])
+def test_sampling_counts_from_the_stream_start_time(tmp_path, name):
+    av = pytest.importorskip("av")
+    video = write_video(tmp_path / name, frames=30, fps=10, start=2.0)  # frames at 2.0 .. 4.9 s
+    with av.open(str(video)) as container:  # the container keeps the offset
+        stream = container.streams.video[0]
+        assert float(stream.start_time * stream.time_base) == pytest.approx(2.0)
+    assert video_duration(video) == pytest.approx(3.0, abs=0.01)
+    expected = [40 * k for k in range(6)]  # sample k at k / 2 s after the start is frame 5k
+    decoded = list(iter_sampled_frames(video, 2))
+    assert [k for k, _ in decoded] == list(range(6))
+    np.testing.assert_allclose([np.asarray(image).mean() for _, image in decoded], expected, atol=4)
+    source = open_source(video, fps=2)
+    assert len(source) == 6
+    np.testing.assert_allclose([np.asarray(source.load(k)).mean() for k in (5, 0, 3, 1, 4, 2)],
+                               [expected[k] for k in (5, 0, 3, 1, 4, 2)], atol=4)
+    assert extract_frames(video, tmp_path / "frames", fps=1) == 3
+
+
+def test_transport_streams_and_other_recorder_formats_are_videos(tmp_path):
+    from surgenet.io import is_video
+
+    for ext in (".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".wmv", ".flv", ".webm", ".mp4", ".mkv"):
+        assert is_video(f"case{ext.upper()}"), ext
+        (tmp_path / "recordings" / ext[1:]).mkdir(parents=True)
+        (tmp_path / "recordings" / ext[1:] / f"case{ext}").touch()
+    (tmp_path / "recordings" / "notes.txt").touch()
+    assert len(list_videos(tmp_path / "recordings")) == 10
+    write_video(tmp_path / "ts" / "case.ts", frames=20)
+    source = open_source(tmp_path / "ts", fps=1)
+    assert isinstance(source, VideoFrames) and len(source) == 2
+    assert np.asarray(source.load(1)).mean() == pytest.approx(80, abs=4)
+
+
 def test_single_source_epoch_is_a_seeded_permutation():
     mix = Mixture([ListSource(10)], seed=3)
     e0, e1 = mix.epoch_order(0), mix.epoch_order(1)
@@ -139,6 +241,66 @@ def test_unreadable_frames_are_skipped_and_counted(tmp_path, caplog):
     dataset = MultiCropDataset(mix, crops)
     batch = collate_crops([dataset[s] for b in StepSampler(mix, 3, 1) for s in b])
     assert batch[1] == 1 and [tuple(c.shape) for c in batch[0]] == [(3, 3, 16, 16)] * 2 + [(3, 3, 8, 8)]
+
+
+def write_mostly_broken_folder(folder: Path, broken: int = 70, good: int = 8) -> set[int]:
+    """``broken`` empty .jpg files (sorted first) and ``good`` readable ones; returns the good levels."""
+    folder.mkdir(parents=True)
+    for i in range(broken):
+        (folder / f"a{i:03d}.jpg").touch()
+    for i in range(good):
+        write_image(folder / f"b{i}.png", 10 * i + 5)
+    return {10 * i + 5 for i in range(good)}
+
+
+def test_long_runs_of_unreadable_frames_fall_back_to_readable_ones(tmp_path):
+    good = write_mostly_broken_folder(tmp_path / "f")
+    mix = Mixture([frame_folder(tmp_path / "f")], seed=0)
+    loaded = [load_skipping(mix, f, seed=0) for f in range(78)]
+    assert {int(np.asarray(image).mean()) for image, _ in loaded} <= good
+    assert all(skipped >= min(9, 70 - f) for f, (_, skipped) in enumerate(loaded[:70]))  # the next 8 are broken
+    assert [skipped for _, skipped in loaded[70:]] == [0] * 8
+    assert loaded[69][1] == 1 and np.asarray(loaded[69][0]).mean() == 5  # the next frame when it is readable
+    # Deterministic: a fresh source (a resumed run, another worker) loads the same frames and counts.
+    again = Mixture([frame_folder(tmp_path / "f")], seed=0)
+    for f in (0, 35, 64):
+        image, skipped = load_skipping(again, f, seed=0)
+        assert skipped == loaded[f][1] and np.array_equal(np.asarray(image), np.asarray(loaded[f][0]))
+    # The seed picks the stride, so broken frames are not all replaced by the same good one.
+    assert len({int(np.asarray(load_skipping(mix, 0, seed=s)[0]).mean()) for s in range(12)}) > 1
+    # The dataset passes its seed and reports the skips.
+    dataset = MultiCropDataset(mix, MultiCrop(16, 8, local_crops=0), seed=0)
+    crops, skipped = collate_crops([dataset[(f, 0, f)] for f in (0, 35, 75)])
+    assert skipped == loaded[0][1] + loaded[35][1] and crops[0].shape == (3, 3, 16, 16)
+
+
+def test_fallback_visits_every_frame_once():
+    from surgenet.train.data.dataset import fallback_order
+
+    for size in (1, 2, 9, 10, 12, 97, 360):
+        for start in {0, size // 2, size - 1}:
+            order = list(fallback_order(start, size, [3, start]))
+            assert sorted(order) == list(range(size))
+            assert order[:min(size, 9)] == [(start + j) % size for j in range(min(size, 9))]
+
+
+def test_wholly_unreadable_source_is_an_error_naming_it(tmp_path):
+    write_mostly_broken_folder(tmp_path / "broken", broken=70, good=0)
+    write_image(tmp_path / "fine" / "0.png", 100)
+    mix = Mixture([frame_folder(tmp_path / "broken"), frame_folder(tmp_path / "fine")])
+    assert np.asarray(load_skipping(mix, 70)[0]).mean() == 100
+    with pytest.raises(InputError, match=r"none of the 70 frames of .*broken can be read"):
+        load_skipping(mix, 3)  # the replacement stays in the frame's own source
+
+
+def test_mixture_replacement_stays_in_the_source(tmp_path):
+    write_image(tmp_path / "mostly_broken" / "0.png", 5)  # sorted before the 20 broken frames
+    for i in range(20):
+        (tmp_path / "mostly_broken" / f"{i + 1:02d}.jpg").touch()
+    write_image(tmp_path / "other" / "0.png", 200)
+    mix = Mixture([frame_folder(tmp_path / "mostly_broken"), frame_folder(tmp_path / "other")])
+    # Frame 20 is the last of its source: its replacement is 0.png, not the next source's frame.
+    assert [np.asarray(load_skipping(mix, f)[0]).mean() for f in (20, 10, 1, 21)] == [5, 5, 5, 200]
 
 
 def test_multicrop_views_are_deterministic_per_seed():

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from surgenet.exceptions import InputError
-from surgenet.train.evaluation import accuracy_report, knn_classify, knn_evaluate, linear_probe, read_labelled
+from surgenet.train.evaluation import (accuracy_report, knn_classify, knn_evaluate, linear_evaluate, linear_probe,
+                                       probe_evaluate, read_labelled)
 
 
 def test_knn_votes_with_temperature_weights():
@@ -31,6 +32,15 @@ def test_linear_probe_separates_separable_classes():
     feats = centres[labels] + torch.randn(60, 16, generator=g)
     pred = linear_probe(feats[::2], labels[::2], feats[1::2], 3, epochs=100)
     assert accuracy_report(pred, labels[1::2], 3)["top1"] > 0.95
+
+
+def test_linear_probe_leaves_the_global_random_stream_alone():
+    # It runs inside pretraining (periodic evaluation): a draw there would change the drop-path masks.
+    feats, labels = torch.randn(10, 4), torch.arange(2).repeat(5)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    linear_probe(feats, labels, feats, 2, epochs=3)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_accuracy_report():
@@ -63,3 +73,17 @@ def test_labelled_formats_and_knn_on_a_backbone(tmp_path):
     backbone = surgenet.load_backbone("surgenetxl-caformer", pretrained=False)
     result = knn_evaluate(backbone, folder, tmp_path / "val.csv", image_size=32, k=3)
     assert result["top1"] == 1.0  # flat dark vs flat bright frames are far apart even at random weights
+
+
+def test_probe_evaluate_gives_knn_and_linear_from_one_feature_pass(tmp_path):
+    import surgenet
+
+    folder = _labelled_folder(tmp_path / "train")
+    torch.manual_seed(0)
+    backbone = surgenet.load_backbone("surgenetxl-caformer", pretrained=False)
+    both = probe_evaluate(backbone, folder, folder, "both", image_size=32, k=3, linear_epochs=20, linear_lr=0.05)
+    assert both["knn"] == knn_evaluate(backbone, folder, folder, image_size=32, k=3)
+    assert both["linear"] == linear_evaluate(backbone, folder, folder, image_size=32, epochs=20, lr=0.05)
+    assert set(probe_evaluate(backbone, folder, folder, "linear", image_size=32, linear_epochs=2)) == {"linear"}
+    with pytest.raises(InputError, match="knn, linear, both"):
+        probe_evaluate(backbone, folder, folder, "svm", image_size=32)

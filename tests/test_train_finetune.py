@@ -90,6 +90,65 @@ def test_phase_fine_tuning_on_cached_features_and_resume(tmp_path):
     assert model.task == "phase" and model.num_classes == 3
 
 
+def _phase_data(root: Path) -> Path:
+    for video in ("v1", "v2"):
+        phases = [0] * 4 + [1] * 4 + [2] * 4
+        names = _frames(root / video, [40 + 80 * p for p in phases])
+        rows = "\n".join(f"{n},{p}" for n, p in zip(names, phases))
+        (root / f"{video}.csv").write_text(f"frame,phase\n{rows}\n")
+    return root
+
+
+def _random_backbone_weights(folder: Path, seed: int) -> Path:
+    """A randomly initialised CAFormer-S18 (the SurgeNetXL network) in the zoo's format."""
+    from surgenet.backbones import create_network
+    from surgenet.train.export import export_teacher
+
+    torch.manual_seed(seed)
+    return export_teacher(create_network("caformer_s18_surgenet"), "surgenetxl-caformer", folder)
+
+
+def _expected_embeddings(weights: Path, frames: list[Path]) -> torch.Tensor:
+    """Each frame's pooled embedding by the backbone at ``weights``, computed here, apart from fine-tuning."""
+    import surgenet
+    from surgenet.registry import get_entry
+    from surgenet.transforms import ImageTransform
+
+    entry = get_entry("surgenetxl-caformer")
+    transform = ImageTransform((32, 32), entry.mean, entry.std)
+    backbone = surgenet.load_backbone("surgenetxl-caformer", weights=weights).eval()
+    with torch.no_grad():
+        return backbone.forward_embedding(torch.stack([transform(f) for f in frames]))
+
+
+def test_phase_feature_cache_follows_the_backbone(tmp_path, caplog):
+    from safetensors.torch import load_file
+
+    data = _phase_data(tmp_path / "phase")
+    frames = {v: sorted((data / v).glob("*.png")) for v in ("v1", "v2")}
+    first, second = _random_backbone_weights(tmp_path / "a", 1), _random_backbone_weights(tmp_path / "b", 2)
+    out, cache = tmp_path / "out", tmp_path / "out" / "features" / "train.safetensors"
+
+    def run(weights: Path) -> None:
+        cfg = FinetuneConfig(task="phase", model="surgenetxl-caformer", weights=str(weights), num_classes=3,
+                             train=str(data), val=str(data), image_size=32, epochs=1, num_workers=0,
+                             model_kwargs={"num_layers": 2, "channels": 8})
+        caplog.clear()
+        with caplog.at_level("INFO", logger="surgenet.train.finetune_tasks"):
+            finetune(cfg, out)
+
+    for weights in (first, second):  # the second run writes into the first one's --out
+        run(weights)
+        assert "computing" in caplog.text and "reusing" not in caplog.text
+        cached = load_file(str(cache))
+        for video, paths in frames.items():
+            torch.testing.assert_close(cached[video], _expected_embeddings(weights, paths), atol=1e-5, rtol=1e-4)
+    assert "weights" in caplog.text  # the log names what changed
+    stamp = cache.stat().st_mtime_ns
+    run(second)  # the same backbone again: the cache is reused as it is
+    assert "reusing" in caplog.text and "computing" not in caplog.text and cache.stat().st_mtime_ns == stamp
+
+
 def test_phase_end_to_end_from_the_command_line(tmp_path, capsys):
     from surgenet.train.cli import main
 
@@ -104,6 +163,30 @@ def test_phase_end_to_end_from_the_command_line(tmp_path, capsys):
     assert code == 0
     assert "val_accuracy" in capsys.readouterr().out
     assert not (tmp_path / "out" / "features").exists()  # end to end: no feature cache
+
+
+def test_resume_after_a_kill_logs_each_epoch_once(tmp_path, monkeypatch):
+    from surgenet.train import finetune as finetune_module
+
+    data = _phase_data(tmp_path / "phase")
+    cfg = FinetuneConfig(task="phase", model="surgenetxl-caformer", pretrained=False, num_classes=3,
+                         train=str(data), val=str(data), image_size=32, epochs=3, num_workers=0,
+                         model_kwargs={"num_layers": 2, "channels": 8})
+    save = finetune_module.atomic_torch_save
+
+    def killed_saving_epoch_2(state, path):
+        if state["epoch"] == 2:  # epoch 2 is logged, last.pth still holds epoch 1
+            raise KeyboardInterrupt
+        save(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune_module, "atomic_torch_save", killed_saving_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(cfg, tmp_path / "out")
+    log_path = tmp_path / "out" / "log.jsonl"
+    assert [json.loads(line)["epoch"] for line in log_path.read_text().splitlines()] == [1, 2]
+    finetune(cfg, tmp_path / "out", resume=True)
+    assert [json.loads(line)["epoch"] for line in log_path.read_text().splitlines()] == [1, 2, 3]
 
 
 def test_cvs_fine_tuning_runs_and_scores(tmp_path):

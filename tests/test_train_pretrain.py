@@ -18,12 +18,13 @@ from PIL import Image
 pytest.importorskip("yaml")
 
 from surgenet.train.config import load_config  # noqa: E402
-from surgenet.train.pretrain import pretrain  # noqa: E402
+from surgenet.train.pretrain import Pretrainer, pretrain  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# CAFormer-S18 (the SurgeNetXL network) at 32/16 px crops with a 256-prototype head.
+# CAFormer-S18 (the SurgeNetXL network) at 32/16 px crops with a 256-prototype head; the learning
+# rate is the tiny config's own.
 SMALL = ["crops.global_size=32", "crops.local_size=16", "crops.local_crops=2", "train.precision=fp32",
-         "train.batch_size=4", "train.epochs=4", "optim.warmup_epochs=1", "optim.lr=0.05", "train.log_every=1",
+         "train.batch_size=4", "train.epochs=4", "optim.warmup_epochs=1", "train.log_every=1",
          "data.num_workers=0"]
 
 
@@ -76,7 +77,7 @@ def test_a_few_steps_lower_the_loss_without_collapse(trained):
 
 def test_schedules_reach_the_steps_as_configured(trained):
     _, records = trained
-    # 8 frames, batch 4: 2 steps per epoch; peak lr 0.05 * 4 / 256 reached at the end of warm-up.
+    # 8 frames, batch 4: 2 steps per epoch; peak lr 0.05 (tiny's) * 4 / 256 reached at the end of warm-up.
     assert records[0]["lr"] == 0.0
     assert records[1]["lr"] == pytest.approx(0.05 * 4 / 256)
     assert records[0]["momentum"] == pytest.approx(0.996)
@@ -105,13 +106,32 @@ def test_exported_teacher_loads_with_load_backbone(trained):
             assert torch.equal(loaded.forward_embedding(x), reference.forward_embedding(x))
 
 
-def test_killed_and_resumed_run_continues_bit_for_bit(frames, tmp_path):
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_killed_and_resumed_run_continues_bit_for_bit(frames, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     run(frames, straight, "train.max_steps=5")
     interrupted = tmp_path / "interrupted"
-    run(frames, interrupted, "train.max_steps=3")  # stops mid-epoch, as a kill after a checkpoint
+    train_step = Pretrainer.train_step
+
+    def killed_in_step_4(self, crops):
+        if self.step == 3:  # step 3 is logged, its checkpoint (epoch end: step 2) is older
+            raise KeyboardInterrupt
+        return train_step(self, crops)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Pretrainer, "train_step", killed_in_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            run(frames, interrupted, "train.max_steps=5")
+    assert [r["step"] for r in read_jsonl(interrupted / "log.jsonl")] == [1, 2, 3]
     resumed = run(frames, interrupted, "train.max_steps=5", resume=True)
-    assert [r["step"] for r in resumed] == [4, 5]
+    assert [r["step"] for r in resumed] == [3, 4, 5]
+    # The log holds each step once, with the values of the uninterrupted run.
+    log, reference = read_jsonl(interrupted / "log.jsonl"), read_jsonl(straight / "log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
+    assert [r["loss"] for r in log] == [r["loss"] for r in reference]
     a = torch.load(straight / "checkpoint.pth", weights_only=True)
     b = torch.load(interrupted / "checkpoint.pth", weights_only=True)
     for part in ("student", "teacher", "loss"):
@@ -119,6 +139,56 @@ def test_killed_and_resumed_run_continues_bit_for_bit(frames, tmp_path):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
     assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_a_new_run_into_an_old_folder_starts_a_new_log(frames, tmp_path):
+    run(frames, tmp_path, "train.max_steps=2")
+    run(frames, tmp_path, "train.max_steps=1")
+    assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == [1]
+
+
+def _labelled_frames(root: Path) -> Path:
+    """Two classes of frames a frozen random backbone tells apart: flat dark vs flat bright."""
+    for label, value in (("dark", 25), ("bright", 225)):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            noise = np.random.default_rng(i).integers(0, 30, (40, 40, 3))
+            Image.fromarray((value - 15 + noise).astype(np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_periodic_knn_and_linear_probe_are_logged_and_leave_training_unchanged(frames, tmp_path):
+    import surgenet
+    from surgenet.train.evaluation import knn_evaluate, linear_evaluate
+
+    labelled = _labelled_frames(tmp_path / "labelled")
+    evaluated, plain = tmp_path / "evaluated", tmp_path / "plain"
+    run(frames, evaluated, "train.max_steps=3", "train.keep_every_epochs=1", "eval.method=both",
+        "eval.every_epochs=1", "eval.image_size=32", f"eval.train={labelled}", f"eval.val={labelled}", "eval.k=3",
+        "eval.linear_epochs=30", "eval.linear_lr=0.05")
+    run(frames, plain, "train.max_steps=3")
+    log = read_jsonl(evaluated / "log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 2, 3]  # the evaluation follows the step-2 record (epoch end)
+    record = log[2]
+    # The teacher kept at the end of epoch 1 (step 2) is the one evaluated: the offline protocol agrees.
+    teacher = surgenet.load_backbone("surgenetxl-caformer", weights=evaluated / "checkpoint_epoch0001.pth")
+    knn = knn_evaluate(teacher, labelled, labelled, image_size=32, k=3)
+    linear = linear_evaluate(teacher, labelled, labelled, image_size=32, epochs=30, lr=0.05)
+    assert record["knn_top1"] == knn["top1"] and record["linear_top1"] == linear["top1"]
+    assert record["linear_balanced_accuracy"] == linear["balanced_accuracy"] and record["epoch"] == 0
+    assert record["linear_top1"] == 1.0  # dark vs bright, probed on its own training frames
+    # Evaluating draws no random numbers: the run goes on exactly as one without evaluation.
+    a = torch.load(evaluated / "checkpoint.pth", weights_only=True)
+    b = torch.load(plain / "checkpoint.pth", weights_only=True)
+    for key in a["student"]:
+        assert torch.equal(a["student"][key], b["student"][key]), key
+
+
+def test_unknown_eval_method_is_refused(frames, tmp_path):
+    from surgenet.exceptions import InputError
+
+    with pytest.raises(InputError, match="eval.method must be one of knn, linear, both"):
+        run(frames, tmp_path, "train.max_steps=1", "eval.method=svm")
 
 
 def test_resume_refuses_a_changed_recipe(frames, tmp_path):

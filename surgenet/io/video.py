@@ -10,7 +10,10 @@ import numpy as np
 
 from ..exceptions import InputError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".mts")
+# Containers that PyAV (FFmpeg) demuxes; surgical recorders often write MPEG transport streams
+# (.ts/.m2ts/.mts) or MPEG program streams (.mpg/.mpeg).
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                    ".ts", ".m2ts", ".mts")
 
 
 @dataclass(frozen=True)

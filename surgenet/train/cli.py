@@ -67,20 +67,39 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_fps(text: str) -> float:
+    """argparse type of ``--fps``: a positive rate (0 would divide by zero, < 0 never stop)."""
+    from .data.video import check_fps
+
+    try:
+        return check_fps(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .data import extract_frames, list_videos
+    from .data.video import UnreadableVideoError
 
     videos = list_videos(args.video_dir)
     if not videos:
         raise InputError(f"no videos found in {args.video_dir}.")
     root = Path(args.video_dir) if Path(args.video_dir).is_dir() else Path(args.video_dir).parent
-    total = 0
+    total, unreadable = 0, []
     for video in tqdm(videos, desc="videos", unit="video"):
         target = Path(args.out) / video.relative_to(root).parent / video.stem
-        total += extract_frames(video, target, fps=args.fps, quality=args.quality)
-    print(f"{total} frames from {len(videos)} videos at {args.fps} fps in {args.out}")
+        try:
+            total += extract_frames(video, target, fps=args.fps, quality=args.quality)
+        except UnreadableVideoError as exc:  # one broken file does not stop the others
+            unreadable.append(video)
+            tqdm.write(f"surgenet-train: skipped: {exc}", file=sys.stderr)
+    if len(unreadable) == len(videos):
+        raise InputError(f"none of the {len(videos)} video(s) in {args.video_dir} could be read (see above); "
+                         "check that they are complete videos that ffmpeg can play.")
+    note = f", skipped {len(unreadable)} unreadable video(s)" if unreadable else ""
+    print(f"{total} frames from {len(videos) - len(unreadable)} videos at {args.fps} fps in {args.out}{note}")
     return 0
 
 
@@ -140,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract-frames", help="write video frames sampled at N fps as JPEG")
     p.add_argument("video_dir", help="a video file or a folder of videos (searched recursively)")
     p.add_argument("out", help="output folder: one sub-folder of frames per video")
-    p.add_argument("--fps", type=float, default=1.0, help="frames per second (SurgeNetXL: 1)")
+    p.add_argument("--fps", type=positive_fps, default=1.0, help="frames per second, > 0 (SurgeNetXL: 1)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.set_defaults(func=cmd_extract)
 

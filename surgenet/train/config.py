@@ -115,15 +115,22 @@ class TrainConfig:
     log_every: int = 10  # steps between JSON-lines log records
 
 
+EVAL_METHODS = ("knn", "linear", "both")
+
+
 @dataclass
 class EvalConfig:
-    """kNN evaluation of the teacher on a labelled frame set at epoch ends (optional)."""
+    """kNN and/or linear-probe evaluation of the teacher on a labelled frame set at epoch ends
+    (optional); the same protocol as ``surgenet-train evaluate``, logged beside the losses."""
 
     train: str | None = None
     val: str | None = None
     every_epochs: int = 0
-    k: int = 20
-    temperature: float = 0.07
+    method: str = "knn"  # knn | linear | both
+    k: int = 20  # kNN neighbours
+    temperature: float = 0.07  # kNN vote temperature
+    linear_epochs: int = 200  # linear probe: full-batch AdamW epochs on the frozen features
+    linear_lr: float = 0.01
     image_size: int = 224
 
 

@@ -105,7 +105,10 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
     x, xt = (train_features - mean) / std, (test_features - mean) / std
     generator = torch.Generator().manual_seed(seed)
-    layer = nn.Linear(x.shape[1], num_classes)
+    # nn.Linear's default init draws from the global RNG; the probe runs inside training loops
+    # (periodic evaluation), where that draw would shift the run's own random stream.
+    with torch.random.fork_rng(devices=[]):
+        layer = nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
         layer.weight.normal_(0, 0.01, generator=generator)
         layer.bias.zero_()
@@ -132,21 +135,40 @@ def _features(backbone, train, val, image_size, mean, std):
     return train_set, val_set, f_train, f_val
 
 
+METHODS = ("knn", "linear", "both")
+
+
+def probe_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, method: str = "both",
+                   image_size: int = 224, k: int = 20, temperature: float = 0.07, linear_epochs: int = 200,
+                   linear_lr: float = 0.01, mean: Sequence[float] = (0.485, 0.456, 0.406),
+                   std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, dict[str, float]]:
+    """``{"knn": ..., "linear": ...}`` accuracies (those ``method`` names: knn, linear or both);
+    the features are extracted once for both."""
+    if method not in METHODS:
+        raise InputError(f"evaluation method must be one of {', '.join(METHODS)}, not {method!r}.")
+    train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
+    n = len(train_set.classes)
+    y_train, y_val = torch.from_numpy(train_set.labels), torch.from_numpy(val_set.labels)
+    results = {}
+    if method in ("knn", "both"):
+        results["knn"] = accuracy_report(knn_classify(f_train, y_train, f_val, n, k, temperature), y_val, n)
+    if method in ("linear", "both"):
+        pred = linear_probe(f_train, y_train, f_val, n, linear_epochs, linear_lr)
+        results["linear"] = accuracy_report(pred, y_val, n)
+    return results
+
+
 def knn_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, image_size: int = 224, k: int = 20,
                  temperature: float = 0.07, mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, float]:
     """kNN accuracy of ``backbone`` features: neighbours from ``train``, scored on ``val``."""
-    train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
-    n = len(train_set.classes)
-    pred = knn_classify(f_train, torch.from_numpy(train_set.labels), f_val, n, k, temperature)
-    return accuracy_report(pred, torch.from_numpy(val_set.labels), n)
+    return probe_evaluate(backbone, train, val, "knn", image_size, k=k, temperature=temperature,
+                          mean=mean, std=std)["knn"]
 
 
 def linear_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, image_size: int = 224,
                     epochs: int = 200, lr: float = 0.01, mean: Sequence[float] = (0.485, 0.456, 0.406),
                     std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, float]:
     """Linear-probe accuracy of ``backbone`` features: trained on ``train``, scored on ``val``."""
-    train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
-    n = len(train_set.classes)
-    pred = linear_probe(f_train, torch.from_numpy(train_set.labels), f_val, n, epochs, lr)
-    return accuracy_report(pred, torch.from_numpy(val_set.labels), n)
+    return probe_evaluate(backbone, train, val, "linear", image_size, linear_epochs=epochs, linear_lr=lr,
+                          mean=mean, std=std)["linear"]

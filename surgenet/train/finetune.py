@@ -127,7 +127,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         start_epoch, best = state["epoch"], state["best"]
         restore_rng(state["rng"])
     (out / "config.yaml").write_text(dump_yaml(cfg))
-    log = MetricLog(out / "log.jsonl")
+    # Resumed: keep the epochs up to last.pth's; any later one was logged by the killed run and runs again.
+    log = MetricLog(out / "log.jsonl", resume_at=start_epoch if resume else None, key="epoch")
     try:
         from tqdm.auto import tqdm
 

@@ -7,6 +7,8 @@ mean Dice (segmentation), mean per-video accuracy (phase), mAP (CVS).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
@@ -94,33 +96,48 @@ class PhaseTask:
         self._features: dict[str, torch.Tensor] = {}
 
     def prepare(self, model, cache_dir: Path) -> None:
-        """Embed the frames of every video (cached on disk in ``cache_dir``) when training on features."""
+        """Embed the frames of every video (cached on disk in ``cache_dir``) when training on features.
+
+        A cache file is reused only when its key (backbone, a digest of its weights, preprocessing,
+        frame files) equals this run's; otherwise, e.g. for other ``--weights`` into the same
+        ``--out``, the temporal model would learn on another backbone's features, so it is rebuilt.
+        """
         if not self.cached:
             return
-        from safetensors.torch import load_file, save_file
-
         for p in model.backbone.parameters():
             p.requires_grad_(False)
         cache_dir.mkdir(parents=True, exist_ok=True)
         model.eval()
+        key = feature_cache_key(model, self.transform)
         for split, videos in (("train", self.train_videos), ("val", self.val_videos)):
-            path = cache_dir / f"{split}.safetensors"
-            if path.is_file():
-                self._features.update({f"{split}/{k}": v for k, v in load_file(str(path)).items()})
-                continue
-            feats = {v.name: self._embed(model, v.frames) for v in videos}
-            if feats:
-                tmp = path.with_name(f".{path.name}.tmp")
-                save_file(feats, str(tmp))
-                tmp.replace(path)
-            self._features.update({f"{split}/{k}": v for k, v in feats.items()})
+            if videos:
+                split_key = {**key, "frames": frames_digest(videos)}
+                feats = self._cached_split(model, cache_dir / f"{split}.safetensors", videos, split_key)
+                self._features.update({f"{split}/{k}": v for k, v in feats.items()})
+
+    def _cached_split(self, model, path: Path, videos: list, key: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The features of ``videos`` from ``path`` when its key matches ``key``, else computed and saved."""
+        from safetensors.torch import save_file
+
+        from ..io.atomic import atomic_target
+
+        stale = _stale_fields(path, key)
+        if not stale:
+            logger.info("phase features: reusing %s (same backbone weights, preprocessing and frames)", path)
+            return _load_features(path)
+        logger.info("phase features: computing %s (%s)", path,
+                    "no cache yet" if stale == ["file"] else f"the cache differs in {', '.join(stale)}")
+        feats = {v.name: self._embed(model, v.frames) for v in videos}
+        with atomic_target(path) as tmp:
+            save_file(feats, str(tmp), metadata={CACHE_KEY: json.dumps(key, sort_keys=True)})
+        return feats
 
     @torch.no_grad()
     def _embed(self, model, frames, batch: int = 32) -> torch.Tensor:
         out = []
         for i in range(0, len(frames), batch):
             x = torch.stack([self.transform(p) for p in frames[i:i + batch]]).to(_device(model))
-            out.append(model.backbone.forward_embedding(x).float().cpu())
+            out.append(model.embed(x).float().cpu())  # as the model embeds frames at inference
         return torch.cat(out).contiguous()
 
     def train_batches(self, epoch: int) -> Iterable:
@@ -153,6 +170,59 @@ class PhaseTask:
             accs.append(m["accuracy"])
             f1s.append(m["macro_f1"])
         return {"score": float(np.mean(accs)), "accuracy": float(np.mean(accs)), "macro_f1": float(np.nanmean(f1s))}
+
+
+CACHE_KEY = "surgenet_feature_cache"
+CACHE_FORMAT = "phase-features/2"  # bump when what a cached feature means changes
+
+
+def feature_cache_key(model, transform) -> dict[str, Any]:
+    """What fixes the cached per-frame features besides the frames, as JSON-safe values."""
+    return {"format": CACHE_FORMAT, "backbone": model.config["backbone"], "arch": model.config["arch"],
+            "backbone_kwargs": model.config.get("backbone_kwargs", {}), "weights": weights_digest(model.backbone),
+            "image_size": list(transform.size), "mean": list(transform.mean), "std": list(transform.std)}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and values): equal only for equal weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def frames_digest(videos) -> str:
+    """SHA-256 of each video's name and frame files (path, size, modification time), in order."""
+    h = hashlib.sha256()
+    for video in videos:
+        h.update(f"video|{video.name}|{len(video.frames)}\n".encode())
+        for frame in video.frames:
+            st = Path(frame).stat()
+            h.update(f"{Path(frame).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _stale_fields(path: Path, key: dict[str, Any]) -> list[str]:
+    """The key fields in which the cache at ``path`` differs from ``key``; ``["file"]`` if none is readable."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return ["file"]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            saved = json.loads((f.metadata() or {}).get(CACHE_KEY, "{}"))
+    except Exception as exc:  # a damaged or foreign file: rebuild it
+        logger.warning("phase features: %s is unreadable (%s); rebuilding it", path, exc)
+        return ["file"]
+    return sorted(k for k in set(key) | set(saved) if saved.get(k) != key.get(k))
+
+
+def _load_features(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 TASKS = {"segmentation": SegmentationTask, "phase": PhaseTask, "cvs": CVSTask}

@@ -29,7 +29,7 @@ from ..registry import get_entry
 from . import distributed as D
 from .augment import MultiCrop
 from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from .config import PretrainConfig, to_dict
+from .config import EVAL_METHODS, PretrainConfig, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
 from .dino import DINOHead, DINOLoss, MultiCropWrapper, build_schedules
 from .dino.optim import cancel_last_layer_gradients, clip_gradients, ema_update, param_groups, set_hyperparameters
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 # Keys a resumed run may change; any other difference would change the run being resumed.
 RESUMABLE_CHANGES = ("train.max_steps", "train.checkpoint_every", "train.log_every", "train.keep_every_epochs",
                      "data.num_workers", "train.device")
+# The periodic evaluation reads the teacher and draws no random numbers: a resumed run may add
+# or change it without changing the training.
+RESUMABLE_SECTIONS = ("eval.",)
 
 
 def build_networks(config: PretrainConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
@@ -112,7 +115,8 @@ def check_resumable(saved: dict[str, Any], current: PretrainConfig) -> None:
         return out
 
     old, new = flat(saved), flat(to_dict(current))
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                     and not k.startswith(RESUMABLE_SECTIONS))
     if changed:
         details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
         raise InputError(f"--resume continues the saved run, but these settings differ from it: {details}. "
@@ -147,6 +151,7 @@ class Pretrainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, weight_decay=0.0)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.step = 0
+        self.resumed = resume
         if resume:
             self._load(load_checkpoint(self.out_dir))
         self.model = self.student
@@ -241,7 +246,9 @@ class Pretrainer:
         """Train until the last step (or ``train.max_steps``); returns the logged records."""
         cfg = self.config.train
         end = self.total_steps if cfg.max_steps is None else min(self.total_steps, cfg.max_steps)
-        log = MetricLog(self.out_dir / LOG_FILE) if self.dist.is_main else None
+        # Resumed: the log keeps the records up to the checkpoint's step, the steps after it run again.
+        log = (MetricLog(self.out_dir / LOG_FILE, resume_at=self.step if self.resumed else None)
+               if self.dist.is_main else None)
         if self.dist.is_main:
             write_run_info(self.out_dir, self.config, self.dist.world_size,
                            {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
@@ -287,16 +294,20 @@ class Pretrainer:
         return bool(e.train and e.val and e.every_epochs and epoch % e.every_epochs == 0)
 
     def evaluate(self, log: MetricLog | None) -> None:
-        """kNN accuracy of the teacher backbone on the configured labelled frames (main process)."""
+        """kNN and/or linear-probe accuracy (``eval.method``) of the teacher backbone on the
+        configured labelled frames (main process), logged as ``knn_top1``, ``linear_top1``, ..."""
         if self.dist.is_main:
-            from .evaluation import knn_evaluate
+            from .evaluation import probe_evaluate
 
             e = self.config.eval
             entry = get_entry(self.config.model.name)
-            result = knn_evaluate(self.teacher.backbone, e.train, e.val, image_size=e.image_size, k=e.k,
-                                  temperature=e.temperature, mean=entry.mean, std=entry.std)
-            record = {"step": self.step, "epoch": self.step // self.steps_per_epoch - 1, "knn_top1": result["top1"]}
-            logger.info("kNN top-1 %.4f at step %d", result["top1"], self.step)
+            results = probe_evaluate(self.teacher.backbone, e.train, e.val, e.method, image_size=e.image_size,
+                                     k=e.k, temperature=e.temperature, linear_epochs=e.linear_epochs,
+                                     linear_lr=e.linear_lr, mean=entry.mean, std=entry.std)
+            record: dict[str, Any] = {"step": self.step, "epoch": self.step // self.steps_per_epoch - 1}
+            for method, result in results.items():
+                record.update({f"{method}_{name}": value for name, value in result.items()})
+                logger.info("%s top-1 %.4f at step %d", method, result["top1"], self.step)
             if log:
                 log.write(record)
         D.barrier()
@@ -324,6 +335,8 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) 
         raise InputError("train.batch_size and train.epochs must be positive.")
     if not math.isfinite(config.optim.lr) or config.optim.lr <= 0:
         raise InputError(f"optim.lr must be a positive number, not {config.optim.lr}.")
+    if config.eval.method not in EVAL_METHODS:
+        raise InputError(f"eval.method must be one of {', '.join(EVAL_METHODS)}, not {config.eval.method!r}.")
     trainer = Pretrainer(config, out_dir, resume=resume)
     try:
         return trainer.run()

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from .._version import __version__
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .config import dump_yaml
 
 LOG_FILE = "log.jsonl"
@@ -43,10 +43,17 @@ def write_run_info(out_dir: Path, config: Any, world_size: int, extra: Mapping[s
 
 
 class MetricLog:
-    """Appends one JSON object per line; each line is flushed so a crash keeps what came before."""
+    """Appends one JSON object per line; each line is flushed so a crash keeps what came before.
 
-    def __init__(self, path: Path) -> None:
+    A new run starts an empty log. A resumed run passes ``resume_at``, the checkpoint's value of
+    ``key`` (``step`` or ``epoch``): records past it were written after that checkpoint by the run
+    that was killed, and the resumed run writes them again, so they are dropped first (atomically).
+    """
+
+    def __init__(self, path: Path, resume_at: int | None = None, key: str = "step") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [] if resume_at is None else records_until(path, resume_at, key)
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -55,6 +62,24 @@ class MetricLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def records_until(path: Path, last: int, key: str = "step") -> list[dict[str, Any]]:
+    """The records of the log at ``path`` whose ``key`` is at most ``last`` (none if it is missing).
+
+    A line cut short by a kill is skipped: only the final line can be, as every line is flushed.
+    """
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get(key), int) and record[key] <= last:
+            kept.append(record)
+    return kept
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

@@ -2,13 +2,16 @@
 
 Each slot's augmentation draws from a generator seeded by (seed, epoch, position), never from a
 global random state, so crops do not depend on worker count, process count or restarts.
-Unreadable frames are skipped (the next frame of the mixture takes their place) and counted.
+Unreadable frames are skipped and counted: another frame of the same source takes their place,
+chosen from nothing but the seed and the frame id, so a resumed run loads the same frames.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+import math
+from functools import cache
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,9 +24,10 @@ from .sampler import Slot
 logger = logging.getLogger(__name__)
 
 # What a broken frame raises: PIL (OSError covers UnidentifiedImageError and truncation),
-# PyAV (its errors derive from OSError/ValueError), decoders that hit odd data.
+# decoders that hit odd data, and PyAV (see _read_errors: not all its errors are OSError/ValueError).
 READ_ERRORS = (OSError, ValueError, SyntaxError, IndexError, EOFError)
-MAX_CONSECUTIVE_SKIPS = 64
+NEXT_FRAMES = 8  # tried in order after an unreadable frame, before jumping across the source
+LOGGED_SKIPS = 8  # skips logged one by one per sample; a wholly broken source would flood the log
 
 
 class MultiCropDataset(torch.utils.data.Dataset):
@@ -40,22 +44,75 @@ class MultiCropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, slot: Slot) -> tuple[list[torch.Tensor], int]:
         frame_id, epoch, position = slot
-        image, skipped = load_skipping(self.mixture, frame_id)
+        image, skipped = load_skipping(self.mixture, frame_id, self.seed)
         rng = np.random.default_rng([self.seed, epoch, position])
         return self.transform(image, rng), skipped
 
 
-def load_skipping(frames, frame_id: int) -> tuple[Image.Image, int]:
-    """Load ``frame_id``, or the first readable frame after it; returns it and the skip count."""
-    n = len(frames)
-    for skipped in range(min(n, MAX_CONSECUTIVE_SKIPS)):
-        index = (frame_id + skipped) % n
+@cache
+def _read_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from av.error import FFmpegError
+    except ImportError:  # pragma: no cover - av is part of the train extra
+        return READ_ERRORS
+    return READ_ERRORS + (FFmpegError,)
+
+
+def load_skipping(frames, frame_id: int, seed: int = 0) -> tuple[Image.Image, int]:
+    """Load ``frame_id``, or else a readable frame of the same source; returns it and the skip count.
+
+    After an unreadable frame come the next few frames, then every other frame of the source
+    once, in a stride order seeded by ``(seed, frame_id)``: a long run of broken files is crossed
+    in a few tries, the replacement depends only on the data, the seed and ``frame_id`` (a resumed
+    run loads the same frames), and only a source without one readable frame is an error. Within
+    a :class:`Mixture` the replacement stays in ``frame_id``'s source, so the weights hold.
+    """
+    first, size, name = _source_range(frames, frame_id)
+    skipped = 0
+    for index in fallback_order(frame_id - first, size, [seed, frame_id]):
         try:
-            return frames.load(index), skipped
-        except READ_ERRORS as exc:
-            logger.warning("skipping unreadable frame %s: %s", _describe(frames, index), exc)
-    raise InputError(f"{MAX_CONSECUTIVE_SKIPS} consecutive frames could not be read (from frame {frame_id}); "
-                     "check the data paths and that the files are images or videos PIL/PyAV can decode.")
+            image = frames.load(first + index)
+        except _read_errors() as exc:
+            if skipped < LOGGED_SKIPS:
+                logger.warning("skipping unreadable frame %s: %s", _describe(frames, first + index), exc)
+            skipped += 1
+            continue
+        if skipped > LOGGED_SKIPS:
+            logger.warning("skipped %d unreadable frames of %s before a readable one (from frame %d)",
+                           skipped, name, frame_id)
+        return image, skipped
+    raise InputError(f"none of the {size} frames of {name} can be read, so it gives no training images; "
+                     "check that its files are images or videos that PIL/PyAV can decode, or remove it from --data.")
+
+
+def fallback_order(start: int, size: int, seed: Sequence[int]) -> Iterator[int]:
+    """Every index of ``range(size)`` once: ``start`` and the few after it, then the rest along a
+    stride coprime with ``size`` drawn from ``seed``, so a run of broken neighbours is jumped over."""
+    near = min(size, NEXT_FRAMES + 1)
+    for j in range(near):
+        yield (start + j) % size
+    if near == size:
+        return
+    step = _coprime_step(size, np.random.default_rng(list(seed)))
+    for j in range(1, size):
+        offset = j * step % size  # j * step for j < size visits every residue once
+        if offset >= near:
+            yield (start + offset) % size
+
+
+def _coprime_step(size: int, rng: np.random.Generator) -> int:
+    step = int(rng.integers(1, size))
+    while math.gcd(step, size) != 1:
+        step = step % (size - 1) + 1
+    return step
+
+
+def _source_range(frames, frame_id: int) -> tuple[int, int, str]:
+    """First global id, size and name of the source that holds ``frame_id``."""
+    if isinstance(frames, Mixture):
+        k, _ = frames.locate(frame_id)
+        return int(frames.offsets[k]), int(frames.sizes[k]), frames.sources[k].name
+    return 0, len(frames), getattr(frames, "name", "the data")
 
 
 def _describe(frames, index: int) -> str:
@@ -63,7 +120,12 @@ def _describe(frames, index: int) -> str:
         k, i = frames.locate(index)
         source = frames.sources[k]
         paths = getattr(source, "paths", None)
-        return paths[i] if paths is not None else f"{source.name}[{i}]"
+        if paths is not None:
+            return paths[i]
+        if hasattr(source, "locate"):  # videos: the file and the time
+            video, t = source.locate(i)
+            return f"{video} at {t:.3f} s"
+        return f"{source.name}[{i}]"
     return str(index)
 
 

@@ -8,6 +8,7 @@ cost little memory and DataLoader workers share them without copy-on-write growt
 from __future__ import annotations
 
 import csv
+import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -16,8 +17,10 @@ import numpy as np
 from PIL import Image
 
 from ...exceptions import InputError
-from .video import VIDEO_EXTENSIONS, list_videos, num_samples, read_frame_at, video_duration
+from .video import (VIDEO_EXTENSIONS, UnreadableVideoError, check_fps, list_videos, num_samples, read_frame_at,
+                    video_duration)
 
+logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LIST_COLUMNS = ("path", "image", "frame", "file", "filename")
 
@@ -94,15 +97,27 @@ def frame_list(path: Path) -> ImageFiles:
 
 
 class VideoFrames:
-    """Frames of one or more videos sampled at ``fps``, decoded on demand by seeking."""
+    """Frames of one or more videos sampled at ``fps``, decoded on demand by seeking.
+
+    Videos that cannot be read are skipped with a warning and counted in ``unreadable``; only a
+    source with no readable frame at all is an error.
+    """
 
     def __init__(self, path: Path, fps: float, max_open: int = 4) -> None:
         self.name = str(path)
-        self.fps = fps
-        videos = list_videos(path)
-        if not videos:
+        self.fps = check_fps(fps)
+        found = list_videos(path)
+        if not found:
             raise InputError(f"{path} holds no videos ({', '.join(VIDEO_EXTENSIONS)}).")
-        counts = [num_samples(video_duration(v), fps) for v in videos]
+        videos, counts = _readable_videos(found, self.fps)
+        self.unreadable = len(found) - len(videos)  # videos skipped because they cannot be read
+        if self.unreadable:
+            logger.warning("%s: skipped %d unreadable video(s) of %d", path, self.unreadable, len(found))
+        if not videos:
+            raise InputError(f"no video in {path} could be read (see the warnings above); "
+                             "check that they are complete videos that ffmpeg can play.")
+        if sum(counts) == 0:
+            raise InputError(f"the videos in {path} hold no frame to sample at {self.fps} fps (zero length).")
         self.videos = PathTable([str(v) for v in videos])
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._open: OrderedDict[int, object] = OrderedDict()
@@ -138,6 +153,19 @@ class VideoFrames:
         state = dict(self.__dict__)
         state["_open"] = OrderedDict()  # open containers do not cross process boundaries
         return state
+
+
+def _readable_videos(videos: list[Path], fps: float) -> tuple[list[Path], list[int]]:
+    """The videos whose length can be read and their sample counts; warns about each other one."""
+    kept, counts = [], []
+    for video in videos:
+        try:
+            counts.append(num_samples(video_duration(video), fps))
+        except UnreadableVideoError as exc:
+            logger.warning("skipping an unreadable video: %s", exc)  # the message names the file
+            continue
+        kept.append(video)
+    return kept, counts
 
 
 def open_source(path: str | Path, fps: float = 1.0) -> FrameSource:

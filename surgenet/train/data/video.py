@@ -1,13 +1,17 @@
 """Frames of a video at N frames per second, with PyAV.
 
-The frame sampled at time ``t`` is the first decoded frame whose timestamp is at or after ``t``
-(within a millisecond), both when decoding a whole video (:func:`iter_sampled_frames`) and when
-seeking to one frame (:func:`read_frame_at`), so extracted folders and on-the-fly sampling agree.
+The frame sampled at time ``t`` is the first decoded frame whose timestamp, counted from the
+video stream's start time, is at or after ``t`` (within a millisecond), both when decoding a whole
+video (:func:`iter_sampled_frames`) and when seeking to one frame (:func:`read_frame_at`), so
+extracted folders and on-the-fly sampling agree. Counting from the stream's start matters for
+recordings whose first frame is not at 0 s (MPEG transport streams usually start near 1.4 s):
+absolute times would give the first frame to every sample time before it.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -15,9 +19,13 @@ from PIL import Image
 
 from ...exceptions import InputError
 from ...io.atomic import atomic_target
+from ...io.video import VIDEO_EXTENSIONS  # noqa: F401 - one list for prediction and training
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv")
 _EPS = 1e-3  # seconds: container timestamps are rounded
+
+
+class UnreadableVideoError(InputError):
+    """A video file that PyAV cannot open or decode: garbage or truncated data, no video stream."""
 
 
 def _av():
@@ -28,39 +36,109 @@ def _av():
     return av
 
 
-def video_duration(path: str | Path) -> float:
-    """Length of the first video stream in seconds (decoding the stream when the header has none)."""
+def check_fps(fps: float) -> float:
+    """``fps`` as a float if it is a positive, finite rate; else an InputError that says so.
+
+    0 would divide by zero and a negative or infinite rate would sample without end.
+    """
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"fps must be a positive number of frames per second (e.g. 1), not {fps!r}.")
+    return value
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn PyAV's and the OS's errors while reading ``path`` into an UnreadableVideoError naming it."""
     av = _av()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    try:
+        yield
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UnreadableVideoError(f"cannot read video {path}: {exc}. Check that the file is a complete "
+                                   "video that ffmpeg can play.") from exc
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise UnreadableVideoError(f"{path} has no video stream.")
+    return container.streams.video[0]
+
+
+def _start_seconds(stream) -> float:
+    """The stream's start time in seconds (0 when the container gives none)."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def video_duration(path: str | Path) -> float:
+    """Length in seconds of the first video stream, from its start time to the end of its last frame.
+
+    The stream's own duration when the header has it; otherwise the end of the last packet (read
+    from the last keyframe on, not decoded), since a container's duration may include the start
+    offset (Matroska). Raises UnreadableVideoError for a file PyAV cannot read.
+    """
+    av = _av()
+    path = Path(path)
+    with _reading(path), av.open(str(path)) as container:
+        stream = _video_stream(container, path)
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
-        if container.duration is not None:
-            return container.duration / av.time_base
-        last = 0.0
-        for frame in container.decode(stream):
-            if frame.time is not None:
-                last = frame.time
-        rate = float(stream.average_rate or 25)
-        return last + 1.0 / rate
+        end = _stream_end(container, stream)
+        if end is None:
+            return float(stream.frames / (stream.average_rate or 25))
+        return max(0.0, end - _start_seconds(stream))
+
+
+def _stream_end(container, stream) -> float | None:
+    """End time in seconds of the stream's last packet (None if no packet has a timestamp)."""
+    av = _av()
+    if container.duration is not None and stream.time_base is not None:
+        # Past the end either way (duration is measured from 0 or from the start): the seek lands
+        # on the last keyframe. A failed seek leaves the demuxer at the start, which is slower only.
+        beyond = (stream.start_time or 0) + int(container.duration / av.time_base / stream.time_base) + 1
+        try:
+            container.seek(beyond, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            pass
+    frame_time = 1.0 / float(stream.average_rate or 25)
+    end = None
+    for packet in container.demux(stream):
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None:
+            continue
+        packet_end = float(ts * stream.time_base) + (float(packet.duration * stream.time_base)
+                                                      if packet.duration else frame_time)
+        end = packet_end if end is None else max(end, packet_end)
+    return end
 
 
 def num_samples(duration: float, fps: float) -> int:
     """Number of sample times ``k / fps`` that fall inside a video of ``duration`` seconds."""
-    if fps <= 0:
-        raise InputError(f"fps must be positive, got {fps}.")
-    return max(0, math.ceil(duration * fps - _EPS))
+    return max(0, math.ceil(duration * check_fps(fps) - _EPS))
 
 
 def iter_sampled_frames(path: str | Path, fps: float) -> Iterator[tuple[int, Image.Image]]:
-    """Decode ``path`` once and yield ``(k, frame)`` for the frames sampled at ``k / fps`` seconds."""
+    """Decode ``path`` once and yield ``(k, frame)`` for the frames sampled at ``k / fps`` seconds.
+
+    ``fps`` is checked here, before any decoding; a file PyAV cannot read raises
+    UnreadableVideoError while iterating (after the frames decoded before the damage).
+    """
+    return _sampled_frames(Path(path), check_fps(fps))
+
+
+def _sampled_frames(path: Path, fps: float) -> Iterator[tuple[int, Image.Image]]:
     av = _av()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with _reading(path), av.open(str(path)) as container:
+        stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
+        start = _start_seconds(stream)
         k = 0
         for frame in container.decode(stream):
-            t = frame.time if frame.time is not None else 0.0
+            t = frame.time - start if frame.time is not None else 0.0
             if t + _EPS < k / fps:
                 continue
             image = frame.to_image()
@@ -71,14 +149,16 @@ def iter_sampled_frames(path: str | Path, fps: float) -> Iterator[tuple[int, Ima
 
 
 def read_frame_at(container, t: float) -> Image.Image:
-    """The frame sampled at ``t`` seconds from an open PyAV container (seeks to the keyframe before)."""
+    """The frame sampled at ``t`` seconds (from the stream's start) of an open PyAV container;
+    seeks to the keyframe before it."""
     stream = container.streams.video[0]
+    start = _start_seconds(stream)
     offset = int(max(0.0, t - 0.5) / stream.time_base) + (stream.start_time or 0)
     container.seek(offset, stream=stream, backward=True, any_frame=False)
     last = None
     for frame in container.decode(stream):
         last = frame
-        if frame.time is not None and frame.time + _EPS >= t:
+        if frame.time is not None and frame.time - start + _EPS >= t:
             return frame.to_image()
     if last is None:
         raise InputError(f"no frame at {t:.3f} s in {container.name}.")
@@ -89,12 +169,15 @@ def extract_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, qua
     """Write the frames of ``video`` sampled at ``fps`` as ``out_dir/<stem>_<k>.jpg``; returns the count.
 
     Existing frames are kept, so an interrupted extraction can be run again; each JPEG is written
-    to a temporary name first, so a kill never leaves a half-written frame behind.
+    to a temporary name first, so a kill never leaves a half-written frame behind. ``out_dir`` is
+    made at the first frame, so a video that cannot be opened leaves no empty folder; such a video
+    raises UnreadableVideoError.
     """
     video, out_dir = Path(video), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     for k, image in iter_sampled_frames(video, fps):
+        if count == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"{video.stem}_{k:06d}.jpg"
         count += 1
         if target.exists():
