@@ -1,6 +1,6 @@
-"""The ``surgenet`` command: ``list``, ``info``, ``download``, ``cards`` and ``predict``.
+"""The ``surgenet`` command: one module per subcommand (zoo, predict, evaluate, features, track, batch, app).
 
-Each subcommand lives in its own module with a ``register(subparsers)`` function.
+Each module has a ``register(subparsers)`` function; a module not installed yet is skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from .._version import __version__
 from ..exceptions import SurgeNetError
 
-SUBCOMMAND_MODULES = ("zoo", "predict")
+SUBCOMMAND_MODULES = ("zoo", "predict", "evaluate", "features", "track", "batch", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
