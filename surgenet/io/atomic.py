@@ -4,10 +4,14 @@ A file is written to a temporary name in its own folder and moved over the targe
 ``os.replace``, so a reader (or a run killed half-way) sees the old file or the new one, never
 half of one. The result gets the permissions a plain ``open()`` would give it (``mkstemp`` alone
 would leave it private to the owner).
+
+Durable writes (checkpoints) fsync the data before the rename and the folder after it: the rename
+is an entry of the folder, and until the folder is on the disk a power cut can lose it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -22,7 +26,8 @@ def atomic_target(target: str | Path, durable: bool = False) -> Iterator[Path]:
 
     Args:
         target: the file to write (its folder is created).
-        durable: flush the data to the disk before the rename (checkpoints: survive a power cut).
+        durable: flush the data to the disk before the rename, and the folder's entry after it
+            (checkpoints: survive a power cut).
 
     Example:
         >>> with atomic_target("out/model.safetensors") as tmp:
@@ -43,6 +48,23 @@ def atomic_target(target: str | Path, durable: bool = False) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Put ``folder``'s entries (a rename into it) on the disk. Windows has no directory handles
+    to sync; file systems that cannot sync a folder (EINVAL/ENOTSUP) have nothing more to flush."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(target: str | Path, data: bytes, durable: bool = False) -> Path:
@@ -63,4 +85,4 @@ def _current_umask() -> int:
     return mask
 
 
-__all__ = ["atomic_target", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_target", "atomic_write_bytes", "atomic_write_text", "fsync_dir"]
