@@ -8,6 +8,7 @@ left out of the means; ``ignore_index`` pixels or frames count nowhere.
   background (scipy's ``binary_erosion`` default).
 * Phase: accuracy, and macro precision, recall, F1 and Jaccard over the phases of a video.
 * CVS: per-criterion balanced accuracy and average precision (sklearn's step-wise AP), and means.
+* Multi-label presence (tools): per-label AP and mAP, as CVS.
 """
 
 from __future__ import annotations
@@ -107,6 +108,16 @@ def segmentation_metrics(pred: np.ndarray, target: np.ndarray, num_classes: int,
     return {"dice": dice, "iou": iou, "mean_dice": _nanmean(dice), "mean_iou": _nanmean(iou)}
 
 
+def segmentation_metrics_from_confusion(cm: np.ndarray) -> dict[str, object]:
+    """:func:`segmentation_metrics` from an accumulated confusion matrix (rows target, columns
+    prediction): validation sums one matrix per frame instead of keeping every mask."""
+    cm = np.asarray(cm)
+    tp = np.diag(cm)
+    dice = _ratio(2 * tp, cm.sum(0) + cm.sum(1))
+    iou = _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
+    return {"dice": dice, "iou": iou, "mean_dice": _nanmean(dice), "mean_iou": _nanmean(iou)}
+
+
 def _nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(values[~np.isnan(values)].mean()) if (~np.isnan(values)).any() else float("nan")
@@ -175,3 +186,136 @@ def cvs_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5)
     ap = average_precision(scores, targets)
     bacc = balanced_accuracy(scores, targets, threshold)
     return {"ap": ap, "mAP": _nanmean(ap), "balanced_accuracy": bacc, "mean_balanced_accuracy": _nanmean(bacc)}
+
+
+def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
+    """Multi-label presence (e.g. surgical tools, ``(N, K)`` probabilities): per-label AP and their
+    mean over the labels that occur (mAP, as the Cholec80 / CholecT50 tool-presence challenges), and
+    per-label balanced accuracy at ``threshold``."""
+    ap = average_precision(scores, targets)
+    bacc = balanced_accuracy(scores, targets, threshold)
+    return {"ap": ap, "mAP": _nanmean(ap), "balanced_accuracy": bacc, "mean_balanced_accuracy": _nanmean(bacc)}
+
+
+# ----------------------------------------------------------------------------- video object segmentation
+# The DAVIS measures as davis2017-evaluation defines them: J = region IoU, F = boundary F-measure
+# with boundaries from ``_seg2bmap`` matched within ``bound_th`` (a share of the image diagonal);
+# per object the mean, the recall (share of frames above 0.5) and the decay (first quarter of the
+# frames minus the last quarter). The semi-supervised protocol scores every frame but the first
+# (given) and the last.
+
+DAVIS_BOUND_TH = 0.008
+
+
+def davis_j(pred_mask: np.ndarray, target_mask: np.ndarray, void: np.ndarray | None = None) -> float:
+    """Region similarity J: IoU of two binary masks outside ``void``; 1 when both are empty."""
+    pred_mask, target_mask = _binary_pair(pred_mask, target_mask)
+    keep = np.ones(target_mask.shape, bool) if void is None else ~np.asarray(void, bool)
+    union = ((pred_mask | target_mask) & keep).sum()
+    if union == 0:
+        return 1.0
+    return float(((pred_mask & target_mask) & keep).sum() / union)
+
+
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """One-pixel boundaries of a binary mask, as DAVIS's ``_seg2bmap``: a pixel is on the boundary
+    when it differs from its east, south or south-east neighbour (the last row compares east only,
+    the last column south only, the bottom-right corner never), so boundaries sit half a pixel
+    towards the origin."""
+    seg = np.asarray(mask, bool)
+    east, south, south_east = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    east[:, :-1] = seg[:, 1:]
+    south[:-1, :] = seg[1:, :]
+    south_east[:-1, :-1] = seg[1:, 1:]
+    b = (seg ^ east) | (seg ^ south) | (seg ^ south_east)
+    b[-1, :] = seg[-1, :] ^ east[-1, :]
+    b[:, -1] = seg[:, -1] ^ south[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def _disk_offsets(radius: int) -> np.ndarray:
+    """Offsets (dy, dx) of skimage's ``disk(radius)``: dy^2 + dx^2 <= radius^2."""
+    r = np.arange(-radius, radius + 1)
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    return np.stack([dy[inside], dx[inside]], axis=1)
+
+
+def _dilate(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Binary dilation by a set of offsets (pixels outside the image count as empty)."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy, dx in offsets:
+        ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+        xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+        out[yd, xd] |= mask[ys, xs]
+    return out
+
+
+def davis_f(pred_mask: np.ndarray, target_mask: np.ndarray, void: np.ndarray | None = None,
+            bound_th: float = DAVIS_BOUND_TH) -> float:
+    """Boundary F-measure F: precision and recall of boundary pixels matched within a disk of
+    radius ``ceil(bound_th * diagonal)`` pixels (``bound_th >= 1``: that many pixels)."""
+    pred_mask, target_mask = _binary_pair(pred_mask, target_mask)
+    keep = np.ones(target_mask.shape, bool) if void is None else ~np.asarray(void, bool)
+    radius = int(bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(target_mask.shape)))
+    pred_b, target_b = boundary_map(pred_mask & keep), boundary_map(target_mask & keep)
+    n_pred, n_target = int(pred_b.sum()), int(target_b.sum())
+    if n_pred == 0 and n_target == 0:
+        return 1.0
+    if n_pred == 0 or n_target == 0:  # precision 1, recall 0 (or the reverse): F = 0
+        return 0.0
+    offsets = _disk_offsets(radius)
+    precision = (pred_b & _dilate(target_b, offsets)).sum() / n_pred
+    recall = (target_b & _dilate(pred_b, offsets)).sum() / n_target
+    if precision + recall == 0:
+        return 0.0
+    return float(2 * precision * recall / (precision + recall))
+
+
+def _binary_pair(pred_mask: np.ndarray, target_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred_mask, target_mask = np.asarray(pred_mask, bool), np.asarray(target_mask, bool)
+    if pred_mask.shape != target_mask.shape or pred_mask.ndim != 2:
+        raise ValueError(f"need two 2-D masks of one shape, got {pred_mask.shape} and {target_mask.shape}.")
+    return pred_mask, target_mask
+
+
+def davis_statistics(per_frame: Sequence[float]) -> dict[str, float]:
+    """Mean, recall (share of frames > 0.5) and decay (mean of the first quarter of the frames minus
+    the last quarter; the four bins share their edge frames, as in davis2017-evaluation)."""
+    values = np.asarray(per_frame, dtype=np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "recall": float("nan"), "decay": float("nan")}
+    edges = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(int)
+    bins = [values[edges[i]:edges[i + 1] + 1] for i in range(4)]
+    return {"mean": _nanmean(values), "recall": float(np.mean(values[~np.isnan(values)] > 0.5)),
+            "decay": _nanmean(bins[0]) - _nanmean(bins[3])}
+
+
+def davis_scores(preds: Sequence[np.ndarray], targets: Sequence[np.ndarray], object_ids: Sequence[int] | None = None,
+                 void_label: int | None = 255, skip_first_last: bool = True,
+                 bound_th: float = DAVIS_BOUND_TH) -> dict[str, object]:
+    """J and F statistics of a label-map sequence, per object id and averaged (J&F mean).
+
+    ``preds``/``targets``: one (H, W) integer map per frame, object ids > 0, ``void_label`` ignored.
+    ``object_ids`` default: the ids in the first target. ``skip_first_last`` drops the first (given)
+    and last frames as the DAVIS semi-supervised evaluation does.
+    """
+    if len(preds) != len(targets):
+        raise ValueError(f"{len(preds)} predicted frames for {len(targets)} target frames.")
+    if object_ids is None:
+        object_ids = [int(v) for v in np.unique(targets[0]) if v != 0 and v != void_label]
+    frames = range(1, len(targets) - 1) if skip_first_last else range(len(targets))
+    per_object: dict[int, dict[str, dict[str, float]]] = {}
+    for obj in object_ids:
+        j_values, f_values = [], []
+        for t in frames:
+            target, pred = np.asarray(targets[t]), np.asarray(preds[t])
+            void = None if void_label is None else target == void_label
+            j_values.append(davis_j(pred == obj, target == obj, void))
+            f_values.append(davis_f(pred == obj, target == obj, void, bound_th))
+        per_object[int(obj)] = {"J": davis_statistics(j_values), "F": davis_statistics(f_values)}
+    j_mean = _nanmean(np.array([o["J"]["mean"] for o in per_object.values()]))
+    f_mean = _nanmean(np.array([o["F"]["mean"] for o in per_object.values()]))
+    return {"per_object": per_object, "J_mean": j_mean, "F_mean": f_mean, "JF_mean": (j_mean + f_mean) / 2}
