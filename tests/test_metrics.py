@@ -88,6 +88,28 @@ def test_assd_equals_brute_force_on_random_masks(seed):
     assert metrics.assd(a, b, spacing) == pytest.approx(_brute_assd(a, b, spacing), rel=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_assd_equals_brute_force_on_random_blobs_of_any_shape(seed):
+    # Smooth blobs (thresholded smoothed noise) with holes and several parts, on non-square frames.
+    rng = np.random.default_rng(10 + seed)
+    h, w = rng.integers(9, 31, 2)
+    noise = rng.random((2, h + 4, w + 4))
+    smooth = sum(noise[:, i:i + h, j:j + w] for i in range(5) for j in range(5))
+    a, b = smooth[0] > np.median(smooth[0]), smooth[1] > np.quantile(smooth[1], 0.7)
+    spacing = tuple(rng.uniform(0.3, 3.0, 2))
+    assert metrics.assd(a, b, spacing) == pytest.approx(_brute_assd(a, b, spacing), rel=1e-12)
+
+
+def test_assd_without_scipy_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.ndimage", None)  # as if SciPy were not installed
+    a = np.zeros((4, 4), bool)
+    a[1, 1] = True
+    with pytest.raises(ImportError, match=r"surgenet\[train\]"):
+        metrics.assd(a, a)
+
+
 def test_assd_of_identical_masks_is_zero_and_empty_masks_are_flagged():
     mask = np.zeros((8, 8), bool)
     mask[2:6, 1:7] = True
