@@ -93,7 +93,8 @@ def test_extract_frames_command(tmp_path, capsys):
 
     write_video(tmp_path / "videos" / "case1" / "a.mp4", frames=20)
     assert main(["extract-frames", str(tmp_path / "videos"), str(tmp_path / "out"), "--fps", "1"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out" / "case1" / "a").iterdir()) == ["a_000000.jpg", "a_000001.jpg"]
+    # Named by the frame's index in the 10 fps video (the key of frame-level labels): frames 0 and 10.
+    assert sorted(p.name for p in (tmp_path / "out" / "case1" / "a").iterdir()) == ["000000.jpg", "000010.jpg"]
 
 
 @pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf")])

@@ -80,26 +80,35 @@ def positive_fps(text: str) -> float:
 def cmd_extract(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .data import extract_frames, list_videos
+    from .data import list_videos
     from .data.video import UnreadableVideoError
+    from .formats.frames import expected_samples, extract_indexed_frames
 
+    if not 1 <= args.quality <= 100:
+        raise InputError(f"--quality must be a JPEG quality in 1..100, not {args.quality}.")
     videos = list_videos(args.video_dir)
     if not videos:
         raise InputError(f"no videos found in {args.video_dir}.")
     root = Path(args.video_dir) if Path(args.video_dir).is_dir() else Path(args.video_dir).parent
-    total, unreadable = 0, []
-    for video in tqdm(videos, desc="videos", unit="video"):
+    total, written, unreadable = 0, 0, []
+    for number, video in enumerate(videos, 1):
         target = Path(args.out) / video.relative_to(root).parent / video.stem
-        try:
-            total += extract_frames(video, target, fps=args.fps, quality=args.quality)
-        except UnreadableVideoError as exc:  # one broken file does not stop the others
-            unreadable.append(video)
-            tqdm.write(f"surgenet-train: skipped: {exc}", file=sys.stderr)
+        with tqdm(total=expected_samples(video, args.fps), desc=f"{video.name} ({number}/{len(videos)})",
+                  unit="frame", leave=False) as bar:
+            try:
+                sampled, new = extract_indexed_frames(video, target, fps=args.fps, quality=args.quality,
+                                                      progress=bar)
+                total, written = total + sampled, written + new
+            except UnreadableVideoError as exc:  # one broken file does not stop the others
+                unreadable.append(video)
+                tqdm.write(f"surgenet-train: skipped: {exc}", file=sys.stderr)
     if len(unreadable) == len(videos):
         raise InputError(f"none of the {len(videos)} video(s) in {args.video_dir} could be read (see above); "
                          "check that they are complete videos that ffmpeg can play.")
     note = f", skipped {len(unreadable)} unreadable video(s)" if unreadable else ""
-    print(f"{total} frames from {len(videos) - len(unreadable)} videos at {args.fps} fps in {args.out}{note}")
+    kept = f" ({total - written} already there)" if total > written else ""
+    print(f"{total} frames from {len(videos) - len(unreadable)} videos at {args.fps} fps in {args.out}{kept}{note}; "
+          "named by frame index (OUT/<video>/NNNNNN.jpg)")
     return 0
 
 
@@ -156,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-3")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("extract-frames", help="write video frames sampled at N fps as JPEG")
+    p = sub.add_parser("extract-frames", help="write video frames sampled at N fps as JPEG",
+                       description="Frames go to OUT/<video stem>/NNNNNN.jpg, NNNNNN the index of the frame in the "
+                       "decoded video (0-based), the number frame-level labels use (Cholec80: 0, 25, 50 ... at 1 "
+                       "fps from 25 fps). Frames already there are skipped, so a stopped run resumes.")
     p.add_argument("video_dir", help="a video file or a folder of videos (searched recursively)")
     p.add_argument("out", help="output folder: one sub-folder of frames per video")
     p.add_argument("--fps", type=positive_fps, default=1.0, help="frames per second, > 0 (SurgeNetXL: 1)")

@@ -20,9 +20,10 @@ from typing import Sequence
 from ...exceptions import InputError
 from .base import IGNORE_INDEX, TASKS, LabelDataset, RawDataset, SegmentationDataset
 
-FIELD_FORMATS = ("endoscapes",)
+FIELD_FORMATS = ("endoscapes", "cholect50", "cholec80", "cholecseg8k", "csv")
 FALLBACK = "folder"
-_MODULES = {"endoscapes": "endoscapes", "folder": "folder"}
+_MODULES = {"endoscapes": "endoscapes", "cholect50": "cholect50", "cholec80": "cholec80",
+            "cholecseg8k": "cholecseg8k", "csv": "plain_csv", "folder": "folder"}
 
 
 def _module(name: str) -> ModuleType:
