@@ -136,6 +136,8 @@ def test_endoscapes_release_layout(tmp_path):
     assert seg[1][1][0, 0] == 255
     cvs = open_dataset(root / "train", "cvs")
     assert [p.name for p in cvs.paths] == ["1_100.jpg", "2_200.jpg"]  # keyframes of the split's videos
+    with pytest.raises(InputError, match=r"release root; pass one split folder, e.g. .*train_seg"):
+        open_dataset(root, "segmentation")
     # Mean of the three annotators' votes, by hand.
     np.testing.assert_allclose(cvs.labels, [[2 / 3, 1 / 3, 0], [1, 1, 1 / 3]], atol=1e-6)
 

@@ -74,9 +74,15 @@ def _release_split(path: Path) -> Path | None:
     return None
 
 
+def _release_root(path: Path) -> bool:
+    return path.is_dir() and (path / "all_metadata.csv").is_file() and \
+        any((path / s / "annotation_coco.json").is_file() for s in ("train", "train_seg", "val", "val_seg"))
+
+
 def detect(path: Path) -> bool:
-    """The shared layout (a ``cvs.csv`` with ``file,video,c1,c2,c3``) or a release split folder."""
-    return _shared_root(path) is not None or _release_split(path) is not None
+    """The shared layout (a ``cvs.csv`` with ``file,video,c1,c2,c3``), a release split folder, or
+    the release root (which is then refused with the split folders to name)."""
+    return _shared_root(path) is not None or _release_split(path) is not None or _release_root(path)
 
 
 def open_dataset(path: Path, task: str) -> RawDataset:
@@ -87,6 +93,10 @@ def open_dataset(path: Path, task: str) -> RawDataset:
     split = _release_split(path)
     if split is not None:
         return _release_segmentation(split) if task == "segmentation" else _release_cvs(split)
+    if _release_root(path):
+        split = "train_seg" if task == "segmentation" else "train"
+        raise InputError(f"{path} is the Endoscapes release root; pass one split folder, e.g. {path / split} "
+                         "(segmentation: train_seg, val_seg, test_seg; cvs: train, val, test).")
     raise InputError(f"{path} is not an Endoscapes folder: it needs images/, masks/ and cvs.csv "
                      "(file,video,c1,c2,c3), or be a release split folder with annotation_coco.json.")
 
