@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from surgenet.exceptions import InputError
-from surgenet.train.evaluation import (accuracy_report, knn_classify, knn_evaluate, linear_evaluate, linear_probe,
-                                       probe_evaluate, read_labelled)
+from surgenet.train.evaluation import (accuracy_report, knn_classify, knn_evaluate, linear_probe, probe_evaluate,
+                                       read_labelled)
 
 
 def test_knn_votes_with_temperature_weights():
@@ -75,15 +75,49 @@ def test_labelled_formats_and_knn_on_a_backbone(tmp_path):
     assert result["top1"] == 1.0  # flat dark vs flat bright frames are far apart even at random weights
 
 
-def test_probe_evaluate_gives_knn_and_linear_from_one_feature_pass(tmp_path):
-    import surgenet
+def _random_teacher(folder: Path) -> Path:
+    """A randomly initialised SurgeNetXL network in the zoo's format, as ``surgenet-train`` exports it."""
+    from surgenet.backbones import create_network
+    from surgenet.train.export import export_teacher
 
-    folder = _labelled_folder(tmp_path / "train")
     torch.manual_seed(0)
-    backbone = surgenet.load_backbone("surgenetxl-caformer", pretrained=False)
-    both = probe_evaluate(backbone, folder, folder, "both", image_size=32, k=3, linear_epochs=20, linear_lr=0.05)
-    assert both["knn"] == knn_evaluate(backbone, folder, folder, image_size=32, k=3)
-    assert both["linear"] == linear_evaluate(backbone, folder, folder, image_size=32, epochs=20, lr=0.05)
-    assert set(probe_evaluate(backbone, folder, folder, "linear", image_size=32, linear_epochs=2)) == {"linear"}
+    return export_teacher(create_network("caformer_s18_surgenet"), "surgenetxl-caformer", folder)
+
+
+def _images_through_the_stem(run) -> tuple[int, object]:
+    """How many images enter the network's first convolution while ``run()`` runs, whoever calls it."""
+    seen = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            seen.append(inputs[0].shape[0])
+
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return sum(seen), result
+
+
+def test_evaluate_command_runs_both_probes_on_one_feature_pass(tmp_path, capsys):
+    import json
+
+    from surgenet.train.cli import main
+
+    folder = _labelled_folder(tmp_path / "train")  # 6 frames, used as train and val set
+    weights = _random_teacher(tmp_path / "teacher")
+    args = ["evaluate", "--model", "surgenetxl-caformer", "--weights", str(weights), "--train", str(folder),
+            "--val", str(folder), "--image-size", "32", "--k", "3", "--epochs", "20"]
+    images, code = _images_through_the_stem(lambda: main([*args, "--method", "both"]))
+    assert code == 0
+    assert images == 6 + 6  # each train and val frame once: kNN and the linear probe share the features
+    both = json.loads(capsys.readouterr().out)
+    assert set(both) == {"knn", "linear"}
+    assert both["knn"]["top1"] == 1.0  # dark vs bright frames: the val frames are the train frames
+
+
+def test_probe_evaluate_refuses_an_unknown_method_before_any_work(tmp_path):
+    folder = _labelled_folder(tmp_path / "train")
     with pytest.raises(InputError, match="knn, linear, both"):
-        probe_evaluate(backbone, folder, folder, "svm", image_size=32)
+        probe_evaluate(torch.nn.Identity(), folder, folder, "svm", image_size=32)  # no network needed to refuse

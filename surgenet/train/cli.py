@@ -1,6 +1,6 @@
 """The ``surgenet-train`` command (also ``python -m surgenet.train`` and under ``torchrun``).
 
-Subcommands: ``pretrain`` (DINO), ``finetune`` (task heads), ``extract-frames`` (videos to
+Subcommands: ``pretrain`` (DINO, BYOL, SimCLR or MSN), ``finetune`` (task heads), ``extract-frames`` (videos to
 JPEG frames at N fps), ``evaluate`` (kNN / linear probe of a backbone), ``export-teacher``
 (a checkpoint's teacher to the zoo's format) and ``configs`` (the shipped configs).
 """
@@ -20,6 +20,8 @@ from ..exceptions import InputError
 PRETRAIN_EPILOG = """\
 examples:
   surgenet-train pretrain --config tiny --data frames/ --out runs/tiny --steps 5
+  surgenet-train pretrain --method byol --config byol-resnet50 --data frames.csv --out runs/byol
+  surgenet-train pretrain --method msn --config tiny --data frames/ --out runs/msn-tiny --steps 5
   surgenet-train pretrain --config surgenetxl-caformer --data cholec80.csv --data youtube/ --out runs/xl
   torchrun --nproc_per_node=4 -m surgenet.train pretrain --config surgenetxl-caformer --data ... --out runs/xl
   surgenet-train pretrain --out runs/xl --resume            # continue from runs/xl/checkpoint.pth
@@ -46,6 +48,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     overrides = list(args.set or [])
+    if args.method is not None:
+        overrides.insert(0, f"method={args.method}")
     if args.data:
         overrides.append("data.sources=" + json.dumps([_parse_data(d) for d in args.data]))
     for flag, key in (("epochs", "train.epochs"), ("steps", "train.max_steps"), ("batch_size", "train.batch_size")):
@@ -62,8 +66,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     records = pretrain(config, out, resume=args.resume)
     if records and int(os.environ.get("RANK", "0")) == 0:
         last = records[-1]
-        print(f"step {last['step']}: loss {last['loss']:.4f}, teacher entropy {last['teacher_entropy']:.3f}, "
-              f"KL {last['kl']:.4f}; teacher backbone in {out / 'teacher'}")
+        extra = "".join(f", {k} {last[k]:.4f}" for k in ("teacher_entropy", "kl", "embedding_std") if k in last)
+        print(f"step {last['step']} ({config.method}): loss {last['loss']:.4f}{extra}; "
+              f"backbone in {out / 'teacher'} (surgenet.load_backbone({str(out / 'teacher')!r}))")
     return 0
 
 
@@ -115,17 +120,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..factory import load_backbone
     from ..registry import get_entry
-    from .evaluation import knn_evaluate, linear_evaluate
+    from .evaluation import probe_evaluate
 
     weights = args.weights
     bb = load_backbone(args.model, pretrained=weights is None, weights=weights)
     entry = get_entry(args.model)
-    kw = dict(image_size=args.image_size, mean=entry.mean, std=entry.std)
-    results = {}
-    if args.method in ("knn", "both"):
-        results["knn"] = knn_evaluate(bb, args.train, args.val, k=args.k, **kw)
-    if args.method in ("linear", "both"):
-        results["linear"] = linear_evaluate(bb, args.train, args.val, epochs=args.epochs, **kw)
+    # One feature pass serves both probes (--method both).
+    results = probe_evaluate(bb, args.train, args.val, args.method, image_size=args.image_size, k=args.k,
+                             linear_epochs=args.epochs, mean=entry.mean, std=entry.std)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -153,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pretrain", help="DINO pretraining of a zoo backbone", epilog=PRETRAIN_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("pretrain", help="self-supervised pretraining (DINO, BYOL, SimCLR, MSN) of a backbone",
+                       epilog=PRETRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="a shipped config name (surgenet-train configs) or a YAML file")
+    p.add_argument("--method", help="dino, byol, simclr or msn (default: the config's method, else dino)")
     p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]", help="training frames (repeatable)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, teacher/")
     p.add_argument("--epochs", type=int, help="epochs of the schedules (train.epochs)")

@@ -2,8 +2,9 @@
 
 A labelled frame set is either a folder with one sub-folder of images per class, or a CSV with
 columns ``image,label`` (paths relative to the CSV's folder; labels are names or integers).
-Images are resized (shorter side to ``image_size * 256 / 224``), centre-cropped to
-``image_size`` and normalised; the backbone's pooled embedding is the feature.
+Images go through the preprocessing every surgenet model uses (:class:`surgenet.transforms.ImageTransform`:
+resized to ``image_size`` x ``image_size``, normalised); the backbone's pooled embedding is the feature.
+:func:`probe_evaluate` extracts the features once, whatever the methods asked for.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 from ..exceptions import InputError
-from .data.sources import IMAGE_EXTENSIONS
+from ..io.images import IMAGE_EXTENSIONS
+from ..transforms import ImageTransform
 
 
 @dataclass
@@ -55,31 +56,22 @@ def read_labelled(path: str | Path, classes: Sequence[str] | None = None) -> Lab
     return LabelledFrames([p for p, _ in pairs], np.array([index[label] for _, label in pairs]), names)
 
 
-def _load(path: str, size: int, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-    resize = round(size * 256 / 224)
-    scale = resize / min(image.size)
-    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((w, h), Image.Resampling.BICUBIC)
-    left, top = (w - size) // 2, (h - size) // 2
-    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
-    return torch.from_numpy(((array - mean) / std).transpose(2, 0, 1).copy())
-
-
 @torch.no_grad()
 def extract_features(backbone: nn.Module, paths: Sequence[str], image_size: int = 224,
                      mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
                      batch_size: int = 64) -> torch.Tensor:
     """Pooled embeddings ``(N, C)`` of the images at ``paths`` (float32, on the CPU)."""
+    from tqdm.auto import tqdm
+
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device
-    m, s = np.asarray(mean, np.float32) * 255, np.asarray(std, np.float32) * 255
+    transform = ImageTransform((image_size, image_size), mean, std)
     out = []
     try:
-        for start in range(0, len(paths), batch_size):
-            batch = torch.stack([_load(p, image_size, m, s) for p in paths[start:start + batch_size]])
+        for start in tqdm(range(0, len(paths), batch_size), desc="features", unit="batch", leave=False,
+                          disable=len(paths) <= batch_size):
+            batch = transform.batch(paths[start:start + batch_size])
             out.append(backbone.forward_embedding(batch.to(device)).float().cpu())
     finally:
         backbone.train(was_training)
