@@ -378,6 +378,7 @@ def test_folder_layouts(tmp_path):
         warnings.simplefilter("error")  # no class list: every id below 255 is a class
         seg = open_dataset(root, "segmentation")
     assert seg.class_names == [f"class_{i}" for i in range(8)] and seg[0][1][0, 0] == 7
+    np.testing.assert_array_equal(seg.class_pixels, [16, 6, 0, 0, 0, 0, 0, 2])  # counted in MASK_B
     write(root / "classes.txt", "background\ntissue\n")
     with pytest.warns(UserWarning, match=r"a\.png \(7\)"):
         seg = open_dataset(f"folder:{root}", "segmentation")

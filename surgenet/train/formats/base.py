@@ -244,6 +244,16 @@ class SegmentationDataset(RawDataset):
                           f"read as 255 (ignore): {listed}{more}.", stacklevel=4)
         return unknown
 
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Shorten the class list of an index-mask dataset to ``names`` once the masks are scanned
+        (only for a list that still covers every id present)."""
+        present = np.flatnonzero(self.value_counts[:IGNORE_INDEX] * (self._lut[:IGNORE_INDEX] != IGNORE_INDEX))
+        if present.size and present.max() >= len(names):
+            raise ValueError(f"id {present.max()} is present but the class list has {len(names)} names.")
+        self.class_names = list(names)
+        self._lut = np.full(256, IGNORE_INDEX, dtype=np.int64)
+        self._lut[: len(names)] = np.arange(len(names))
+
     @property
     def class_pixels(self) -> np.ndarray:
         """Labelled pixels per class over the dataset (int64, ``len(class_names)``): for class weights."""

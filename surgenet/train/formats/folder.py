@@ -75,7 +75,7 @@ def _segmentation(root: Path, class_names: Sequence[str] | None) -> Segmentation
     else:  # every id below 255 is a class; the list ends at the largest id present
         ds = SegmentationDataset([f"class_{i}" for i in range(255)], images, masks, source=str(root))
         present = np.flatnonzero(ds.value_counts[:255])
-        ds.class_names = [f"class_{i}" for i in range(int(present.max()) + 1 if present.size else 1)]
+        ds.set_class_names([f"class_{i}" for i in range(int(present.max()) + 1 if present.size else 1)])
     ds.format = NAME
     return ds
 
