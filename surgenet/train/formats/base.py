@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,6 +200,9 @@ class SegmentationDataset(RawDataset):
     def __init__(self, class_names: Sequence[str], paths: Sequence[Path], masks: Sequence[Path],
                  decode: MaskDecoder = read_index_mask, known_values: Sequence[int] | None = None,
                  lut: np.ndarray | None = None, source: str = "") -> None:
+        if len(class_names) > IGNORE_INDEX:
+            raise InputError(f"a segmentation class list holds at most {IGNORE_INDEX} names (255 is ignore), "
+                             f"got {len(class_names)}.")
         super().__init__("segmentation", class_names, paths)
         self.masks = [Path(m) for m in masks]
         self._decode = decode
@@ -241,7 +245,7 @@ class SegmentationDataset(RawDataset):
             listed = ", ".join(f"{p.name} ({', '.join(map(str, v))})" for p, v in list(unknown.items())[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
             warnings.warn(f"{source}: {len(unknown)} mask(s) hold ids outside the {len(self.class_names)} classes, "
-                          f"read as 255 (ignore): {listed}{more}.", stacklevel=4)
+                          f"read as 255 (ignore): {listed}{more}.", stacklevel=_outside_stacklevel())
         return unknown
 
     def set_class_names(self, names: Sequence[str]) -> None:
@@ -264,6 +268,15 @@ class SegmentationDataset(RawDataset):
 
     def target(self, index: int) -> np.ndarray:
         return self._lut[self._decode(self.masks[index])]
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package."""
+    package = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def sorted_images(folder: Path) -> list[Path]:
