@@ -24,15 +24,18 @@ _LICENSE_TEXT = {
 }
 
 
+def license_notice(entry: ModelEntry) -> str:
+    """One sentence: the license of ``entry``'s weights and the paper to cite."""
+    text = _LICENSE_TEXT.get(entry.license, entry.license)
+    return f"The weights of {entry.name} (and the other SurgeNet releases) are licensed {text}. Cite: {entry.paper}."
+
+
 def warn_license(entry: ModelEntry) -> None:
     """Warn, once per license and process, that the weights carry a restrictive license."""
     if entry.license in _warned_licenses or not entry.license.startswith("cc-by-nc"):
         return
     _warned_licenses.add(entry.license)
-    text = _LICENSE_TEXT.get(entry.license, entry.license)
-    warnings.warn(
-        f"The weights of {entry.name} (and the other SurgeNet releases) are licensed {text}. "
-        f"Cite: {entry.paper}.", LicenseWarning, stacklevel=3)
+    warnings.warn(license_notice(entry), LicenseWarning, stacklevel=3)
 
 
 def download_weights(entry: ModelEntry, revision: str | None = None, cache_dir: str | Path | None = None,
