@@ -286,6 +286,9 @@ def test_extract_frames_named_by_frame_index_and_resumed(tmp_path, capsys):
     assert "(2 already there)" in capsys.readouterr().out
     assert files[1].is_file() and files[0].stat().st_mtime_ns == stamp  # only the missing frame is written
     assert not list((root / "frames" / "video01").glob(".*.tmp"))
+    assert main(["extract-frames", str(root / "videos"), str(root / "other"), "--quality", "0"]) == 2
+    assert "--quality must be a JPEG quality in 1..100" in capsys.readouterr().err
+    assert not (root / "other").exists()
 
 
 def test_cholec80(tmp_path, capsys):
