@@ -3,8 +3,9 @@
 FP16 takes one of two routes, chosen from what the installed TensorRT offers:
 
 * TensorRT 10 (``BuilderFlag.FP16`` exists): a weakly typed network with the FP16 flag; the
-  normalisation and reduction layers are pinned to FP32 (precision, output type and
-  ``OBEY_PRECISION_CONSTRAINTS``), because their sums of squares overflow FP16.
+  layers that square activations and reduce them (onnx-tensorrt's import of ReduceSumSquare,
+  ReduceL2, Pow) are pinned to FP32 (precision, output type and ``OBEY_PRECISION_CONSTRAINTS``),
+  because the squares overflow FP16; normalisation layers already compute in FP32.
 * TensorRT 11 (no precision flags) or ``strongly_typed=True``: the ONNX graph is converted to
   FP16 with those ops kept in FP32 (:mod:`.fp16`), and parsed into a strongly typed network.
 
@@ -20,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._cuda import import_tensorrt
+from ._cuda import create_trt_object, import_tensorrt
 from .errors import ExportError, ParityError
 from .fp16 import convert_to_fp16
-from .graph import GraphSpec
+from .graph import INPUT_NAME, GraphSpec
 from .metadata import read_onnx_config, sidecar_path, write_bytes, write_json
 from .validate import Tolerance, check_parity
 
@@ -44,6 +45,54 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {name: {"min": list(a), "opt": list(b), "max": list(c)} for name, (a, b, c) in self.shapes.items()}
 
+    def clamp(self, shapes: Sequence[tuple[int, int, int]], size_multiple: int = 1) -> list[tuple[int, int, int]]:
+        """``(batch, H, W)`` moved inside the image input's min..max, on the size multiple.
+
+        The parity shapes of a dynamic export (batch + 1, about 3/4 of the size) can fall outside
+        a profile the user narrowed; checking them there would fail a good engine.
+        """
+        lo, _, hi = self.shapes[INPUT_NAME]
+        m = max(1, int(size_multiple))
+        out: list[tuple[int, int, int]] = []
+        for shape in shapes:
+            fitted = []
+            for value, axis in zip(shape, (0, 2, 3)):
+                v = min(max(int(value), lo[axis]), hi[axis])
+                if axis and m > 1 and v % m:
+                    down = v // m * m
+                    v = down if down >= lo[axis] else (down + m if down + m <= hi[axis] else lo[axis])
+                fitted.append(v)
+            item = (fitted[0], fitted[1], fitted[2])
+            if item not in out:
+                out.append(item)
+        return out
+
+
+def profile_for(config: Mapping[str, Any], batches: tuple[int, int, int],
+                sizes: tuple[Sequence[int], Sequence[int], Sequence[int]]) -> Profile:
+    """The profile of every input of the exported graph: the image (N, 3, H, W) for the
+    ``batches`` and ``sizes`` (min, opt, max) and, for streaming graphs, each temporal state at
+    the same three batches along its batch axis (states have no spatial size)."""
+    if not (batches[0] <= batches[1] <= batches[2]):
+        raise ExportError(f"profile batches must be min <= opt <= max, got {batches}.")
+    for axis in (0, 1):
+        if not (sizes[0][axis] <= sizes[1][axis] <= sizes[2][axis]):
+            raise ExportError(f"profile sizes must be min <= opt <= max, got {[tuple(s) for s in sizes]}.")
+    shapes: dict[str, tuple[Shape, Shape, Shape]] = {
+        INPUT_NAME: tuple((int(b), 3, int(hw[0]), int(hw[1])) for b, hw in zip(batches, sizes))}  # type: ignore[dict-item]
+    names = config.get("state_names", [])
+    if len(names) != len(config.get("state_shapes", [])) or len(names) != len(config.get("state_batch_axes", [])):
+        raise ExportError("the model config lists state names, shapes and batch axes of different lengths; "
+                          "re-export the model.")
+    for name, shape, axis in zip(names, config.get("state_shapes", []), config.get("state_batch_axes", [])):
+        per = []
+        for b in batches:
+            s = [int(v) for v in shape]
+            s[int(axis)] = int(b)
+            per.append(tuple(s))
+        shapes[name] = tuple(per)  # type: ignore[assignment]
+    return Profile(shapes)
+
 
 def make_profile(config: Mapping[str, Any], batch: int, imgsz: Sequence[int], dynamic: bool,
                  max_batch: int | None = None, min_imgsz: Sequence[int] | None = None,
@@ -51,30 +100,45 @@ def make_profile(config: Mapping[str, Any], batch: int, imgsz: Sequence[int], dy
     """The profile for an export: fixed shapes, or with ``dynamic`` batch 1..max_batch and sizes
     min_imgsz..max_imgsz (defaults: half and twice ``imgsz``, on the model's size multiple)."""
     h, w = int(imgsz[0]), int(imgsz[1])
-    image_opt = (batch, 3, h, w)
-    if dynamic:
-        m = max(1, int(config.get("size_multiple", 1)))
-        lo = tuple(min_imgsz) if min_imgsz else (max(m, h // 2 // m * m), max(m, w // 2 // m * m))
-        hi = tuple(max_imgsz) if max_imgsz else (2 * h, 2 * w)
-        mb = int(max_batch or max(2 * batch, 8))
-        if not (lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1] and 1 <= batch <= mb):
-            raise ExportError(f"the optimisation profile must contain the export shape: batch 1..{mb} around {batch}, "
-                              f"sizes {lo}..{hi} around {(h, w)}.")
-        image = ((1, 3, *lo), image_opt, (mb, 3, *hi))
-        batches = (1, batch, mb)
-    else:
-        image = (image_opt, image_opt, image_opt)
-        batches = (batch, batch, batch)
-    shapes: dict[str, tuple[Shape, Shape, Shape]] = {"input": image}
-    for name, shape, axis in zip(config.get("state_names", []), config.get("state_shapes", []),
-                                 config.get("state_batch_axes", [])):
-        per = []
-        for b in batches:
-            s = list(shape)
-            s[axis] = b
-            per.append(tuple(s))
-        shapes[name] = tuple(per)  # type: ignore[assignment]
-    return Profile(shapes)
+    if not dynamic:
+        return profile_for(config, (batch, batch, batch), ((h, w), (h, w), (h, w)))
+    m = max(1, int(config.get("size_multiple", 1)))
+    lo = tuple(min_imgsz) if min_imgsz else (max(m, h // 2 // m * m), max(m, w // 2 // m * m))
+    hi = tuple(max_imgsz) if max_imgsz else (2 * h, 2 * w)
+    mb = int(max_batch or max(2 * batch, 8))
+    if not (lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1] and 1 <= batch <= mb):
+        raise ExportError(f"the optimisation profile must contain the export shape: batch 1..{mb} around {batch}, "
+                          f"sizes {lo}..{hi} around {(h, w)}.")
+    return profile_for(config, (1, batch, mb), (lo, (h, w), hi))
+
+
+def attach_timing_cache(config: Any, cache_path: Path) -> bool:
+    """Give the builder the saved timing cache, or a fresh one when the saved one does not fit.
+
+    A cache from another GPU or TensorRT version is refused (``set_timing_cache`` returns False
+    with ``ignore_mismatch=False``, the safe setting: foreign timings can pick wrong tactics);
+    the builder then has no cache at all unless a fresh one is attached. Returns whether the
+    saved cache was used.
+    """
+    data = cache_path.read_bytes() if cache_path.is_file() else b""
+    if data and config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False):
+        return True
+    if data:
+        logger.warning("the timing cache %s was made on another GPU or TensorRT version; starting a new one "
+                       "(it will be replaced after this build)", cache_path)
+    if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
+        logger.warning("TensorRT refused an empty timing cache; building without one")
+    return False
+
+
+def save_timing_cache(config: Any, cache_path: Path) -> bool:
+    """Write the builder's timing cache; False (with a warning) when the builder holds none."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        logger.warning("TensorRT returned no timing cache after the build; %s was not updated", cache_path)
+        return False
+    write_bytes(cache_path, bytes(cache.serialize()))
+    return True
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *, profile: Profile,
@@ -99,7 +163,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     source = convert_to_fp16(onnx_path) if (fp16 and typed) else onnx_path
 
     trt_logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(trt_logger)
+    builder = create_trt_object(trt.Builder, trt_logger, trt.__version__)
     flags = 0
     if typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -115,15 +179,15 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     for i in range(network.num_inputs):
         name = network.get_input(i).name
         if name not in profile.shapes:
-            raise ExportError(f"the optimisation profile has no shapes for input {name!r}.")
+            raise ExportError(f"the optimisation profile has no shapes for input {name!r} (it has "
+                              f"{', '.join(profile.shapes)}); build it with trt_build.profile_for(config, ...).")
         opt_profile.set_shape(name, *profile.shapes[name])
     config.add_optimization_profile(opt_profile)
-    pinned = 0
+    pinned: list[str] = []
     if fp16 and not typed:
         config.set_flag(trt.BuilderFlag.FP16)
-        pinned = _pin_norms_fp32(trt, network, config)
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+        pinned = pin_squares_fp32(trt, network, config)
+    cache_reused = attach_timing_cache(config, cache_path)
 
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
@@ -132,7 +196,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
         raise ExportError("TensorRT could not build the engine (see the TensorRT messages above); try a larger "
                           "--workspace or a narrower profile.")
     write_bytes(engine_path, bytes(plan))
-    write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    cache_saved = save_timing_cache(config, cache_path)
 
     model_config = read_onnx_config(onnx_path)
     precision = "fp16-strongly-typed" if (fp16 and typed) else ("fp16" if fp16 else "fp32")
@@ -144,39 +208,69 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
         "tensorrt": {
             "version": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability":
             list(torch.cuda.get_device_capability()), "cuda": torch.version.cuda, "precision": precision,
-            "strongly_typed": typed, "layers_pinned_fp32": pinned, "workspace_gib": workspace_gib,
-            "profile": profile.to_dict(), "timing_cache": cache_path.name, "build_seconds": round(build_s, 1),
+            "strongly_typed": typed, "layers_pinned_fp32": len(pinned), "workspace_gib": workspace_gib,
+            "profile": profile.to_dict(), "timing_cache": cache_path.name if cache_saved else None,
+            "timing_cache_reused": cache_reused, "build_seconds": round(build_s, 1),
             "onnx": onnx_path.name, "parsed": Path(source).name,
         },
     }
+    # The sidecar is what makes the plan loadable: write it before anything else can fail.
+    write_json(sidecar_path(engine_path), report)
     if spec is not None and parity_shapes:
         from .runners.trt_runner import TensorRTRunner
 
+        shapes = profile.clamp(parity_shapes, int(model_config.get("size_multiple", 1)))
         runner = TensorRTRunner(engine_path, config=model_config)
-        report["parity"] = check_parity(spec, runner.run, parity_shapes, tolerance)
-        runner.close()
-    write_json(sidecar_path(engine_path), report)
+        try:
+            report["parity"] = check_parity(spec, runner.run, shapes, tolerance)
+        finally:
+            runner.close()
+        write_json(sidecar_path(engine_path), report)
     if raise_on_mismatch and not report.get("parity", {"passed": True})["passed"]:
         raise ParityError(f"the TensorRT engine {engine_path} does not match PyTorch within {tolerance.to_dict()}; "
                           f"see {sidecar_path(engine_path)}.")
     return report
 
 
-def _pin_norms_fp32(trt, network, config) -> int:
-    """Keep normalisation and reduction layers in FP32 in a weakly typed FP16 build."""
-    kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.REDUCE}
-    count = 0
+def pin_squares_fp32(trt, network, config) -> list[str]:
+    """In a weakly typed FP16 build, keep the layers that square activations (and sum or root
+    the squares) in FP32, and return their names.
+
+    onnx-tensorrt imports ReduceSumSquare and ReduceL2 as an element-wise product of a tensor
+    with itself followed by a SUM reduction (and a SQRT for L2), and Pow as an element-wise POW:
+    squares of activations of a few hundred already exceed FP16's 65504 (ConvNeXtV2's GRN,
+    hand-written norms). Normalisation layers are left alone: TensorRT computes them in FP32 by
+    default, and pinning them only adds reformats. Layers with non-float outputs (shape
+    arithmetic on int32/int64) are skipped, since a precision there is invalid.
+    """
+    floats = {trt.float32, trt.float16}
+    squares = {trt.ElementWiseOperation.POW}
+    names: list[str] = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.type not in kinds:
+        if not all(layer.get_output(j).dtype in floats for j in range(layer.num_outputs)):
+            continue
+        if layer.type == trt.LayerType.REDUCE:
+            pin = True
+        elif layer.type == trt.LayerType.ELEMENTWISE:
+            layer.__class__ = trt.IElementWiseLayer  # the Python API hands out the base ILayer
+            pin = layer.op in squares or (layer.op == trt.ElementWiseOperation.PROD and layer.num_inputs == 2
+                                          and layer.get_input(0).name == layer.get_input(1).name)
+        elif layer.type == trt.LayerType.UNARY:
+            layer.__class__ = trt.IUnaryLayer
+            pin = layer.op == trt.UnaryOperation.SQRT
+        else:
+            pin = False
+        if not pin:
             continue
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             layer.set_output_type(j, trt.float32)
-        count += 1
-    if count:
+        names.append(layer.name)
+    if names:
         flag = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None) or getattr(
             trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None)
         if flag is not None:
             config.set_flag(flag)
-    return count
+    logger.info("pinned %d squaring/reduction layers to FP32", len(names))
+    return names

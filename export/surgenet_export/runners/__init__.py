@@ -1,16 +1,17 @@
 """Runners with one interface (``runner(x) -> logits``, ``runner.config``) for every backend.
 
 ``load_runner(path)`` picks the backend from the file: ``.onnx`` -> ONNX Runtime (or OpenVINO),
-``.engine``/``.plan`` -> TensorRT, a folder -> its engine when a GPU is present, else its ONNX
-file, or a ``save_pretrained`` folder -> PyTorch.
+``.engine``/``.plan`` -> TensorRT, a folder -> its engine when a GPU is present and the engine
+runs here (else its ONNX file, with a warning), or a ``save_pretrained`` folder -> PyTorch.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError
+from ..errors import BackendUnavailableError, ExportError
 from .base import Runner
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -38,7 +39,11 @@ def load_runner(path: str | Path, backend: str | None = None, device: str | None
     if not path.exists():
         raise ExportError(f"{path} does not exist.")
     if path.is_dir():
-        path, backend = _pick_in_folder(path, backend)
+        folder = path
+        path, picked = _pick_in_folder(path, backend)
+        if picked == "tensorrt" and backend is None:
+            return _engine_or_onnx(folder, path, device, options)
+        backend = picked
     if backend is None:
         backend = "tensorrt" if path.suffix in ENGINE_SUFFIXES else "onnxruntime"
     if backend == "torch":
@@ -62,6 +67,35 @@ def load_runner(path: str | Path, backend: str | None = None, device: str | None
     from .ort_runner import OnnxRuntimeRunner
 
     return OnnxRuntimeRunner(path, device=device or "cpu", **options)
+
+
+def _engine_or_onnx(folder: Path, engine: Path, device: str | None, options: dict[str, Any]) -> Runner:
+    """The folder's engine, or its ONNX file when the engine cannot run here (TensorRT missing,
+    a driver too old, a plan built for another TensorRT version or GPU), with a warning."""
+    from .trt_runner import TensorRTRunner
+
+    onnx_file = folder / "model.onnx"
+    try:
+        return TensorRTRunner(engine, device=device or "cuda", **options)
+    except BackendUnavailableError as exc:
+        if not onnx_file.is_file():
+            raise
+        reason = exc
+    import onnxruntime as ort
+
+    from .ort_runner import OnnxRuntimeRunner
+
+    ort_device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    if device and device.startswith("cuda"):
+        ort_device = device if ort_device == "cuda" else "cpu"
+    warnings.warn(f"not using {engine}: {reason} Running {onnx_file} with ONNX Runtime ({ort_device}) instead.",
+                  stacklevel=3)
+    try:
+        return OnnxRuntimeRunner(onnx_file, device=ort_device)
+    except BackendUnavailableError:
+        if ort_device == "cpu":
+            raise
+        return OnnxRuntimeRunner(onnx_file, device="cpu")  # CUDA libraries listed but not loadable
 
 
 def _pick_in_folder(folder: Path, backend: str | None) -> tuple[Path, str | None]:
