@@ -70,3 +70,24 @@ def test_user_errors_exit_cleanly(tmp_path, capsys):
     code = main(["surgenet-caformer", "--task", "segmentation", "--no-pretrained", "--out", str(tmp_path)])
     assert code == 2
     assert "num_classes is required" in capsys.readouterr().err
+
+
+def test_missing_onnx_names_the_extra_before_building_a_model(tmp_path, capsys, monkeypatch):
+    import sys
+
+    built = []
+    monkeypatch.setattr(surgenet, "load_model", lambda *a, **k: built.append(a))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what `import onnx` sees when onnx is not installed
+    code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'surgenet[export]'" in err and "onnx" in err
+    assert len(err.strip().splitlines()) == 1
+    assert built == [] and not (tmp_path / "out").exists()
+
+
+def test_onnx_only_refuses_trt(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["surgenet-caformer", "--task", "cvs", "--onnx", "--trt", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

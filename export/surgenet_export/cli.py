@@ -11,15 +11,15 @@ Every artifact is checked against PyTorch; the command fails (exit 2) when one i
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from surgenet._version import __version__
-from surgenet.exceptions import SurgeNetError
 
-from ._cuda import NEEDS_GPU
+from ._cuda import import_tensorrt
+from .errors import BackendUnavailableError
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "surgenet-export"
@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--weights", type=Path, help="a local checkpoint or folder to load")
     weights.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
-    p.add_argument("--onnx", action="store_true", help="write model.onnx (default when --trt is not given)")
-    p.add_argument("--trt", action="store_true", help="also build a TensorRT engine (needs an NVIDIA GPU)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--onnx", action="store_true",
+                        help="stop at the ONNX artifacts (the default; refuses --trt, which builds on them)")
+    target.add_argument("--trt", action="store_true",
+                        help="also build a TensorRT engine from model.onnx (needs an NVIDIA GPU and tensorrt)")
     p.add_argument("--fp16", action="store_true", help="FP16: the engine with --trt; model.fp16.onnx otherwise")
     p.add_argument("--batch", type=int, default=1, help="export batch (the optimisation profile's opt batch)")
     p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="export size; default the model's")
@@ -59,26 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.set_defaults(func=run)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    if args.trt:
-        import torch
+    from surgenet.cli import run_command
 
-        if not torch.cuda.is_available():  # say it before spending minutes on the model and the ONNX
-            print(f"{PROG}: error: {NEEDS_GPU}", file=sys.stderr)
-            return 2
+    return run_command(build_parser(), list(argv) if argv is not None else None)
+
+
+def check_requirements(trt: bool) -> None:
+    """Everything the export needs that is not installed, said before any model is built."""
+    missing = [name for name in ("onnx", "onnxruntime") if not _importable(name)]
+    if missing:
+        raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
+                                      "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
+    if trt:  # the GPU, then the TensorRT package (and a driver recent enough to load it)
+        import_tensorrt()
+
+
+def _importable(name: str) -> bool:
     try:
-        return run(args)
-    except SurgeNetError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
+    check_requirements(args.trt)
     import surgenet
 
     from .onnx_export import export_onnx
