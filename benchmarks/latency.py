@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import os
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from surgenet.exceptions import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import (  # noqa: E402
@@ -75,13 +76,14 @@ class Context:
         """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
         if self._engine is None:
             from surgenet_export.graph import build_graph
-            from surgenet_export.trt_build import Profile, build_engine
+            from surgenet_export.metadata import read_onnx_config
+            from surgenet_export.trt_build import build_engine, profile_for
 
             lo_b, hi_b = min(self.batches), max(self.batches)
             lo = (min(h for h, _ in self.sizes), min(w for _, w in self.sizes))
             hi = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
-            opt = (self.batches[0], 3, *self.sizes[0])
-            profile = Profile({"input": ((lo_b, 3, *lo), opt, (hi_b, 3, *hi))})
+            # The export's own profile builder: every input, including a phase model's states.
+            profile = profile_for(read_onnx_config(self.onnx()), (lo_b, self.batches[0], hi_b), (lo, self.sizes[0], hi))
             path = self.workdir / "model.engine"
             build_engine(self.onnx(), path, profile=profile, fp16=True, spec=build_graph(copy.deepcopy(self.model)),
                          parity_shapes=[(self.batches[0], *self.sizes[0])])
@@ -212,6 +214,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     import surgenet
 
+    names = args.backends or list(BACKENDS)
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise InputError(f"unknown backends {', '.join(unknown)}; valid: {', '.join(BACKENDS)}.")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # random weights (and untrained heads) are the same draw in every run
@@ -219,10 +225,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                 pretrained=not args.no_pretrained, weights=args.weights).eval()
     config = dict(model.config)
     sizes = [(s, s) for s in args.imgsz]
-    names = args.backends or list(BACKENDS)
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown:
-        raise SystemExit(f"unknown backends {unknown}; valid: {', '.join(BACKENDS)}")
+    warn_if_busy()
     if BASELINE not in names:
         names = [BASELINE, *names]
     workdir = Path(tempfile.mkdtemp(prefix="surgenet-latency-"))
@@ -335,7 +338,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="latency.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="zoo name or save_pretrained folder")
     p.add_argument("--task", choices=("segmentation", "phase", "cvs"))
     p.add_argument("--num-classes", type=int)
@@ -350,9 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and untrained heads")
     p.add_argument("--no-roofline", action="store_true",
-                   help="skip measuring the machine's matrix-product GFLOP/s (a few seconds)")
+                   help="skip measuring the machine's matrix-product GFLOP/s (seconds on a busy 2-core machine)")
     p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
     p.add_argument("--plot", type=Path, help="PNG plot path (default: the --json path with .png)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.set_defaults(func=run)
     return p
 
 
@@ -365,12 +371,19 @@ def _weights_label(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from surgenet.cli import run_command
+
+    return run_command(build_parser(), argv)
+
+
+def warn_if_busy() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
               "and CPU timings will be slow and noisy.", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
     report = run_benchmark(args)
     print_report(report)
     if args.json:
