@@ -1,0 +1,265 @@
+"""What the web demo computes, as plain functions of files and arrays (tested without a browser).
+
+``analyse_frame``: a frame -> overlay at the frame's size, a legend of classes with their share of
+the image, the three CVS probabilities, and the time each model took. ``analyse_clip``: a short
+video -> an overlaid H.264 video, the phase probabilities over time and their timeline figure.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..exceptions import InputError
+from ..io import as_rgb_array, iter_video
+from ..results import palette
+from .catalog import ModelCatalog
+
+MAX_FRAME_PIXELS = 6000 * 4000  # a surgical frame is at most 4K; larger uploads are refused, not decoded
+DEFAULT_CLIP_FPS = 2.0  # frames analysed per second of video (phase labels are 1 fps in Cholec80)
+DEFAULT_MAX_SECONDS = 60.0
+
+
+@dataclass
+class FrameAnalysis:
+    overlay: np.ndarray  # (H, W, 3) uint8 at the frame's own size
+    legend: list[dict[str, Any]]  # class, colour (#rrggbb), share (0..1), one row per class
+    cvs: dict[str, float] | None  # criterion -> probability
+    seconds: dict[str, float]  # model label -> wall time of its prediction
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClipAnalysis:
+    video: Path | None  # the overlaid video (None without a segmentation model)
+    times: np.ndarray  # (T,) seconds from the start of the clip
+    phase_names: list[str]
+    phase_probabilities: np.ndarray  # (T, P)
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def phases(self) -> np.ndarray:
+        return self.phase_probabilities.argmax(axis=1) if len(self.phase_probabilities) else np.zeros(0, int)
+
+
+def _hex(colour: np.ndarray) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in colour))
+
+
+def legend_rows(class_map: np.ndarray, class_names: list[str]) -> list[dict[str, Any]]:
+    """One row per class: its name, overlay colour and share of the frame's pixels."""
+    counts = np.bincount(class_map.ravel().astype(np.int64), minlength=len(class_names))[:len(class_names)]
+    colours = palette(len(class_names))
+    total = max(int(class_map.size), 1)
+    return [{"class": name, "colour": _hex(colours[i]), "share": float(counts[i]) / total}
+            for i, name in enumerate(class_names)]
+
+
+def legend_html(rows: list[dict[str, Any]]) -> str:
+    """The legend as a small HTML table (colour swatch, class, share in %)."""
+    body = "".join(
+        f'<tr><td><span style="display:inline-block;width:1em;height:1em;background:{r["colour"]}"></span></td>'
+        f'<td class="legend-class">{html.escape(r["class"])}</td><td>{100 * r["share"]:.1f} %</td></tr>'
+        for r in rows)
+    return f'<table class="surgenet-legend"><tr><th></th><th>class</th><th>share of image</th></tr>{body}</table>'
+
+
+def load_frame(image: Any) -> np.ndarray:
+    """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame."""
+    if image is None:
+        raise InputError("no frame: upload an image (PNG or JPEG) or pick one of the examples.")
+    if isinstance(image, (str, Path)):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(image) as probe:
+                width, height = probe.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"{Path(image).name} is not an image PNG/JPEG could be read from ({exc}).") from exc
+        if width * height > MAX_FRAME_PIXELS:
+            raise InputError(f"the image is {width}x{height} pixels; frames up to {MAX_FRAME_PIXELS // 10**6} "
+                             "megapixels are accepted. Downscale it first.")
+    return as_rgb_array(image)
+
+
+def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str, cvs: str | None = None,
+                  alpha: float = 0.5) -> FrameAnalysis:
+    """Segment one frame (and score the CVS criteria when a CVS model is chosen)."""
+    frame = load_frame(image)
+    seconds, notes = {}, []
+    choice = catalog.get(segmentation)
+    if choice.task != "segmentation":
+        raise InputError(f"{segmentation} is a {choice.task} model; choose a segmentation model.")
+    predictor = catalog.predictor(segmentation)  # loaded on first use: not part of the prediction's time
+    start = time.perf_counter()
+    result = predictor.predict(frame)
+    seconds[segmentation] = time.perf_counter() - start
+    if not choice.trained:
+        notes.append(f"{choice.source}: the segmentation layers are untrained, so this overlay is meaningless; "
+                     "start the app with a fine-tuned folder (surgenet-train finetune) for real predictions.")
+    probabilities = None
+    if cvs:
+        cvs_choice, cvs_predictor = catalog.get(cvs), catalog.predictor(cvs)
+        start = time.perf_counter()
+        cvs_result = cvs_predictor.predict(frame)
+        seconds[cvs] = time.perf_counter() - start
+        probabilities = {n: float(p) for n, p in zip(cvs_result.class_names, cvs_result.probabilities)}
+        if not cvs_choice.trained:
+            notes.append(f"{cvs_choice.source}: the CVS head is untrained; its probabilities are meaningless.")
+    return FrameAnalysis(overlay=result.overlay(alpha=alpha), legend=legend_rows(result.class_map, result.class_names),
+                         cvs=probabilities, seconds=seconds, notes=notes)
+
+
+def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
+    """Decode stride to analyse about ``fps`` frames per second, and the video's own frame rate."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path.name} has no video stream.")
+            rate = float(container.streams.video[0].average_rate or 25)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path.name} cannot be decoded as a video ({exc}); upload an MP4/AVI/MOV clip.") from exc
+    return max(1, round(rate / fps)), rate
+
+
+class _H264Writer:
+    """Frames -> an H.264 MP4 that browsers play (yuv420p, even sizes)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        import av
+
+        self.container = av.open(str(path), mode="w")
+        self.stream = self.container.add_stream("libx264", rate=max(1, round(fps)))
+        self.stream.pix_fmt = "yuv420p"
+        self.started = False
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
+        if not self.started:
+            self.stream.height, self.stream.width = rgb.shape[:2]
+            self.started = True
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, phase: str | None = None,
+                 segmentation: str | None = None, fps: float = DEFAULT_CLIP_FPS,
+                 max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5) -> ClipAnalysis:
+    """Phase probabilities over a clip and, with a segmentation model, the overlaid clip.
+
+    The clip is analysed at ``fps`` frames per second for its first ``max_seconds``; the phase
+    model runs online over those frames, as it would live.
+    """
+    if video is None:
+        raise InputError("no clip: upload a short video (MP4, AVI, MOV).")
+    path = Path(video)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist.")
+    if not phase and not segmentation:
+        raise InputError("choose a phase model, a segmentation model, or both.")
+    if fps <= 0 or max_seconds <= 0:
+        raise InputError("fps and max_seconds must be positive.")
+    stride, _ = _clip_stride(path, fps)
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
+    times: list[float] = []
+    phase_names: list[str] = []
+    probabilities: list[np.ndarray] = []
+    if phase:  # the phase model runs online over the sampled frames, keeping its state
+        predictor = catalog.predictor(phase)
+        phase_names = list(predictor.class_names)
+        start = time.perf_counter()
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, times)):
+            probabilities.append(result.probabilities)
+        seconds[phase] = time.perf_counter() - start
+    out_path = None
+    if segmentation:  # a second decoding pass: cheap next to the model, and memory stays flat
+        predictor = catalog.predictor(segmentation)
+        out_path = Path(out_dir) / f"{path.stem}_overlay.mp4"
+        seg_times: list[float] = []
+        writer = _H264Writer(out_path, fps)
+        start = time.perf_counter()
+        try:
+            for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times)):
+                writer.write(result.overlay(alpha=alpha))
+        finally:
+            if writer.started:
+                writer.close()
+        seconds[segmentation] = time.perf_counter() - start
+        times = times or seg_times
+    if not times:
+        raise InputError(f"{path.name} holds no decodable frame.")
+    for label in (phase, segmentation):
+        if label and not catalog.get(label).trained:
+            choice = catalog.get(label)
+            notes.append(f"{choice.source}: the {choice.task} layers are untrained; this output is meaningless.")
+    probs = np.stack(probabilities) if probabilities else np.zeros((len(times), 0), np.float32)
+    return ClipAnalysis(video=out_path, times=np.asarray(times, np.float64), phase_names=phase_names,
+                        phase_probabilities=probs, seconds=seconds, notes=notes)
+
+
+class _Images:
+    """The sampled frames of a clip as images, recording each frame's time as it is decoded."""
+
+    def __init__(self, path: Path, stride: int, max_seconds: float, times: list[float]) -> None:
+        self.path, self.stride, self.max_seconds, self.times = path, stride, max_seconds, times
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.times.clear()
+        for frame in iter_video(self.path, stride=self.stride):
+            t = frame.time if frame.time is not None else frame.index / 25.0
+            if t > self.max_seconds:
+                return
+            self.times.append(t)
+            yield frame.image
+
+
+def phase_timeline_figure(clip: ClipAnalysis):
+    """Phase probabilities over time (lines) above the predicted phase as a coloured band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    names = clip.phase_names
+    colours = palette(len(names) + 1)[1:] / 255.0  # skip the background black
+    fig, (top, band) = plt.subplots(2, 1, figsize=(9, 3.6), sharex=True,
+                                    gridspec_kw={"height_ratios": [4, 1]}, constrained_layout=True)
+    for p, name in enumerate(names):
+        top.plot(clip.times, clip.phase_probabilities[:, p], color=colours[p], lw=1.5, label=name)
+    top.set_ylim(0, 1)
+    top.set_ylabel("probability")
+    top.set_title("Phase over time")
+    edges = _edges(clip.times)
+    for i, phase in enumerate(clip.phases):
+        band.axvspan(edges[i], edges[i + 1], color=colours[phase], lw=0)
+    band.set_yticks([])
+    band.set_xlabel("time (s)")
+    band.set_xlim(edges[0], edges[-1])
+    band.legend(handles=[Patch(color=colours[p], label=n) for p, n in enumerate(names)], loc="upper center",
+                bbox_to_anchor=(0.5, -0.9), ncol=min(4, max(1, len(names))), fontsize=8, frameon=False)
+    return fig
+
+
+def _edges(times: np.ndarray) -> np.ndarray:
+    """Bin edges around each sample time, so each predicted phase colours its own interval."""
+    if len(times) == 1:
+        return np.array([times[0] - 0.5, times[0] + 0.5])
+    mids = (times[1:] + times[:-1]) / 2
+    return np.concatenate([[times[0] - (mids[0] - times[0])], mids, [times[-1] + (times[-1] - mids[-1])]])

@@ -1,0 +1,171 @@
+"""Which models the web demo offers, per task, and their predictors (loaded once, on first use).
+
+A source is a zoo name (its backbone with freshly initialised task layers for segmentation, CVS
+and phase: fine for trying the app, meaningless as predictions, and the page says so), a folder
+written by ``save_pretrained`` / ``surgenet-train finetune`` (one task, trained), or an output
+folder of ``surgenet-export`` (ONNX Runtime / OpenVINO runners, when ``surgenet_export`` is
+installed). Every source is checked when the catalog is built, before the server starts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..exceptions import InputError, SurgeNetError
+from ..labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES
+from ..models.loading import model_source
+from ..predict import Predictor
+from ..registry import get_entry
+
+APP_TASKS = ("segmentation", "cvs", "phase")
+# What a zoo backbone gets as task layers in the demo: the label sets of the bundled real frames.
+ZOO_TASK_SETUP = {"segmentation": (len(ENDOSCAPES_CLASSES), list(ENDOSCAPES_CLASSES)),
+                  "cvs": (3, None),
+                  "phase": (len(CHOLEC80_PHASES), list(CHOLEC80_PHASES))}
+EXPORT_BACKENDS = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of a model menu: a source served by one backend for one task."""
+
+    label: str
+    task: str
+    source: str
+    backend: str  # "pytorch", "onnxruntime" or "openvino"
+    licence: str
+    trained: bool  # task layers fine-tuned (a saved folder) or random (a zoo backbone)
+
+
+def _licence_of(name: str | None) -> str:
+    if not name:
+        return "unknown (not a zoo backbone: see the model's own card)"
+    try:
+        return get_entry(name).license
+    except SurgeNetError:
+        return "unknown (not a zoo backbone: see the model's own card)"
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}/config.json cannot be read ({exc}); pass a folder written by "
+                         "save_pretrained or surgenet-train.") from exc
+
+
+def _export_sidecar(folder: Path) -> dict | None:
+    """The metadata JSON that ``surgenet-export`` writes beside ``model.onnx``, if any."""
+    if not (folder / "model.onnx").is_file():
+        return None
+    for candidate in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "task" in data:
+            return data
+    return {}
+
+
+def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
+    kind = model_source(source)
+    if kind == "zoo":
+        entry = get_entry(source)
+        note = "random backbone, untrained task layers" if not pretrained else "untrained task layers"
+        return [ModelChoice(f"{entry.name} ({task}: {note})", task, entry.name, "pytorch", entry.license, False)
+                for task in APP_TASKS]
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{source} is not a folder on this machine; the app takes zoo names, save_pretrained "
+                         "folders and surgenet-export folders (Hub repos: download them first).")
+    sidecar = _export_sidecar(folder)
+    if sidecar is not None:
+        task = sidecar.get("task") or (sidecar.get("config") or {}).get("task")
+        if task not in APP_TASKS:
+            raise InputError(f"{folder}: exported task {task!r} is not one the app shows ({', '.join(APP_TASKS)}).")
+        try:
+            import surgenet_export  # noqa: F401
+        except ImportError as exc:
+            raise InputError(f"{folder} is an exported model; running it needs the export extra: "
+                             'pip install "surgenet[export]".') from exc
+        licence = sidecar.get("license") or _licence_of(sidecar.get("backbone") or sidecar.get("model"))
+        return [ModelChoice(f"{folder.name} ({task}, {backend})", task, str(folder), backend, licence, True)
+                for backend in EXPORT_BACKENDS]
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder} holds neither config.json (save_pretrained) nor model.onnx (surgenet-export).")
+    config = _read_config(folder)
+    task = config.get("task")
+    if task not in APP_TASKS:
+        raise InputError(f"{folder}: task {task!r} is not one the app shows ({', '.join(APP_TASKS)}).")
+    licence = config.get("license") or _licence_of(config.get("backbone"))
+    return [ModelChoice(f"{folder.name} ({task}, fine-tuned)", task, str(folder), "pytorch", licence, True)]
+
+
+class ModelCatalog:
+    """The models of the demo, grouped by task, each loaded on first use and then kept.
+
+    Args:
+        sources: zoo names and folders (see the module docstring).
+        pretrained: load the released backbone weights of zoo names (False: random, no download).
+        device: where PyTorch models run.
+    """
+
+    def __init__(self, sources: Sequence[str], pretrained: bool = True, device: str = "cpu") -> None:
+        if not sources:
+            raise InputError("give at least one model: a zoo name (surgenet list) or a fine-tuned folder.")
+        self.pretrained, self.device = pretrained, device
+        self._choices: list[ModelChoice] = []
+        for source in sources:
+            for choice in _choices_for(str(source), pretrained):
+                if choice.label not in {c.label for c in self._choices}:
+                    self._choices.append(choice)
+        self._predictors: dict[str, Predictor] = {}
+        self._lock = threading.Lock()
+
+    def choices(self, task: str) -> list[ModelChoice]:
+        """The menu of one task, fine-tuned models first."""
+        return sorted((c for c in self._choices if c.task == task), key=lambda c: not c.trained)
+
+    def get(self, label: str) -> ModelChoice:
+        for choice in self._choices:
+            if choice.label == label:
+                return choice
+        raise InputError(f"no model {label!r} in this app; choose one of the menu.")
+
+    def predictor(self, label: str) -> Predictor:
+        """The choice's predictor, loaded once (requests from several browser tabs share it)."""
+        with self._lock:
+            if label not in self._predictors:
+                self._predictors[label] = self._load(self.get(label))
+            return self._predictors[label]
+
+    def warm_up(self) -> None:
+        """Load the first model of every task now and run it once, so a bad source fails before the
+        server starts and the first request's time is the model's, not the loading's."""
+        import numpy as np
+
+        for task in APP_TASKS:
+            menu = self.choices(task)
+            if menu:
+                self.predictor(menu[0].label).predict(np.zeros((64, 64, 3), np.uint8))
+
+    def _load(self, choice: ModelChoice) -> Predictor:
+        if choice.backend != "pytorch":
+            from surgenet_export import load_runner
+
+            return Predictor(load_runner(choice.source, backend=choice.backend), batch_size=1)
+        from ..models import load_model
+
+        if model_source(choice.source) == "zoo":
+            num_classes, names = ZOO_TASK_SETUP[choice.task]
+            extra = {"class_names": names} if names else {}
+            model = load_model(choice.source, task=choice.task, num_classes=num_classes,
+                               pretrained=self.pretrained, **extra)
+        else:
+            model = load_model(choice.source)
+        return Predictor(model, device=self.device, batch_size=4)

@@ -1,0 +1,47 @@
+"""``surgenet app``: the web demo on this machine (Gradio), bound to localhost unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("app", help="serve the web demo (extra: app)", description=__doc__)
+    p.add_argument("--model", action="append", metavar="NAME_OR_DIR",
+                   help="a zoo name, a fine-tuned folder or a surgenet-export folder; repeat for several "
+                        "(default: surgenetxl-caformer)")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights for zoo names (no download)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=7860)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
+    p.add_argument("--max-file-size", default="100mb", help="largest upload accepted, e.g. 20mb")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..exceptions import InputError
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda but no CUDA GPU is visible here; use --device cpu.")
+    from ..app import ModelCatalog
+    from ..app.ui import _gradio, build_app
+
+    _gradio()  # the extra is checked before any model is loaded
+    catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
+                           device=args.device)
+    catalog.warm_up()
+    demo = build_app(catalog)
+    print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
+                show_error=False, quiet=True)
+    return 0

@@ -1,0 +1,164 @@
+"""The web demo's functions, tested directly (the browser test is tests/test_app_browser.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("gradio", reason="the web demo needs the app extra: pip install 'surgenet[app]'")
+av = pytest.importorskip("av", reason="clips need PyAV: pip install 'surgenet[video]'")
+
+import surgenet  # noqa: E402
+from surgenet.app import ModelCatalog, analyse_clip, analyse_frame, phase_timeline_figure  # noqa: E402
+from surgenet.app.analysis import legend_html, legend_rows  # noqa: E402
+from surgenet.exceptions import InputError, UnknownModelError  # noqa: E402
+from surgenet.labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES  # noqa: E402
+from surgenet.results import palette  # noqa: E402
+
+ZOO = "surgenetxl-caformer"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> ModelCatalog:
+    torch.manual_seed(0)
+    return ModelCatalog([ZOO], pretrained=False)
+
+
+@pytest.fixture(scope="module")
+def frame_file(tmp_path_factory) -> Path:
+    """A textured 200x300 RGB frame (any aspect ratio must come back at its own size)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("frame") / "frame.png"
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _label(catalog: ModelCatalog, task: str) -> str:
+    return catalog.choices(task)[0].label
+
+
+def test_legend_shares_and_colours_by_hand():
+    class_map = np.array([[0, 0, 1, 1], [2, 2, 2, 2]], dtype=np.uint8)  # 2/8 background, 2/8 class 1, 4/8 class 2
+    rows = legend_rows(class_map, ["bg", "a", "b", "c"])
+    assert [r["class"] for r in rows] == ["bg", "a", "b", "c"]
+    assert [r["share"] for r in rows] == [0.25, 0.25, 0.5, 0.0]
+    r, g, b = palette(4)[2]
+    assert rows[2]["colour"] == f"#{r:02x}{g:02x}{b:02x}"
+    page = legend_html(rows)
+    assert page.count("<tr>") == 5 and "50.0 %" in page and "&lt;" not in page
+    assert "&lt;script&gt;" in legend_html([{"class": "<script>", "colour": "#000000", "share": 0.0}])
+
+
+def test_catalog_offers_each_task_of_a_zoo_backbone(catalog):
+    for task in ("segmentation", "cvs", "phase"):
+        (choice,) = catalog.choices(task)
+        assert choice.source == ZOO and not choice.trained and choice.backend == "pytorch"
+        assert choice.licence == surgenet.model_info(ZOO)["license"]
+
+
+def test_frame_overlay_legend_and_cvs_match_the_models(catalog, frame_file):
+    seg_label, cvs_label = _label(catalog, "segmentation"), _label(catalog, "cvs")
+    result = analyse_frame(catalog, str(frame_file), seg_label, cvs_label)
+    assert result.overlay.shape == (200, 300, 3) and result.overlay.dtype == np.uint8
+    assert [r["class"] for r in result.legend] == list(ENDOSCAPES_CLASSES)
+    assert sum(r["share"] for r in result.legend) == pytest.approx(1.0)
+    assert set(result.seconds) == {seg_label, cvs_label} and all(s > 0 for s in result.seconds.values())
+    assert any("untrained" in note for note in result.notes)
+    # Independently: the CVS probabilities are the sigmoid of the model's logits on the transformed frame.
+    model = catalog.predictor(cvs_label).model
+    x = surgenet.create_transform(model)(np.asarray(Image.open(frame_file).convert("RGB")))[None]
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(x))[0].numpy()
+    assert list(result.cvs) == model.class_names
+    np.testing.assert_allclose(list(result.cvs.values()), expected, atol=1e-5)
+
+
+def test_bad_uploads_are_messages(catalog, tmp_path):
+    seg = _label(catalog, "segmentation")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(InputError, match="not an image"):
+        analyse_frame(catalog, str(text), seg)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 4000)).save(huge)  # 32 MP: refused from the header, never decoded
+    with pytest.raises(InputError, match="megapixels"):
+        analyse_frame(catalog, str(huge), seg)
+    with pytest.raises(InputError, match="no frame"):
+        analyse_frame(catalog, None, seg)
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(b"\x00\x01 definitely not a video" * 100)
+    with pytest.raises(InputError, match="clip.mp4"):
+        analyse_clip(catalog, broken, tmp_path, phase=_label(catalog, "phase"))
+    with pytest.raises(InputError, match="segmentation model"):
+        analyse_frame(catalog, _png(tmp_path), _label(catalog, "cvs"))
+
+
+def _png(folder: Path) -> str:
+    path = folder / "small.png"
+    Image.new("RGB", (64, 48), (120, 60, 30)).save(path)
+    return str(path)
+
+
+def _write_clip(path: Path, frames: int, fps: int, size: tuple[int, int] = (96, 128)) -> None:
+    rng = np.random.default_rng(1)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for _ in range(frames):
+            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_clip_phase_timeline_equals_the_offline_model(catalog, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip, frames=20, fps=10)  # 2 s; analysed at 2 fps -> frames 0, 5, 10, 15
+    phase, seg = _label(catalog, "phase"), _label(catalog, "segmentation")
+    result = analyse_clip(catalog, clip, tmp_path, phase=phase, segmentation=seg, fps=2)
+    np.testing.assert_allclose(result.times, np.arange(4) * 0.5, atol=1e-6)
+    assert result.phase_names == list(CHOLEC80_PHASES)
+    assert result.phase_probabilities.shape == (4, 7)
+    # Independently: the offline (whole clip at once) causal model over the same decoded frames.
+    model = catalog.predictor(phase).model
+    transform = surgenet.create_transform(model)
+    with av.open(str(clip)) as container:
+        images = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i % 5 == 0]
+    with torch.no_grad():
+        offline = torch.softmax(model.eval()(torch.stack([transform(im) for im in images])[None])[0], -1)
+    np.testing.assert_allclose(result.phase_probabilities, offline.numpy(), atol=1e-4)
+    with av.open(str(result.video)) as container:
+        written = list(container.decode(video=0))
+    assert len(written) == 4 and (written[0].height, written[0].width) == (96, 128)
+    figure = phase_timeline_figure(result)
+    assert [line.get_label() for line in figure.axes[0].lines] == list(CHOLEC80_PHASES)
+
+
+def test_catalog_takes_a_fine_tuned_folder_and_refuses_bad_sources(tmp_path):
+    model = surgenet.load_model(ZOO, task="cvs", pretrained=False)
+    model.save_pretrained(tmp_path / "my-cvs")
+    catalog = ModelCatalog([str(tmp_path / "my-cvs")])
+    (choice,) = catalog.choices("cvs")
+    assert choice.trained and choice.task == "cvs" and catalog.choices("segmentation") == []
+    with pytest.raises(InputError, match="neither config.json"):
+        ModelCatalog([str(tmp_path)])
+    with pytest.raises(UnknownModelError, match="surgenetxl-caformer"):
+        ModelCatalog(["surgenetxl-cafomer"])
+    with pytest.raises(InputError, match="at least one model"):
+        ModelCatalog([])
+
+
+def test_cli_user_mistakes_end_in_one_line():
+    for argv, message in ((["app", "--port", "0"], "not a TCP port"),
+                          (["app", "--model", "./no/such/folder", "--no-pretrained"], "no folder")):
+        proc = subprocess.run([sys.executable, "-m", "surgenet", *argv], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
