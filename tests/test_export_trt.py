@@ -77,3 +77,27 @@ def test_onnxruntime_cuda_runner_matches_pytorch(tmp_path):
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(runner(x), ref, atol=1e-3, rtol=1e-2)
+
+
+@needs_gpu
+def test_phase_engine_has_a_profile_for_its_states_and_streams_like_pytorch(tmp_path):
+    pytest.importorskip("tensorrt")
+    from surgenet_export import export_onnx, load_runner
+    from surgenet_export.trt_build import build_engine
+
+    model = surgenet.load_model("surgenet-caformer", task="phase", num_classes=3, pretrained=False,
+                                temporal="lstm", hidden_size=16)
+    result = export_onnx(model, tmp_path / "model.onnx", imgsz=(64, 64), dynamic=True)
+    # a narrow profile: the dynamic parity shape (batch 2, 3/4 size) must be moved inside it
+    profile = make_profile(result.config, 1, (64, 64), dynamic=True, max_batch=1, min_imgsz=(64, 64),
+                           max_imgsz=(64, 64))
+    report = build_engine(result.path, tmp_path / "model.engine", profile=profile, fp16=False, spec=result.spec,
+                          parity_shapes=[(1, 64, 64), (2, 32, 32)])
+    assert report["parity"]["passed"] and [c["shape"] for c in report["parity"]["checks"]] == [[1, 3, 64, 64]]
+    runner = load_runner(tmp_path)
+    assert runner.backend == "tensorrt"
+    clip = np.random.default_rng(3).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    with torch.inference_mode():
+        offline = model(torch.from_numpy(clip)).numpy()
+    online = np.concatenate([runner(clip[t:t + 1]) for t in range(3)])
+    np.testing.assert_allclose(online, offline, atol=1e-2, rtol=1e-2)
