@@ -233,6 +233,21 @@ def test_cholect50_errors(tmp_path, annotations, message):
         open_dataset(root, "tools")
 
 
+def test_video_selection(tmp_path):
+    root = cholect50(tmp_path / "t50")
+    write(root / "labels" / "VID02.json", json.dumps({"categories": T50_CATEGORIES, "annotations": {
+        "5": [t50_row(0, 0, 6)]}}))
+    rgb(root / "videos" / "VID02" / "000005.jpg")
+    assert [v.name for v in open_dataset(root, "phase").videos] == ["VID01", "VID02"]
+    only = open_dataset(f"cholect50:{root}#VID02", "phase")
+    assert [p.name for p in only.paths] == ["000005.jpg"] and only.labels.tolist() == [6]
+    assert len(open_dataset(root, "tools", videos=["VID02", "VID01"])) == 5
+    with pytest.raises(InputError, match=r"has no video VID09; its videos: VID01, VID02"):
+        open_dataset(f"{root}#VID01,VID09", "tools")
+    with pytest.raises(InputError, match="the endoscapes format has no videos to select"):
+        open_dataset(f"{shared_endoscapes(tmp_path / 'endo')}#1", "cvs")
+
+
 def test_cholect50_bad_json(tmp_path):
     root = cholect50(tmp_path / "t50")
     write(root / "labels" / "VID01.json", '{"categories": {},\n"annotations": {"0": [1, 2,]}}')
@@ -466,4 +481,7 @@ def test_real_cholect50_counts():
     np.testing.assert_array_equal(np.bincount(phase.labels, minlength=7), phase_counts)
     np.testing.assert_array_equal(tools.labels.sum(0), tool_frames)
     assert [v.name for v in phase.videos] == ["VID68", "VID70", "VID73"]
+    train, val = open_dataset(f"{root}#VID68,VID70", "phase"), open_dataset(f"cholect50:{root}#VID73", "phase")
+    assert (len(train), len(val)) == (len(phase.videos[0].frames) + len(phase.videos[1].frames),
+                                      len(phase.videos[2].frames))
     assert all(np.all(np.diff([int(p.stem) for p in v.frames]) > 0) for v in phase.videos)

@@ -7,7 +7,8 @@
 field's formats (endoscapes, cholect50, cholec80, cholecseg8k, csv) are tried first; ``folder``
 (surgenet's plain layouts) is the fallback when none of them recognises the path. A path that two
 field formats recognise, or none, is an InputError that names the candidates and the
-``FORMAT:PATH`` syntax. Every label file is checked when the dataset is opened, before training.
+``FORMAT:PATH`` syntax. ``PATH#V1,V2`` keeps only those videos of a video format (video-wise
+splits). Every label file is checked when the dataset is opened, before training.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .base import IGNORE_INDEX, TASKS, LabelDataset, RawDataset, SegmentationDat
 
 FIELD_FORMATS = ("endoscapes", "cholect50", "cholec80", "cholecseg8k", "csv")
 FALLBACK = "folder"
+VIDEO_FORMATS = ("cholect50", "cholec80", "folder")  # those that select videos with PATH#V1,V2
 _MODULES = {"endoscapes": "endoscapes", "cholect50": "cholect50", "cholec80": "cholec80",
             "cholecseg8k": "cholecseg8k", "csv": "plain_csv", "folder": "folder"}
 
@@ -42,16 +44,23 @@ def format_tasks(name: str) -> tuple[str, ...]:
     return tuple(_module(name).TASKS)
 
 
-def parse_spec(spec: str | os.PathLike) -> tuple[str | None, Path]:
-    """``"FORMAT:PATH"`` -> ``(FORMAT, PATH)``; a bare path -> ``(None, PATH)``."""
+def parse_spec(spec: str | os.PathLike) -> tuple[str | None, Path, list[str] | None]:
+    """``"FORMAT:PATH#V1,V2"`` -> ``(FORMAT, PATH, [V1, V2])``; FORMAT and ``#videos`` are optional."""
     text = os.fspath(spec)
     head, sep, rest = text.partition(":")
+    name = None
     if sep and head.lower() in _MODULES:
-        return head.lower(), Path(rest).expanduser()
-    if sep and head.isidentifier() and len(head) > 1 and not Path(text).exists():
+        name, text = head.lower(), rest
+    elif sep and head.isidentifier() and len(head) > 1 and not Path(text).exists():
         raise InputError(f"unknown dataset format {head!r} in {text!r}; formats: {', '.join(_MODULES)} "
                          "(FORMAT:PATH), or a bare PATH to detect the format.")
-    return None, Path(text).expanduser()
+    videos = None
+    if "#" in text and not Path(text).expanduser().exists():
+        text, _, selection = text.rpartition("#")
+        videos = [v.strip() for v in selection.split(",") if v.strip()]
+        if not videos:
+            raise InputError(f"{os.fspath(spec)!r}: name the videos after '#', e.g. PATH#VID68,VID70.")
+    return name, Path(text).expanduser(), videos
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -71,14 +80,18 @@ def detect_format(path: str | os.PathLike) -> str:
                      f"{', '.join(_MODULES)} (surgenet-train finetune --help describes each layout).")
 
 
-def open_dataset(spec: str | os.PathLike, task: str, *, class_names: Sequence[str] | None = None) -> RawDataset:
+def open_dataset(spec: str | os.PathLike, task: str, *, class_names: Sequence[str] | None = None,
+                 videos: Sequence[str] | None = None) -> RawDataset:
     """Open a labelled dataset for ``task`` (segmentation, cvs, phase or tools).
 
     Args:
-        spec: ``FORMAT:PATH`` (FORMAT one of :func:`list_formats`) or a bare PATH (auto-detected).
+        spec: ``FORMAT:PATH`` (FORMAT one of :func:`list_formats`) or a bare PATH (auto-detected);
+            ``PATH#V1,V2`` keeps only those videos of a video format (a video-wise split, e.g.
+            ``cholect50:data/cholect50#VID68,VID70``).
         task: the task whose labels to read; a format without them is an InputError.
         class_names: names for formats that carry none (``folder``, ``csv``): segmentation class
             names (ids beyond them become 255) or phase names (CSV phases may then be names).
+        videos: the same selection as ``#V1,V2``, as a list.
 
     Returns:
         a :class:`RawDataset`: ``ds[i] -> (PIL RGB image, target)``, with ``task``, ``class_names``
@@ -86,15 +99,24 @@ def open_dataset(spec: str | os.PathLike, task: str, *, class_names: Sequence[st
     """
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-    name, path = parse_spec(spec)
+    name, path, selected = parse_spec(spec)
+    if selected is not None and videos is not None:
+        raise InputError(f"{os.fspath(spec)!r} selects videos with '#' and videos= is given too; use one.")
+    selected = list(videos) if videos is not None else selected
     if not path.exists():
         raise InputError(f"dataset path {path} does not exist.")
     if name is None:
         name = detect_format(path)
     module = _module(name)
+    kwargs: dict = {}
     if name in ("folder", "csv"):
-        return module.open_dataset(path, task, class_names=class_names)
-    return module.open_dataset(path, task)
+        kwargs["class_names"] = class_names
+    if selected is not None:
+        if name not in VIDEO_FORMATS:
+            raise InputError(f"the {name} format has no videos to select ('#{','.join(selected)}'); only "
+                             f"{', '.join(VIDEO_FORMATS)} do (folder: its per-video phase CSVs).")
+        kwargs["videos"] = selected
+    return module.open_dataset(path, task, **kwargs)
 
 
 __all__ = ["IGNORE_INDEX", "LabelDataset", "RawDataset", "SegmentationDataset", "TASKS", "detect_format",

@@ -279,10 +279,20 @@ def _outside_stacklevel() -> int:
     return level
 
 
+def select_videos(available: Sequence[str], wanted: Sequence[str] | None, source: Path) -> list[str]:
+    """``available`` (in its order) restricted to ``wanted``; a name not there is an InputError."""
+    if wanted is None:
+        return list(available)
+    missing = [v for v in wanted if v not in available]
+    if missing:
+        raise InputError(f"{source} has no video {', '.join(missing)}; its videos: {', '.join(available)}.")
+    return [v for v in available if v in set(wanted)]
+
+
 def sorted_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 __all__ = ["IGNORE_INDEX", "IMAGE_SUFFIXES", "LabelDataset", "RawDataset", "SegmentationDataset", "TASKS",
            "check_task", "image_size", "load_rgb", "parse_float", "parse_int", "read_delimited", "read_header",
-           "read_index_mask", "require_file", "sorted_images"]
+           "read_index_mask", "require_file", "select_videos", "sorted_images"]

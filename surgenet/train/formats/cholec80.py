@@ -20,7 +20,7 @@ frames and labels are matched by that number.
 Phase items are the extracted frames with a phase row; tools items the extracted frames with a
 tool row (at 1 fps: every frame). ``videos`` (phase timelines in temporal order) is set for both
 tasks (for tools, where the phase files are present too). Extracted frames without a row are left out (counted in the
-log). Frame files must be named by frame index; other names (e.g. ``video01_000001.jpg``) are an
+log). ``PATH#video01,video02`` keeps those videos only. Frame files must be named by frame index; other names (e.g. ``video01_000001.jpg``) are an
 error that says to extract again.
 """
 
@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ...exceptions import InputError
 from ..data.labelled import PhaseVideo
-from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, parse_int, read_delimited
+from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, parse_int, read_delimited, select_videos
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +142,13 @@ def _tool_videos(root: Path, paths: list[Path]) -> list[PhaseVideo]:
     return videos
 
 
-def open_dataset(path: Path, task: str) -> RawDataset:
+def open_dataset(path: Path, task: str, videos: Sequence[str] | None = None) -> RawDataset:
     check_task(NAME, task, TASKS)
     kind = "phase" if task == "phase" else "tool"
     files = _annotations(path, kind)
     if not files:
         raise InputError(f"{path} holds no videoNN-{kind}.txt (Cholec80 {kind} annotations).")
+    files = {v: files[v] for v in select_videos(list(files), videos, path)}
     paths, labels, videos, skipped = [], [], [], 0
     for video, label_file in files.items():
         table = _read_phases(label_file) if task == "phase" else _read_tools(label_file)

@@ -17,7 +17,8 @@ presence, target box x, y, w, h, phase id. Names come from the JSON's ``categori
 
 Frames on disk without an annotation key have no label and are left out (counted in the log);
 an annotation key without its frame is an error. Videos are read in the order of their names,
-frames in increasing number (temporal order), which is the order of ``videos``.
+frames in increasing number (temporal order), which is the order of ``videos``. ``PATH#VID68,VID70``
+keeps those videos only (a video-wise split).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ...exceptions import InputError
 from ..data.labelled import PhaseVideo
-from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task
+from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, select_videos
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +165,13 @@ class _Video:
                         on_disk - len(frames), folder)
 
 
-def open_dataset(path: Path, task: str) -> RawDataset:
+def open_dataset(path: Path, task: str, videos: Sequence[str] | None = None) -> RawDataset:
     check_task(NAME, task, TASKS)
     files = _label_files(path)
     if not files:
         raise InputError(f"{path} has no labels/*.json (CholecT50 challenge label files).")
+    keep = set(select_videos([f.stem for f in files], videos, path))
+    files = [f for f in files if f.stem in keep]
     videos_dir = path / "videos"
     if not videos_dir.is_dir():
         raise InputError(f"{path} has no videos/ folder (frames as videos/VIDxx/NNNNNN.jpg).")

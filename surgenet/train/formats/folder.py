@@ -9,7 +9,8 @@
   probabilities or 0/1 labels). PATH is the CSV, or a folder holding exactly one such CSV.
 * phase: a folder of per-video CSVs (or one CSV) with the header ``frame,phase``, one row per frame
   in temporal order; ``frame`` is a path relative to the CSV, ``phase`` an index or one of
-  ``class_names``. Each CSV is one video (its stem is the name) in ``videos``.
+  ``class_names``. Each CSV is one video (its stem is the name) in ``videos``; ``PATH#v1,v2``
+  keeps only those CSVs.
 
 Detection: this is the generic fallback; a folder that a field format also recognises (the
 Endoscapes shared layout also has images/ and masks/) is read by that format.
@@ -25,7 +26,7 @@ import numpy as np
 from ...exceptions import InputError
 from ..data.labelled import PhaseVideo
 from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, parse_float, parse_int,
-                   read_delimited, read_header, require_file, sorted_images)
+                   read_delimited, read_header, require_file, select_videos, sorted_images)
 
 NAME = "folder"
 DESCRIPTION = ("surgenet's plain layouts: images/ + masks/ (segmentation), an image,c1,c2,c3 CSV (cvs), "
@@ -48,13 +49,16 @@ def detect(path: Path) -> bool:
         or bool(_csvs(path, PHASE_COLUMNS))
 
 
-def open_dataset(path: Path, task: str, class_names: Sequence[str] | None = None) -> RawDataset:
+def open_dataset(path: Path, task: str, class_names: Sequence[str] | None = None,
+                 videos: Sequence[str] | None = None) -> RawDataset:
     check_task(NAME, task, TASKS)
+    if videos is not None and task != "phase":
+        raise InputError(f"{path}: only the folder format's phase CSVs are videos to select, not {task} data.")
     if task == "segmentation":
         return _segmentation(path, class_names)
     if task == "cvs":
         return _cvs(path)
-    return _phase(path, class_names)
+    return _phase(path, class_names, videos)
 
 
 def _segmentation(root: Path, class_names: Sequence[str] | None) -> SegmentationDataset:
@@ -101,10 +105,12 @@ def _cvs(path: Path) -> LabelDataset:
     return ds
 
 
-def _phase(path: Path, class_names: Sequence[str] | None) -> LabelDataset:
+def _phase(path: Path, class_names: Sequence[str] | None, videos: Sequence[str] | None = None) -> LabelDataset:
     tables = _csvs(path, PHASE_COLUMNS)
     if not tables:
         raise InputError(f"{path} holds no CSV with the header frame,phase (one per video) for the phase task.")
+    keep = set(select_videos([t.stem for t in tables], videos, path))
+    tables = [t for t in tables if t.stem in keep]
     index = {n: i for i, n in enumerate(class_names or ())}
     videos = []
     for table in tables:
