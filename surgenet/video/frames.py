@@ -23,6 +23,7 @@ class Frame:
     name: str  # output name: the image's stem (folders) or frame_NNNNNN (videos)
     image: np.ndarray  # RGB uint8 (H, W, 3)
     time: float | None = None
+    source: str = ""  # the image file, or the video
 
 
 def _log_skip(name: str, exc: Exception) -> None:
@@ -73,7 +74,7 @@ def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: in
 
     if kind == "video":
         for vf in iter_video(path, stride):
-            frame = Frame(vf.index, f"frame_{vf.index:06d}", vf.image, vf.time)
+            frame = Frame(vf.index, f"frame_{vf.index:06d}", vf.image, vf.time, str(path))
             if sized(frame):
                 yield frame
         return
@@ -86,7 +87,7 @@ def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: in
         except InputError as exc:
             on_skip(name, exc)
             continue
-        frame = Frame(index, name, image)
+        frame = Frame(index, name, image, None, str(file))
         if sized(frame):
             yield frame
 

@@ -118,7 +118,7 @@ class KeyframeSegmenter:
                 started, since = True, 0
                 self.stats.reasons["first"] += 1
                 yield TrackedFrame(frame.index, frame.name, frame.image, labels_of(probs), 1.0, True, "first",
-                                   time=frame.time)
+                                   time=frame.time, source=frame.source)
                 continue
             step = self.propagator.step(frame.image)
             since += 1
@@ -137,4 +137,4 @@ class KeyframeSegmenter:
                 since = 0
                 self.stats.reasons[reason] += 1
             yield TrackedFrame(frame.index, frame.name, frame.image, labels_of(probs), score, bool(reason), reason,
-                               warp_labels=step.warp_labels, time=frame.time)
+                               warp_labels=step.warp_labels, time=frame.time, source=frame.source)

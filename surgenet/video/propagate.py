@@ -47,6 +47,7 @@ class TrackedFrame:
     reason: str = ""  # why it was a keyframe: first, every, confidence, scene-cut
     warp_labels: Callable[[np.ndarray], np.ndarray] | None = None  # previous frame -> this one (None: first)
     time: float | None = None
+    source: str = ""  # the image file, or the video
 
 
 class Propagator(ABC):

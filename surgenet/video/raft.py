@@ -51,10 +51,12 @@ def load_raft(variant: str = "raft_small", device: str | torch.device = "cpu") -
     except Exception as exc:  # a truncated or foreign file: say which and how to fix it
         raise InputError(f"cannot read RAFT weights {path}: {exc}. Delete the file and fetch it again.") from exc
     net = (raft_small if variant == "raft_small" else raft_large)(weights=None, progress=False)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(f"RAFT weights {path} do not fit {variant}: {len(missing)} missing keys "
-                         f"({', '.join(missing[:3])}...), {len(unexpected)} unexpected. Fetch the file again.")
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, shapes, not a dict
+        first = str(exc).strip().splitlines()[:3]
+        raise InputError(f"RAFT weights {path} do not fit {variant} ({' '.join(first)} ...). "
+                         "Delete the file and fetch it again.") from exc
     return net.eval().to(device)
 
 

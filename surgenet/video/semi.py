@@ -26,8 +26,8 @@ def propagate_mask(frames: Iterable[Frame], first_mask: np.ndarray, propagator: 
     probs = one_hot(first_mask, num_classes)
     propagator.start(first.image, probs)
     yield TrackedFrame(first.index, first.name, first.image, labels_of(probs), 1.0, keyframe=True, reason="given",
-                       time=first.time)
+                       time=first.time, source=first.source)
     for frame in iterator:
         step = propagator.step(frame.image)
         yield TrackedFrame(frame.index, frame.name, frame.image, labels_of(step.probs), step.score,
-                           warp_labels=step.warp_labels, time=frame.time)
+                           warp_labels=step.warp_labels, time=frame.time, source=frame.source)

@@ -95,6 +95,11 @@ class InstrumentTracker:
         self._tracks: dict[int, _Track] = {}
         self._next_id = 1
 
+    @property
+    def track_count(self) -> int:
+        """Tracks started so far."""
+        return self._next_id - 1
+
     def _regions(self, class_map: np.ndarray) -> list[tuple[np.ndarray, int]]:
         cv2 = _cv2()
         out = []
