@@ -160,6 +160,57 @@ class Predictor:
             return self.predict_video(path, stride)
         return self._run(self._folder_frames([path], on_error or _log_error))
 
+    def probabilities(self, image: Any) -> np.ndarray:
+        """Per-class probabilities ``(H, W, C)`` float32 of one image at its own size (segmentation).
+
+        Softmax over the classes; a one-logit model gives (background, foreground). This is the
+        segmenter of keyframe mode (:meth:`predict_keyframes`).
+        """
+        if self.task != "segmentation":
+            raise InputError(f"probabilities() is for segmentation models; this one does {self.task}.")
+        image = as_rgb_array(image)
+        logits = self._forward(self.transform(image)[None])[0]
+        with torch.inference_mode():
+            full = F.interpolate(logits[None].float(), size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+            if full.shape[0] == 1:
+                foreground = torch.sigmoid(full[0])
+                probs = torch.stack([1.0 - foreground, foreground])
+            else:
+                probs = torch.softmax(full, dim=0)
+        return np.ascontiguousarray(probs.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+
+    def predict_keyframes(self, path: str | Path, every: int = 10, method: str = "flow",
+                          min_confidence: float | None = None, fusion: float = 0.5,
+                          on_error: ErrorHandler | None = None, **propagation: Any) -> Iterator[SegmentationResult]:
+        """Keyframe mode for a video or an ordered folder (extra ``video``): the model runs on
+        keyframes only and the masks are propagated in between (``method``: ``flow``, ``raft`` or
+        ``features``; see :mod:`surgenet.video.keyframes` for when a frame becomes a keyframe).
+
+        One result per frame, streaming. ``self.keyframe_stats`` counts the frames and the model
+        calls (``.saving``: the share of frames that did not need the model).
+        """
+        from .video.frames import check_source, iter_frames
+        from .video.keyframes import KeyframePolicy, KeyframeSegmenter
+        from .video.propagate import create_propagator
+
+        if self.task != "segmentation":
+            raise InputError(f"keyframe mode propagates masks; this model does {self.task}.")
+        check_source(path)
+        policy = KeyframePolicy(every=every, min_confidence=min_confidence)
+        runner = KeyframeSegmenter(self.probabilities, create_propagator(method, self.model, **propagation),
+                                   policy, fusion)
+        self.keyframe_stats = runner.stats
+        names = list(self.class_names)
+        if int(self.config["num_classes"]) == 1:  # one logit: foreground/background, as in predict()
+            names = ["background", *names]
+
+        def results() -> Iterator[SegmentationResult]:
+            for tf in runner.run(iter_frames(path, on_error)):
+                yield SegmentationResult(index=tf.index, source=tf.source, time=tf.time, class_names=names,
+                                         class_map=tf.class_map, image=tf.image if self.keep_images else None)
+
+        return results()
+
     # ----------------------------------------------------------------------------- internals
     @staticmethod
     def _folder_frames(files: list[Path], on_error: ErrorHandler) -> Iterator[_Frame]:

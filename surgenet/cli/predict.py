@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="CVS: probability at which a criterion is met")
     p.add_argument("--alpha", type=float, default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
+    p.add_argument("--keyframe-every", type=int, metavar="N",
+                   help="segmentation of a video or folder: run the model on keyframes only (at least every N "
+                        "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
+                        "the masks in between (extra video)")
+    p.add_argument("--propagation", choices=("flow", "raft", "features"), default="flow",
+                   help="with --keyframe-every: how masks move between keyframes (default flow, no weights)")
     p.set_defaults(func=run)
 
 
@@ -123,7 +129,10 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         tqdm.write(f"surgenet: skipped {path}: {exc}", file=sys.stderr)
 
-    results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
+    if args.keyframe_every is not None:
+        results = _keyframe_results(predictor, source, kind, args, on_error)
+    else:
+        results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
     count = 0
     if predictor.task == "segmentation":
         names: set[Path] = set()
@@ -154,4 +163,18 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     note = f", skipped {len(skipped)} unreadable file(s)" if skipped else ""
     print(f"{count} frame(s) -> {written}{note}")
+    if args.keyframe_every is not None:
+        print(f"keyframe mode: {predictor.keyframe_stats.summary()}")
     return 0 if count else 1
+
+
+def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any):
+    """Keyframe mode (surgenet.video): checked before any frame is decoded."""
+    from ..exceptions import InputError
+
+    if predictor.task != "segmentation" or kind == "image":
+        raise InputError("--keyframe-every is for segmentation of a video or a folder of frames.")
+    if args.keyframe_every < 1 or args.stride != 1 or args.recursive:
+        raise InputError("--keyframe-every N needs N >= 1 and consecutive frames (no --stride, no --recursive).")
+    return predictor.predict_keyframes(source, every=args.keyframe_every, method=args.propagation,
+                                       on_error=on_error)
