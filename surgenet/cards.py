@@ -20,12 +20,14 @@ PIPELINE_TAGS = {
     "segmentation": "image-segmentation",
     "phase": "video-classification",
     "cvs": "image-classification",
+    "tools": "image-classification",
 }
 
 TASK_TITLES = {
     "segmentation": "semantic segmentation (FPN decoder)",
     "phase": "surgical phase recognition (causal temporal model)",
     "cvs": "critical view of safety assessment (3 criteria, multi-label)",
+    "tools": "surgical tool presence (one sigmoid per instrument, multi-label)",
 }
 
 TASK_NOTE = "This model adds task layers to that backbone; see the task section.\n"

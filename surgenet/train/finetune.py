@@ -1,14 +1,20 @@
-"""Fine-tuning of the task heads: ``surgenet-train finetune --task segmentation|phase|cvs``.
+"""Fine-tuning of the task heads: ``surgenet-train finetune --task segmentation|phase|cvs|tools``.
 
-Dataset formats (see :mod:`surgenet.train.data.labelled`):
+``--train``/``--val`` take a dataset as ``FORMAT:PATH`` or a path whose format is detected
+(``surgenet-train formats`` lists them): Endoscapes, CholecT50, Cholec80, CholecSeg8k, the plain
+CSV, or a folder (segmentation ``images/`` + ``masks/`` PNGs with 255 = ignore; phase per-video
+``frame,phase`` CSVs; CVS ``image,c1,c2,c3`` CSV). Every label is checked before training starts.
 
-* segmentation: ``DIR/images/*`` and ``DIR/masks/<stem>.png`` (class index per pixel, 255 ignore);
-* phase: a folder of per-video CSVs ``frame,phase`` (paths relative to the CSV), or one CSV;
-* cvs: a CSV ``image,c1,c2,c3`` (probabilities or 0/1).
-
-Each epoch ends with validation (``surgenet.metrics``); the best model is written with
-``save_pretrained`` to ``OUT/best`` (load it with ``surgenet.load_model(OUT/best)``), the latest
-training state to ``OUT/last.pth`` (``--resume``), and every epoch's metrics to ``OUT/log.jsonl``.
+Recipe (standard practice, no tuning on the validation set): AdamW (no weight decay on norms and
+biases), linear warm-up over the first 10 % of steps then a cosine to 1 %, gradient clipping at
+norm 1, the task layers at ``--lr`` and a pretrained backbone at a tenth of it (a random backbone
+has nothing to preserve and gets ``--lr`` too). Segmentation: cross-entropy + soft Dice (thin
+structures such as the cystic artery weigh as much as the gallbladder), 255 = ignore, random
+scale-crops with flips and colour jitter that keep the mask aligned; scores at each frame's own
+size. Each epoch ends with validation; training stops early after ``--patience`` epochs without a
+better score. The best model is written with ``save_pretrained`` to ``OUT/best`` (load it with
+``surgenet.load_model(OUT/best)``), the latest state to ``OUT/last.pth`` (``--resume`` continues
+exactly), every epoch to ``OUT/log.jsonl`` and the curves to ``OUT/curves.png``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +32,10 @@ import numpy as np
 import torch
 
 from ..exceptions import InputError
+from ..io.atomic import atomic_write_text
 from .checkpointing import atomic_torch_save, capture_rng, load_checkpoint, restore_rng
 from .config import dump_yaml, load_config, to_dict
-from .dino.schedules import cosine_schedule
-from .runlog import MetricLog
+from .runlog import MetricLog, records_until
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ class FinetuneConfig:
     model: str = "surgenetxl-caformer"  # zoo name: the backbone
     weights: str | None = None  # backbone (or task model) weights; null: the released ones
     pretrained: bool = True  # false: random backbone (for tests and ablations)
-    num_classes: int | None = None
+    num_classes: int | None = None  # null: the training set's classes
     class_names: list[str] | None = None
     train: str = ""
     val: str | None = None
@@ -49,11 +56,17 @@ class FinetuneConfig:
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-3  # task layers
-    backbone_lr: float = 1e-4  # backbone (0 freezes it)
-    weight_decay: float = 1e-4
+    backbone_lr: float | None = None  # null: lr / 10 for a pretrained backbone, lr for a random one; 0 freezes
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # share of all steps with a linear warm-up
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    patience: int = 5  # stop after this many epochs without a better validation score (0: never)
     num_workers: int = 2
     seed: int = 0
     device: str = "auto"
+    # segmentation only
+    dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * soft Dice
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # share of the frame's area in a training crop
     # phase only
     cache_features: bool = True  # train the temporal model on frozen per-frame embeddings
     clip_length: int = 16  # end to end: frames per training clip
@@ -67,37 +80,74 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: FinetuneConfig):
+def build_model(cfg: FinetuneConfig, num_classes: int | None = None, class_names: list[str] | None = None):
     from ..models import load_model
 
     kwargs = dict(cfg.model_kwargs)
     if cfg.image_size:
         kwargs.setdefault("input_size", [3, cfg.image_size, cfg.image_size])
-    if cfg.class_names:
-        kwargs.setdefault("class_names", list(cfg.class_names))
+    names = cfg.class_names or class_names
+    if names:
+        kwargs.setdefault("class_names", list(names))
     if cfg.task == "phase":
         kwargs.setdefault("temporal", cfg.temporal)
-    num_classes = cfg.num_classes or (len(cfg.class_names) if cfg.class_names else None)
+    num_classes = cfg.num_classes or num_classes or (len(cfg.class_names) if cfg.class_names else None)
     return load_model(cfg.model, task=cfg.task, num_classes=num_classes, pretrained=cfg.pretrained and not cfg.weights,
                       weights=cfg.weights, **kwargs)
 
 
+def _class_names_for(cfg: FinetuneConfig, data_names: list[str]) -> tuple[int, list[str] | None]:
+    """The number of classes and their names: the flags win; else the training set's."""
+    n = cfg.num_classes or (len(cfg.class_names) if cfg.class_names else None) or len(data_names)
+    if n < len(data_names) and cfg.task in ("segmentation", "phase"):
+        raise InputError(f"--num-classes {n} is fewer than the {len(data_names)} classes of the training set "
+                         f"({', '.join(data_names)}); use --num-classes {len(data_names)}.")
+    if n != len(data_names) and cfg.task in ("cvs", "tools"):
+        raise InputError(f"--num-classes {n} differs from the {len(data_names)} labels of the training set "
+                         f"({', '.join(data_names)}); drop --num-classes or fix it.")
+    names = cfg.class_names or (list(data_names) if len(data_names) == n else None)
+    return n, names
+
+
+def backbone_lr(cfg: FinetuneConfig) -> float:
+    if cfg.backbone_lr is not None:
+        return cfg.backbone_lr
+    pretrained = bool(cfg.weights) or cfg.pretrained
+    return cfg.lr * 0.1 if pretrained else cfg.lr
+
+
 def _optimizer(model, cfg: FinetuneConfig) -> torch.optim.Optimizer:
-    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    """AdamW; the backbone and the task layers in separate groups; no decay on 1-D tensors (norms, biases)."""
     ids = {id(p) for p in model.backbone.parameters()}
-    task = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
-    groups = [{"params": task, "lr": cfg.lr, "base_lr": cfg.lr}]
-    if cfg.backbone_lr > 0 and backbone:
-        groups.append({"params": backbone, "lr": cfg.backbone_lr, "base_lr": cfg.backbone_lr})
-    else:
+    blr = backbone_lr(cfg)
+    if blr <= 0:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    groups = []
+    for name, lr, params in (("task", cfg.lr, [p for p in model.parameters() if id(p) not in ids]),
+                             ("backbone", blr, list(model.backbone.parameters()) if blr > 0 else [])):
+        params = [p for p in params if p.requires_grad]
+        for decay, chosen in ((cfg.weight_decay, [p for p in params if p.ndim > 1]),
+                              (0.0, [p for p in params if p.ndim <= 1])):
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "base_lr": lr, "weight_decay": decay, "name": name})
+    return torch.optim.AdamW(groups)
+
+
+def warmup_cosine(total_steps: int, warmup: float, final: float = 0.01) -> np.ndarray:
+    """Factor of each step's lr: linear from 1/(w+1) to 1 over ``warmup`` of the steps, then a half
+    cosine from 1 to ``final``."""
+    warm = int(round(total_steps * warmup))
+    ramp = np.arange(1, warm + 1) / (warm + 1) if warm else np.array([])
+    rest = np.arange(total_steps - warm)
+    cosine = final + 0.5 * (1 - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    return np.concatenate([ramp, cosine]).astype(np.float64)
 
 
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg.task``'s model; returns the best validation metrics (``score`` and the rest)."""
     from .. import create_transform
+    from .curves import PLOT_FILE, plot_curves
     from .distributed import resolve_device
     from .finetune_tasks import TASKS
 
@@ -106,38 +156,47 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     if not cfg.train:
         raise InputError("pass --train (the training set; formats: surgenet-train finetune --help).")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint_state(out / LAST) if resume else None  # a missing state fails before data loading
     _seed(cfg.seed)
-    model = build_model(cfg).train()
+    task = TASKS[cfg.task](cfg)  # opens and checks every label of the datasets
+    num_classes, class_names = _class_names_for(cfg, task.class_names)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg, num_classes, class_names).train()
     device = resolve_device(cfg.device)
     model.to(device)
     transform = create_transform(model)
-    task = TASKS[cfg.task](cfg, transform, transform.size)
+    task.bind(model, transform)
     if cfg.task == "phase":
         task.prepare(model, out / "features")
         model.train()
     optimizer = _optimizer(model, cfg)
     steps_per_epoch = max(1, len(task.train_batches(0)))
-    factor = cosine_schedule(1.0, 0.01, cfg.epochs, steps_per_epoch)  # cosine to 1% of each lr
+    factor = warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup)
     start_epoch, best = 0, {"score": -float("inf")}
-    if resume:
-        state = load_checkpoint_state(out / LAST)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best = state["epoch"], state["best"]
         restore_rng(state["rng"])
-    (out / "config.yaml").write_text(dump_yaml(cfg))
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     # Resumed: keep the epochs up to last.pth's; any later one was logged by the killed run and runs again.
     log = MetricLog(out / "log.jsonl", resume_at=start_epoch if resume else None, key="epoch")
+    records = records_until(out / "log.jsonl", start_epoch, "epoch") if resume else []
+    has_val = task_has_val(task)
     try:
         from tqdm.auto import tqdm
 
         for epoch in range(start_epoch, cfg.epochs):
+            if has_val and cfg.patience and best.get("epoch") is not None and epoch - best["epoch"] >= cfg.patience:
+                logger.warning("early stop after epoch %d: no better validation score for %d epochs (best %.4f "
+                               "at epoch %d)", epoch, cfg.patience, best["score"], best["epoch"])
+                break
+            started = time.perf_counter()
             model.train()
             if cfg.task == "phase" and cfg.cache_features:
                 model.backbone.eval()  # frozen: no dropout/drop-path noise in what the features mean
             losses = []
-            bar = tqdm(task.train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+            bar = tqdm(task.train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
             for i, batch in enumerate(bar):
                 step = min(epoch * steps_per_epoch + i, len(factor) - 1)
                 for group in optimizer.param_groups:
@@ -145,27 +204,48 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
                 loss = task.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 losses.append(loss.item())
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None}
-            if task_has_val(task):
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.close()
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                                      "lr": float(optimizer.param_groups[0]["lr"])}
+            if has_val:
                 model.eval()
-                record.update({f"val_{k}": _plain(v) for k, v in task.validate(model).items()})
+                record.update({f"val_{k}": _plain(v) for k, v in task.validate(model).items() if k != "confusion"})
                 score = record["val_score"]
             else:
                 score = -record["train_loss"]  # without a validation set the lowest training loss wins
+            record["seconds"] = round(time.perf_counter() - started, 1)
             if score > best["score"]:
-                best = {"score": score, "epoch": epoch + 1, **{k: v for k, v in record.items() if k != "epoch"}}
+                best = {"score": score, "epoch": epoch + 1, "class_names": model.class_names,
+                        **{k: v for k, v in record.items() if k != "epoch"}}
                 model.save_pretrained(out / "best", card_extra={"fine_tuned": to_dict(cfg)})
             log.write(record)
-            logger.info("epoch %d: %s", epoch + 1, record)
+            records.append(record)
+            tqdm.write(_summary(record, model.class_names))
+            plot_curves(records, out / PLOT_FILE, title=f"{cfg.task}: {cfg.model}")
             atomic_torch_save({"format": "surgenet-finetune/1", "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "best": best,
                                "rng": capture_rng(), "config": to_dict(cfg)}, out / LAST)
     finally:
         log.close()
     return best
+
+
+def _summary(record: dict[str, Any], class_names: list[str]) -> str:
+    """One line per epoch: loss, score, and the per-class IoU / AP when there are any."""
+    parts = [f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}" if record.get("train_loss")
+             is not None else f"epoch {record['epoch']}"]
+    for key in ("val_mean_iou", "val_mean_dice", "val_mAP", "val_accuracy", "val_macro_f1"):
+        if isinstance(record.get(key), float):
+            parts.append(f"{key[4:]} {record[key]:.3f}")
+    per_class = record.get("val_iou") or record.get("val_ap")
+    if isinstance(per_class, list) and len(per_class) == len(class_names):
+        parts.append("(" + ", ".join(f"{n} {v:.2f}" for n, v in zip(class_names, per_class)) + ")")
+    return " | ".join(parts[:1] + [", ".join(parts[1:])]) + f" [{record.get('seconds', 0):.0f} s]"
 
 
 def _plain(value: Any) -> Any:
@@ -194,7 +274,7 @@ FINETUNE_HELP = __doc__.split("\n\n", 1)[1]
 def cmd_finetune(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     for key in ("task", "model", "weights", "num_classes", "train", "val", "image_size", "epochs", "batch_size",
-                "lr", "backbone_lr", "clip_length", "temporal", "device", "num_workers"):
+                "lr", "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers"):
         value = getattr(args, key, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
@@ -207,27 +287,33 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides, cls=FinetuneConfig)
     best = finetune(cfg, args.out, resume=args.resume)
     print(json.dumps({k: v for k, v in best.items()}, indent=2, default=float))
-    print(f"best model: {Path(args.out) / 'best'} (surgenet.load_model(PATH))")
+    names = best.get("class_names")
+    print(f"best epoch {best.get('epoch')}: " + _summary({"epoch": best.get("epoch"), **best}, names or []))
+    print(f"best model: {Path(args.out) / 'best'} (surgenet.load_model(PATH)); curves: {Path(args.out) / 'curves.png'}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("finetune", help="train a segmentation, phase or CVS head on labelled data",
+    from ..models import TASKS
+
+    p = sub.add_parser("finetune", help="train a segmentation, phase, CVS or tool-presence head on labelled data",
                        description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=("segmentation", "phase", "cvs"))
+    p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--model", required=True, help="zoo name of the backbone (surgenet list)")
-    p.add_argument("--train", required=True, help="training set (format of the task, above)")
-    p.add_argument("--val", help="validation set, same format; picks the best checkpoint")
+    p.add_argument("--train", required=True, help="training set: FORMAT:PATH or a path (format detected)")
+    p.add_argument("--val", help="validation set (FORMAT:PATH or a path); picks the best checkpoint")
     p.add_argument("--out", required=True, help="output folder (best/, last.pth, log.jsonl)")
     p.add_argument("--weights", help="backbone weights instead of the released ones (e.g. RUN/teacher)")
     p.add_argument("--no-pretrained", action="store_true", help="start from a random backbone")
-    p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
+    p.add_argument("--num-classes", type=int, help="classes, phases or tools (default: the training set's)")
     p.add_argument("--class-names", help="comma-separated names (phase CSVs may then use names)")
     p.add_argument("--image-size", type=int, help="training size (default: the model's input size)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate of the task layers")
-    p.add_argument("--backbone-lr", type=float, help="learning rate of the backbone; 0 freezes it")
+    p.add_argument("--backbone-lr", type=float,
+                   help="learning rate of the backbone (default: lr/10 if pretrained, lr if random); 0 freezes it")
+    p.add_argument("--patience", type=int, help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")
     p.add_argument("--clip-length", type=int, help="phase end to end: frames per clip")
     p.add_argument("--temporal", choices=("tcn", "lstm"), help="phase: temporal model")

@@ -1,8 +1,10 @@
-"""What differs between the three fine-tuning tasks: data, loss, and validation metrics.
+"""What differs between the fine-tuning tasks: data, loss, and validation metrics.
 
-Each task object offers ``train_batches(epoch)`` (an iterable of batches), ``loss(model, batch)``
-and ``validate(model) -> dict`` whose ``score`` (higher is better) picks the best checkpoint:
-mean Dice (segmentation), mean per-video accuracy (phase), mAP (CVS).
+Each task object opens its datasets when built (the readers validate every label then, before
+any training), offers ``class_names`` (from the training set), ``bind(model, transform)``,
+``train_batches(epoch)`` (an iterable of batches), ``loss(model, batch)`` and
+``validate(model) -> dict`` whose ``score`` (higher is better) picks the best checkpoint and
+drives early stopping: mean IoU (segmentation), mean per-video accuracy (phase), mAP (CVS, tools).
 """
 
 from __future__ import annotations
@@ -19,26 +21,52 @@ import torch.nn.functional as F
 
 from .. import metrics
 from ..exceptions import InputError
-from .data.labelled import IGNORE_INDEX, CVSFrames, PhaseClips, SegmentationFrames, read_phase_videos
+from .data.labelled import IGNORE_INDEX, LabelSamples, PhaseClips, SegmentationSamples, collate_masks
+from .losses import dice_ce_loss
+from .seg_augment import SegmentationAugment
 
 logger = logging.getLogger(__name__)
 
 
-def _loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int):
+def open_labelled(spec: str, task: str, class_names: list[str] | None = None):
+    """The reader of ``spec`` (``FORMAT:PATH`` or a path whose format is detected) for ``task``."""
+    from .formats import open_dataset
+
+    return open_dataset(spec, task, class_names=class_names)
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int, collate=None):
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)  # a fixed order per epoch: resumable
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       generator=generator, drop_last=False)
+                                       generator=generator, drop_last=False, collate_fn=collate)
 
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _progress(iterable, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, unit="batch")
+
+
 class SegmentationTask:
-    def __init__(self, cfg, transform, size) -> None:
+    """Dice + cross-entropy on augmented views; validation at each frame's full resolution,
+    summing one confusion matrix (no mask is kept)."""
+
+    def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.train_set = SegmentationFrames(cfg.train, transform, size, flip=True, seed=cfg.seed)
-        self.val_set = SegmentationFrames(cfg.val, transform, size) if cfg.val else None
+        self.train_source = open_labelled(cfg.train, "segmentation", cfg.class_names)
+        self.val_source = open_labelled(cfg.val, "segmentation", cfg.class_names) if cfg.val else None
+        self.class_names = list(self.train_source.class_names)
+        self.val_set = None
+
+    def bind(self, model, transform) -> None:
+        augment = SegmentationAugment(tuple(transform.size), scale=tuple(self.cfg.crop_scale))
+        self.train_set = SegmentationSamples(self.train_source, transform, augment, seed=self.cfg.seed)
+        if self.val_source is not None:
+            self.val_set = SegmentationSamples(self.val_source, transform)
 
     def train_batches(self, epoch: int) -> Iterable:
         self.train_set.epoch = epoch
@@ -46,25 +74,56 @@ class SegmentationTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         images, masks = (t.to(_device(model)) for t in batch)
-        return F.cross_entropy(model(images).float(), masks, ignore_index=IGNORE_INDEX)
+        return dice_ce_loss(model(images), masks, IGNORE_INDEX, dice_weight=self.cfg.dice_weight)
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, Any]:
-        preds, targets = [], []
-        for images, masks in _loader(self.val_set, self.cfg.batch_size, False, self.cfg.num_workers, 0, 0):
-            preds.append(model(images.to(_device(model))).argmax(1).cpu().numpy().astype(np.uint8))
-            targets.append(masks.numpy().astype(np.uint8))
-        m = metrics.segmentation_metrics(np.concatenate(preds), np.concatenate(targets), model.num_classes,
-                                         ignore_index=IGNORE_INDEX)
-        return {"score": m["mean_dice"], "mean_dice": m["mean_dice"], "mean_iou": m["mean_iou"],
-                "dice": [float(x) for x in m["dice"]]}
+        return segmentation_scores(model, self.val_set, self.cfg.batch_size, self.cfg.num_workers)
 
 
-class CVSTask:
-    def __init__(self, cfg, transform, size) -> None:
+@torch.no_grad()
+def segmentation_scores(model, samples, batch_size: int, workers: int, on_frame=None) -> dict[str, Any]:
+    """Per-class and mean IoU / Dice of ``model`` on ``samples`` (whole frames), at each mask's size.
+
+    Logits are resized bilinearly to the mask's size before the argmax, as the Predictor does, and
+    every frame adds its confusion matrix to one running sum. ``on_frame(index, pred, mask)``, when
+    given, sees each prediction (e.g. to draw a contact sheet).
+    """
+    n = model.num_classes
+    cm = np.zeros((n, n), dtype=np.int64)
+    index = 0
+    for images, masks in _progress(_loader(samples, batch_size, False, workers, 0, 0, collate_masks), "validation"):
+        logits = model(images.to(_device(model))).float()
+        for i, mask in enumerate(masks):
+            full = F.interpolate(logits[i:i + 1], size=tuple(mask.shape), mode="bilinear", align_corners=False)
+            pred = full[0].argmax(0).cpu().numpy()
+            target = mask.numpy()
+            cm += metrics.confusion_matrix(pred, target, n, ignore_index=IGNORE_INDEX)
+            if on_frame is not None:
+                on_frame(index, pred, target)
+            index += 1
+    m = metrics.segmentation_metrics_from_confusion(cm)
+    return {"score": m["mean_iou"], "mean_iou": m["mean_iou"], "mean_dice": m["mean_dice"],
+            "iou": [float(x) for x in m["iou"]], "dice": [float(x) for x in m["dice"]],
+            "confusion": cm.tolist()}
+
+
+class MultiLabelTask:
+    """Independent sigmoids (binary cross-entropy per label): CVS criteria or tools in view."""
+
+    name = ""
+
+    def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.train_set = CVSFrames(cfg.train, transform, flip=True, seed=cfg.seed)
-        self.val_set = CVSFrames(cfg.val, transform) if cfg.val else None
+        self.train_source = open_labelled(cfg.train, self.name, cfg.class_names)
+        self.val_source = open_labelled(cfg.val, self.name, cfg.class_names) if cfg.val else None
+        self.class_names = list(self.train_source.class_names)
+        self.val_set = None
+
+    def bind(self, model, transform) -> None:
+        self.train_set = LabelSamples(self.train_source, transform, train=True, seed=self.cfg.seed)
+        if self.val_source is not None:
+            self.val_set = LabelSamples(self.val_source, transform)
 
     def train_batches(self, epoch: int) -> Iterable:
         self.train_set.epoch = epoch
@@ -76,24 +135,45 @@ class CVSTask:
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, Any]:
-        scores, targets = [], []
-        for images, target in _loader(self.val_set, self.cfg.batch_size, False, self.cfg.num_workers, 0, 0):
-            scores.append(torch.sigmoid(model(images.to(_device(model))).float()).cpu().numpy())
-            targets.append(target.numpy())
-        m = metrics.cvs_metrics(np.concatenate(scores), np.concatenate(targets) >= 0.5)
-        return {"score": m["mAP"], "mAP": m["mAP"], "mean_balanced_accuracy": m["mean_balanced_accuracy"]}
+        return multilabel_scores(model, self.val_set, self.name, self.cfg.batch_size, self.cfg.num_workers)
+
+
+@torch.no_grad()
+def multilabel_scores(model, samples, task: str, batch_size: int, workers: int) -> dict[str, Any]:
+    """mAP, per-label AP and balanced accuracy (targets binarised at 0.5, e.g. CVS votes)."""
+    scores, targets = [], []
+    for images, target in _progress(_loader(samples, batch_size, False, workers, 0, 0), "validation"):
+        scores.append(torch.sigmoid(model(images.to(_device(model))).float()).cpu().numpy())
+        targets.append(target.numpy())
+    s, t = np.concatenate(scores), np.concatenate(targets) >= 0.5
+    m = metrics.cvs_metrics(s, t) if task == "cvs" else metrics.multilabel_metrics(s, t)
+    return {"score": m["mAP"], "mAP": m["mAP"], "mean_balanced_accuracy": m["mean_balanced_accuracy"],
+            "ap": [float(x) for x in m["ap"]], "balanced_accuracy": [float(x) for x in m["balanced_accuracy"]]}
+
+
+class CVSTask(MultiLabelTask):
+    name = "cvs"
+
+
+class ToolsTask(MultiLabelTask):
+    name = "tools"
 
 
 class PhaseTask:
     """Cached features (default): embed every frame once with the frozen backbone, then train the
     temporal model on whole videos. End to end: clips of ``clip_length`` frames through both."""
 
-    def __init__(self, cfg, transform, size) -> None:
-        self.cfg, self.transform = cfg, transform
-        self.train_videos = read_phase_videos(cfg.train, cfg.class_names)
-        self.val_videos = read_phase_videos(cfg.val, cfg.class_names) if cfg.val else []
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        train = open_labelled(cfg.train, "phase", cfg.class_names)
+        self.class_names = list(train.class_names)
+        self.train_videos = list(train.videos)
+        self.val_videos = list(open_labelled(cfg.val, "phase", cfg.class_names).videos) if cfg.val else []
         self.cached = cfg.cache_features
         self._features: dict[str, torch.Tensor] = {}
+
+    def bind(self, model, transform) -> None:
+        self.transform = transform
 
     def prepare(self, model, cache_dir: Path) -> None:
         """Embed the frames of every video (cached on disk in ``cache_dir``) when training on features.
@@ -225,4 +305,4 @@ def _load_features(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-TASKS = {"segmentation": SegmentationTask, "phase": PhaseTask, "cvs": CVSTask}
+TASKS = {"segmentation": SegmentationTask, "phase": PhaseTask, "cvs": CVSTask, "tools": ToolsTask}

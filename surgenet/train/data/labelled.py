@@ -1,11 +1,14 @@
-"""Labelled datasets for fine-tuning, in three documented formats.
+"""Labelled samples as tensors for fine-tuning and evaluation, on top of the dataset readers.
 
-* Segmentation: a folder with ``images/`` and ``masks/``; each mask is a PNG with the image's
-  stem (``images/a.jpg`` -> ``masks/a.png``) holding one class index per pixel, 255 = ignore.
-* Phase: a folder of per-video CSV files (or one CSV), columns ``frame,phase``, one row per
-  frame in temporal order; ``frame`` is a path relative to the CSV, ``phase`` an index or a name.
-* CVS: a CSV with columns ``image,c1,c2,c3`` (paths relative to the CSV; per-criterion
-  probabilities or 0/1 labels).
+The readers (:func:`surgenet.train.formats.open_dataset`) return ``(PIL RGB image, target)``
+with labels already validated. This module turns them into what a model eats:
+
+* segmentation: training gives augmented views (:mod:`surgenet.train.seg_augment`) of the input
+  size with the aligned mask; evaluation gives the whole frame resized as at inference and the
+  mask at the frame's own size (scores are computed at full resolution);
+* CVS and tools: the frame resized as at inference (training: flipped half of the time and
+  colour-jittered) and the float target vector;
+* phase: clips of consecutive frames of a video (end-to-end training).
 """
 
 from __future__ import annotations
@@ -13,16 +16,92 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ...exceptions import InputError
-from .sources import IMAGE_EXTENSIONS
+from ..seg_augment import SegmentationAugment, colour_jitter, image_to_tensor, resize_image
 
 IGNORE_INDEX = 255
+
+
+class _Normalise:
+    def __init__(self, transform) -> None:
+        self.mean = torch.tensor(transform.mean).view(3, 1, 1)
+        self.std = torch.tensor(transform.std).view(3, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class SegmentationSamples(torch.utils.data.Dataset):
+    """``(normalised image (3, h, w), int64 mask)`` from a segmentation reader.
+
+    With ``augment`` (training) both are views of the input size; without (evaluation) the image
+    is the whole frame through ``transform`` and the mask keeps the frame's size.
+    """
+
+    def __init__(self, source, transform, augment: SegmentationAugment | None = None, seed: int = 0) -> None:
+        self.source, self.transform, self.augment, self.seed = source, transform, augment, seed
+        self.normalise = _Normalise(transform)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.source[index]
+        mask = np.asarray(mask, dtype=np.int64)
+        if self.augment is None:
+            return self.transform(image), torch.from_numpy(mask)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        x, mask = self.augment(image, mask, rng)
+        return self.normalise(x), torch.from_numpy(mask)
+
+
+def collate_masks(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Images stacked (one input size), masks as a list (each at its frame's own size)."""
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class LabelSamples(torch.utils.data.Dataset):
+    """``(normalised image, float32 target vector)`` from a CVS or tools reader.
+
+    Training (``train=True``): left-right flip half of the time and colour jitter (``jitter``),
+    neither of which changes which criteria hold or which tools are in view.
+    """
+
+    def __init__(self, source, transform, train: bool = False, seed: int = 0, jitter: float = 0.2) -> None:
+        self.source, self.transform, self.train, self.seed, self.jitter = source, transform, train, seed, jitter
+        self.normalise = _Normalise(transform)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = self.source[index]
+        target = torch.as_tensor(np.asarray(target, dtype=np.float32))
+        if not self.train:
+            return self.transform(image), target
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        x = resize_image(image_to_tensor(image), self.transform.size)
+        if rng.random() < 0.5:
+            x = x.flip(-1)
+        j = self.jitter
+        factors = rng.uniform(1 - j, 1 + j, size=3)
+        if j:
+            x = colour_jitter(x, *(float(f) for f in factors))
+        return self.normalise(x), target
+
+
+@dataclass
+class PhaseVideo:
+    name: str
+    frames: list[Path]
+    phases: np.ndarray  # int64 per frame
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -31,71 +110,6 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     if not rows or not set(required) <= set(rows[0]):
         raise InputError(f"{path} needs a header with the columns {','.join(required)}.")
     return rows
-
-
-class SegmentationFrames(torch.utils.data.Dataset):
-    """``(image tensor, mask int64 tensor)`` pairs; masks resized with nearest neighbour."""
-
-    def __init__(self, root: str | Path, transform: Callable, size: Sequence[int], flip: bool = False,
-                 seed: int = 0) -> None:
-        root = Path(root).expanduser()
-        images, masks = root / "images", root / "masks"
-        if not images.is_dir() or not masks.is_dir():
-            raise InputError(f"{root} must hold images/ and masks/ (PNG class-index masks with the image stems).")
-        self.images = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        missing = [p.name for p in self.images if not (masks / f"{p.stem}.png").is_file()]
-        if missing or not self.images:
-            raise InputError(f"{root}: {len(missing)} images lack a mask in masks/ (e.g. {missing[:3]})"
-                             if missing else f"{root}/images holds no images.")
-        self.masks = [masks / f"{p.stem}.png" for p in self.images]
-        self.transform, self.size, self.flip, self.seed = transform, (int(size[0]), int(size[1])), flip, seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.transform(self.images[index])
-        with Image.open(self.masks[index]) as m:
-            mask = np.array(m.resize(self.size[::-1], Image.Resampling.NEAREST), dtype=np.int64)
-        if mask.ndim != 2:
-            raise InputError(f"{self.masks[index]} is not a single-channel class-index mask.")
-        mask = torch.from_numpy(mask)
-        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
-            image, mask = image.flip(-1), mask.flip(-1)
-        return image, mask
-
-
-class CVSFrames(torch.utils.data.Dataset):
-    """``(image tensor, float targets (3,))`` from an ``image,c1,c2,c3`` CSV."""
-
-    COLUMNS = ("image", "c1", "c2", "c3")
-
-    def __init__(self, csv_path: str | Path, transform: Callable, flip: bool = False, seed: int = 0) -> None:
-        path = Path(csv_path).expanduser()
-        rows = _read_csv(path, self.COLUMNS)
-        self.paths = [path.parent / r["image"] for r in rows]
-        try:
-            self.targets = torch.tensor([[float(r[c]) for c in self.COLUMNS[1:]] for r in rows])
-        except ValueError as exc:
-            raise InputError(f"{path}: c1,c2,c3 must be numbers (0/1 or probabilities): {exc}") from exc
-        self.transform, self.flip, self.seed, self.epoch = transform, flip, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.transform(self.paths[index])
-        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
-            image = image.flip(-1)
-        return image, self.targets[index]
-
-
-@dataclass
-class PhaseVideo:
-    name: str
-    frames: list[Path]
-    phases: np.ndarray  # int64 per frame
 
 
 def read_phase_videos(path: str | Path, class_names: Sequence[str] | None = None) -> list[PhaseVideo]:
@@ -124,7 +138,7 @@ def read_phase_videos(path: str | Path, class_names: Sequence[str] | None = None
 class PhaseClips(torch.utils.data.Dataset):
     """Clips of ``length`` consecutive frames (end-to-end phase training): ``(T,3,H,W)``, ``(T,)``."""
 
-    def __init__(self, videos: Sequence[PhaseVideo], transform: Callable, length: int) -> None:
+    def __init__(self, videos: Sequence[Any], transform: Callable, length: int) -> None:
         self.videos, self.transform, self.length = list(videos), transform, length
         self.starts = [(v, s) for v, video in enumerate(self.videos)
                        for s in range(0, max(len(video.frames) - length, 0) + 1, max(length // 2, 1))]
@@ -137,4 +151,4 @@ class PhaseClips(torch.utils.data.Dataset):
         video = self.videos[v]
         stop = min(start + self.length, len(video.frames))
         frames = torch.stack([self.transform(p) for p in video.frames[start:stop]])
-        return frames, torch.from_numpy(video.phases[start:stop])
+        return frames, torch.from_numpy(np.asarray(video.phases[start:stop], dtype=np.int64))
