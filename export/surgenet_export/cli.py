@@ -2,9 +2,11 @@
 
     surgenet-export surgenetxl-caformer --task segmentation --num-classes 13 --dynamic --out export/
     surgenet-export runs/seg/best --task segmentation --trt --fp16 --out export/   # a save_pretrained folder
+    surgenet-export runs/seg/best --int8 --calib ../shared/data/endoscapes/train --out export/
 
-Writes ``model.onnx`` (+ ``model.onnx.json``), with ``--fp16`` also ``model.fp16.onnx``, and
-with ``--trt`` ``model.engine`` (+ ``model.engine.json``, ``timing.cache``) into ``--out``.
+Writes ``model.onnx`` (+ ``model.onnx.json``), with ``--fp16`` also ``model.fp16.onnx``, with
+``--int8 --calib FRAMES`` ``model.int8.xml`` (OpenVINO, NNCF-calibrated) and with ``--trt``
+``model.engine`` (+ ``model.engine.json``, ``timing.cache``) into ``--out``.
 Every artifact is checked against PyTorch; the command fails (exit 2) when one is over tolerance.
 """
 
@@ -18,8 +20,12 @@ from typing import Any, Sequence
 
 from surgenet._version import __version__
 
+from surgenet.exceptions import InputError
+
 from ._cuda import import_tensorrt
 from .errors import BackendUnavailableError
+from .frames import image_files
+from .int8 import DEFAULT_CALIB_SIZE, require_nncf
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "surgenet-export"
@@ -41,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--trt", action="store_true",
                         help="also build a TensorRT engine from model.onnx (needs an NVIDIA GPU and tensorrt)")
     p.add_argument("--fp16", action="store_true", help="FP16: the engine with --trt; model.fp16.onnx otherwise")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.xml: OpenVINO int8 calibrated with NNCF on --calib frames (CPU)")
+    p.add_argument("--calib", type=Path, metavar="FRAMES_DIR",
+                   help="--int8: real frames to calibrate on (a folder of images, or a dataset folder with images/)")
+    p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE,
+                   help=f"--int8: calibration frames (default {DEFAULT_CALIB_SIZE}); others are kept to check it")
     p.add_argument("--batch", type=int, default=1, help="export batch (the optimisation profile's opt batch)")
     p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="export size; default the model's")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
@@ -72,13 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(build_parser(), list(argv) if argv is not None else None)
 
 
-def check_requirements(trt: bool) -> None:
-    """Everything the export needs that is not installed, said before any model is built."""
+def check_requirements(args: argparse.Namespace) -> None:
+    """Everything the export needs that is missing (packages, GPU, frames), said before any model is built."""
     missing = [name for name in ("onnx", "onnxruntime") if not _importable(name)]
     if missing:
         raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
                                       "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
-    if trt:  # the GPU, then the TensorRT package (and a driver recent enough to load it)
+    if args.int8 or args.calib:
+        if not (args.int8 and args.calib):
+            raise InputError("--int8 and --calib FRAMES_DIR go together: int8 is calibrated on real frames.")
+        if args.calib_size < 1:
+            raise InputError(f"--calib-size must be at least 1, got {args.calib_size}.")
+        require_nncf()
+        image_files(args.calib)  # a folder that exists and holds frames
+    if args.trt:  # the GPU, then the TensorRT package (and a driver recent enough to load it)
         import_tensorrt()
 
 
@@ -91,7 +110,7 @@ def _importable(name: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_requirements(args.trt)
+    check_requirements(args)
     import surgenet
 
     from .onnx_export import export_onnx
@@ -111,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
     shapes = parity_shapes(args.batch, hw, args.dynamic, result.config["size_multiple"])
     if args.fp16 and not args.trt:
         _export_fp16_onnx(onnx_path, result, shapes, FP16_TOLERANCE, check_parity)
+    if args.int8:
+        from .int8 import quantize_int8
+
+        print(f"int8: calibrating on up to {args.calib_size} frames of {args.calib} with NNCF ...")
+        report = quantize_int8(onnx_path, args.calib, calib_size=args.calib_size)
+        _print_int8(out / report["artifact"], report["int8"])
     if args.trt:
         from .trt_build import build_engine, make_profile
 
@@ -142,6 +167,17 @@ def _export_fp16_onnx(onnx_path: Path, result, shapes, tolerance, check_parity) 
     _print_report(path, report)
     if not parity["passed"]:
         raise ParityError(f"{path} is over the FP16 tolerance {parity['tolerance']}; see {sidecar_path(path)}.")
+
+
+def _print_int8(path: Path, facts: dict[str, Any]) -> None:
+    check = facts["accuracy_vs_fp32"]
+    line = (f"  {path}: {facts['calibration']['size']} calibration frames; against FP32 on {check['frames']} frames "
+            f"({check['frames_source']}): agreement {100 * check['argmax_agreement']:.2f} %, "
+            f"mean abs err {check['mean_abs_err']:.2e}")
+    if "miou_drop" in check:
+        line += (f", mIoU {100 * check['miou_fp32']:.2f} -> {100 * check['miou_int8']:.2f} "
+                 f"({check['miou_drop']:+.2f} points drop)")
+    print(line)
 
 
 def _print_report(path: Path, report: dict[str, Any]) -> None:

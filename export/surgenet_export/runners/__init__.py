@@ -1,7 +1,7 @@
 """Runners with one interface (``runner(x) -> logits``, ``runner.config``) for every backend.
 
 ``load_runner(path)`` picks the backend from the file: ``.onnx`` -> ONNX Runtime (or OpenVINO),
-``.engine``/``.plan`` -> TensorRT, a folder -> its engine when a GPU is present and the engine
+``.xml`` (the int8 IR of ``--int8``) -> OpenVINO, ``.engine``/``.plan`` -> TensorRT, a folder -> its engine when a GPU is present and the engine
 runs here (else its ONNX file, with a warning), or a ``save_pretrained`` folder -> PyTorch.
 """
 
@@ -45,7 +45,10 @@ def load_runner(path: str | Path, backend: str | None = None, device: str | None
             return _engine_or_onnx(folder, path, device, options)
         backend = picked
     if backend is None:
-        backend = "tensorrt" if path.suffix in ENGINE_SUFFIXES else "onnxruntime"
+        backend = ("tensorrt" if path.suffix in ENGINE_SUFFIXES else "openvino" if path.suffix == ".xml"
+                   else "onnxruntime")
+    if path.suffix == ".xml" and backend != "openvino":
+        raise ExportError(f"{path} is an OpenVINO IR; only backend='openvino' runs it.")
     if backend == "torch":
         import surgenet
 
