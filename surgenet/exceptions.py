@@ -54,3 +54,7 @@ class WeightsNotAvailableError(SurgeNetError):
 
 class InputError(SurgeNetError, ValueError):
     """An image, video or tensor that the model cannot take as it is."""
+
+
+class MissingExtraError(SurgeNetError, ImportError):
+    """An optional dependency that is not installed; the message names the extra to install."""

@@ -5,6 +5,11 @@ normalised float32 NCHW ``numpy`` batch to logits and carries a ``config`` dict 
 ``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``), the protocol of the ONNX
 Runtime / TensorRT runners of ``surgenet_export``. Preprocessing and postprocessing are the same
 for both, so an exported model gives the PyTorch model's results.
+
+A phase model carries a temporal state from frame to frame. Its exported form is the online step
+``(frame, *state) -> (logits, *next_state)``; a runner of it (``config["streaming"]`` true) also
+offers ``run(feeds) -> outputs`` and ``initial_state(batch) -> states``, and the Predictor keeps
+the state itself, one stream per video, so one runner serves any number of videos in turn.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .devices import resolve_device
 from .exceptions import InputError
 from .io import as_rgb_array, is_video, iter_video, list_images
 from .models.base import SurgeNetModel
@@ -50,6 +56,19 @@ class _Frame:
 
 def _log_error(source: str, exc: Exception) -> None:
     logger.warning("skipped %s: %s", source, exc)
+
+
+def _check_streaming_backend(backend: Any, config: dict[str, Any]) -> None:
+    """A phase backend must be the streaming runner of an exported online step (see the module doc)."""
+    fix = ("pass the PyTorch PhaseModel (surgenet.load_model) or a runner of its exported online step "
+           "(surgenet_export.load_runner on the output of surgenet-export --task phase).")
+    if not config.get("streaming"):
+        raise InputError("phase prediction carries a temporal state from frame to frame, which this backend's "
+                         "config does not declare (streaming: true); " + fix)
+    missing = [k for k in ("state_names",) if k not in config] + \
+        [a for a in ("run", "initial_state") if not callable(getattr(backend, a, None))]
+    if missing:
+        raise InputError(f"a streaming phase backend needs {', '.join(missing)}; " + fix)
 
 
 def _default_device(model: torch.nn.Module) -> torch.device:
@@ -86,7 +105,7 @@ class Predictor:
         self.threshold = float(threshold)
         self.keep_images = keep_images
         if isinstance(model, SurgeNetModel):
-            self.device = torch.device(device) if device is not None else _default_device(model)
+            self.device = resolve_device(device) if device is not None else _default_device(model)
             self.model: SurgeNetModel | None = model.to(self.device)
             self.backend: Callable | None = None
             config = model.config
@@ -108,8 +127,7 @@ class Predictor:
         if self.task not in ("segmentation", "phase", "cvs"):
             raise InputError(f"unknown task {self.task!r} in the config; valid: segmentation, phase, cvs.")
         if self.task == "phase" and self.model is None:
-            raise InputError("phase prediction keeps a temporal state across frames; it needs the PyTorch "
-                             "PhaseModel (surgenet.load_model), not a stateless exported backend.")
+            _check_streaming_backend(self.backend, self.config)
         n = int(self.config["num_classes"])
         self.class_names: list[str] = list(self.config.get("class_names") or [str(i) for i in range(n)])
         self.transform = create_transform(self.config, normalization=normalization)
@@ -257,6 +275,8 @@ class Predictor:
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
     def _phase(self, chunk: list[_Frame], batch: torch.Tensor, state):
+        if self.model is None:
+            return self._phase_backend(chunk, batch, state)
         with self._eval():
             features = self.model.embed(batch.to(self.device))
             if state is None:
@@ -268,6 +288,23 @@ class Predictor:
                 results.append(PhaseResult(index=frame.index, source=frame.source, time=frame.time,
                                            class_names=self.class_names, phase=int(probs.argmax()),
                                            probabilities=probs))
+        return results, state
+
+    def _phase_backend(self, chunk: list[_Frame], batch: torch.Tensor, state: list[np.ndarray] | None):
+        """The exported online step, one frame at a time; the state stays here, not in the runner."""
+        if state is None:
+            state = [np.asarray(s, dtype=np.float32) for s in self.backend.initial_state(1)]
+        frames = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
+        input_name = list(getattr(self.backend, "input_names", None) or ["input"])[0]
+        results = []
+        for i, frame in enumerate(chunk):
+            feeds = {input_name: frames[i:i + 1], **dict(zip(self.config["state_names"], state))}
+            logits, *state = self.backend.run(feeds)
+            state = [np.asarray(s, dtype=np.float32) for s in state]
+            probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)[0]), dim=0).numpy()
+            results.append(PhaseResult(index=frame.index, source=frame.source, time=frame.time,
+                                       class_names=self.class_names, phase=int(probs.argmax()),
+                                       probabilities=probs))
         return results, state
 
     def _postprocess(self, frame: _Frame, logits: torch.Tensor) -> FrameResult:

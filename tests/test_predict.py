@@ -247,13 +247,15 @@ def test_phase_on_a_video_is_online_and_equals_the_offline_model(phase_model, sh
     assert float(row["time_s"]) == pytest.approx(3 / 30, abs=1e-3)
 
 
-def test_phase_needs_the_pytorch_model():
+def test_a_stateless_phase_backend_is_refused_with_the_fix():
+    # Exported phase runners stream through the Predictor (tests/test_predict_phase_runner.py); a
+    # plain callable has no state to carry from frame to frame.
     def backend(x):
         return np.zeros((len(x), 7), np.float32)
 
     backend.config = {"task": "phase", "num_classes": 7, "mean": [0.5] * 3, "std": [0.2] * 3,
                       "input_size": [3, 32, 32]}
-    with pytest.raises(InputError, match="PhaseModel"):
+    with pytest.raises(InputError, match="streaming.*surgenet_export.load_runner"):
         surgenet.Predictor(backend)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_target
+from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
 
 TASKS = ("segmentation", "phase", "cvs")
 
@@ -24,20 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict", help="run a task model on an image, a folder or a video",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="an image file, a folder of images or a video file")
-    p.add_argument("--model", required=True, help="zoo name (surgenet list) or a folder written by save_pretrained")
+    p.add_argument("input", type=existing_path, help="an image file, a folder of images or a video file")
+    p.add_argument("--model", required=True, type=model_reference,
+                   help="zoo name (surgenet list), a folder written by save_pretrained, or a Hub repo id")
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
-    p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
-    p.add_argument("--weights", help="fine-tuned weights: the authors' FPN checkpoint, or a surgenet task model")
+    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation) or phases (phase)")
+    p.add_argument("--weights", type=existing_path,
+                   help="fine-tuned weights: the authors' FPN checkpoint, or a surgenet task model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--stride", type=int, default=1, help="video: predict every N-th frame")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
+    p.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--stride", type=positive_int, default=1, help="video: predict every N-th frame")
     p.add_argument("--recursive", action="store_true", help="folder: include sub-folders")
     p.add_argument("--normalization", choices=("default", "surgical"), help="override the model's normalisation")
-    p.add_argument("--threshold", type=float, default=0.5, help="CVS: probability at which a criterion is met")
-    p.add_argument("--alpha", type=float, default=0.5, help="segmentation overlay opacity")
+    p.add_argument("--threshold", type=fraction, default=0.5, help="CVS: probability at which a criterion is met")
+    p.add_argument("--alpha", type=fraction, default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
     p.add_argument("--keyframe-every", type=int, metavar="N",
                    help="segmentation of a video or folder: run the model on keyframes only (at least every N "
@@ -77,8 +80,9 @@ def _frame_name(result: Any, root: Path, kind: str) -> Path:
 
 def _warn_if_untrained(args: argparse.Namespace) -> None:
     """A zoo name without --weights has task layers nobody trained: say so where it is seen."""
-    saved = Path(args.model).expanduser().is_dir() or "/" in args.model
-    if saved or args.weights is not None:
+    from ..models.loading import model_source
+
+    if model_source(args.model) != "zoo" or args.weights is not None:
         return
     what = "the backbone and the task layers are random" if args.no_pretrained else \
         f"its {args.task} layers are untrained (random)"
@@ -103,14 +107,11 @@ def _progress_bar_class():
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..exceptions import InputError
     from ..io import is_video
     from ..models import load_model
     from ..predict import Predictor
 
     source, out = Path(args.input), Path(args.out)
-    if not source.exists():
-        raise InputError(f"{source} does not exist; pass an image, a folder of images or a video.")
     tqdm = _progress_bar_class()
     model = load_model(args.model, task=args.task, num_classes=args.num_classes,
                        pretrained=not args.no_pretrained, weights=args.weights)

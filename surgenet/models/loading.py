@@ -40,8 +40,8 @@ def load_model(name_or_dir: str | Path, task: str | None = None, num_classes: in
         >>> model(torch.randn(1, 3, 256, 256)).shape
         torch.Size([1, 8, 256, 256])
     """
-    path = Path(name_or_dir).expanduser()
-    if path.is_dir() or _is_repo_id(str(name_or_dir)):
+    source = model_source(name_or_dir)
+    if source != "zoo":
         if weights is not None or model_kwargs:
             raise InputError(f"{name_or_dir} is a saved model; it takes no weights= or model options. "
                              "Load it alone, or build a new model from a zoo name.")
@@ -71,14 +71,48 @@ def _check_task(task: str | None) -> str:
     return task
 
 
-def _is_repo_id(name: str) -> bool:
-    if name.count("/") != 1 or Path(name).exists():
-        return False
+SOURCE_HELP = "a zoo name (surgenet list), a save_pretrained folder (e.g. finetune's OUT/best) or a Hub repo id"
+
+
+def model_source(name_or_dir: str | Path) -> str:
+    """What ``name_or_dir`` names: ``"folder"`` (an existing folder), ``"zoo"`` or ``"hub"``.
+
+    Decided without touching the network: an existing folder wins; a string that looks like a
+    path (``./x``, ``~/x``, ``/x``, ``x/``, ``a/b/c``, a backslash) must be an existing folder;
+    then a zoo name; then ``owner/name`` if it is a valid Hub repo id. Anything else raises an
+    error that names the three accepted forms.
+    """
+    text = str(name_or_dir)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return "folder"
+    if path.exists():
+        raise InputError(f"{text} is a file, not a model folder; pass {SOURCE_HELP}. A weights file goes with "
+                         "a zoo name: --model NAME --weights FILE (weights= in Python).")
+    if _looks_like_path(text):
+        raise InputError(f"there is no folder {text}; check the path, or pass {SOURCE_HELP}.")
     try:
-        get_entry(name)
-    except UnknownModelError:
-        return True
-    return False
+        get_entry(text)
+        return "zoo"
+    except UnknownModelError as exc:
+        unknown = exc
+    if text.count("/") == 1:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(text)
+        except HFValidationError:
+            raise InputError(f"{text!r} is neither a folder, a zoo name nor a valid Hub repo id; pass "
+                             f"{SOURCE_HELP}.") from None
+        return "hub"
+    raise UnknownModelError(f"{unknown} No folder {text} exists either; a model folder or a Hub repo id "
+                            "(owner/name) also work.") from None
+
+
+def _looks_like_path(text: str) -> bool:
+    return (text.startswith((".", "~", "/")) or text.endswith("/") or "\\" in text
+            or text.count("/") > 1 or Path(text).is_absolute())
 
 
 def _check_matches(config: dict[str, Any], task: str | None, num_classes: int | None, source: str) -> None:
@@ -140,4 +174,4 @@ def _is_task_layout(sd: dict) -> bool:
         k.startswith(TASK_PREFIXES) and not k.startswith(DINO_HEAD_PREFIXES) for k in sd)
 
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "model_source"]

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from ..exceptions import InputError
+from ..exceptions import InputError, MissingExtraError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -164,9 +162,20 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise InputError(f"no config {str(name_or_path)!r}: pass a YAML file or one of {', '.join(available_configs())}.")
 
 
+def _yaml():
+    """PyYAML, imported when a config is read (``import surgenet.train`` and ``--help`` work without it)."""
+    try:
+        import yaml
+    except ImportError as exc:
+        raise MissingExtraError("surgenet-train reads its configs with PyYAML, which is not installed: "
+                                "pip install 'surgenet[train]'.") from exc
+    return yaml
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = (),
                 cls: type = PretrainConfig) -> Any:
     """A config from a shipped name or a YAML path (or the defaults), with ``key=value`` overrides."""
+    yaml = _yaml()
     raw: dict[str, Any] = {}
     if name_or_path is not None:
         text = resolve_config_path(name_or_path).read_text()
@@ -192,7 +201,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise InputError(f"override {item!r}: {part} is not a section.")
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    yaml = _yaml()
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise InputError(f"override {item!r}: the value is not valid YAML ({exc.__class__.__name__}); "
+                         "quote it or fix the brackets, e.g. crops.global_scale=[0.4,1.0].") from None
 
 
 def from_dict(cls: type, raw: dict[str, Any], where: str = "") -> Any:
@@ -256,4 +270,4 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def dump_yaml(config: Any) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
+    return _yaml().safe_dump(to_dict(config), sort_keys=False)

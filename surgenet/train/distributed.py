@@ -31,12 +31,11 @@ class DistInfo:
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """``auto``: this process's GPU when CUDA is available, else the CPU. A device that does not
+    exist here (``cuda`` without a GPU, ``gpu``) is an InputError before any model is built."""
+    from ..devices import resolve_device as checked_device
+
+    return checked_device(name, local_rank)
 
 
 def init_distributed(device: str = "auto", timeout_minutes: int = 30) -> DistInfo:

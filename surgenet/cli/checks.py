@@ -1,0 +1,125 @@
+"""argparse ``type=`` checks shared by the surgenet commands: a wrong value stops the command at
+parsing, with one line that names the option, before any model is built or any weight is read.
+
+    p.add_argument("--stride", type=positive_int, default=1)
+    p.add_argument("--out", type=output_folder, required=True)
+    p.add_argument("--device", type=device_name)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..exceptions import InputError, SurgeNetError
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (strides, batch sizes, class counts, epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (worker counts: 0 reads in the main process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value:  # NaN compares false with every bound below
+        raise argparse.ArgumentTypeError("expected a number, got nan")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (learning rates, frame rates)."""
+    value = _number(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (a learning rate of 0 freezes what it drives)."""
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (probability thresholds, overlay opacity)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def existing_path(text: str) -> Path:
+    """A file or folder that exists (inputs the user names)."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist; check the path")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """A file that exists (CSV lists, checkpoints)."""
+    path = existing_path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; pass a file")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into: it may exist (as a folder) or not yet, but must not be a file."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is an existing file; pass a folder to write into")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be created; pass a folder")
+            break
+    return path
+
+
+def model_reference(text: str) -> str:
+    """A zoo name, an existing model folder or a valid Hub repo id (decided without the network)."""
+    from ..models.loading import model_source
+
+    try:
+        model_source(text)
+    except SurgeNetError as exc:  # InputError, or UnknownModelError with the closest names
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def device_name(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``, present on this machine."""
+    from ..devices import resolve_device
+
+    try:
+        resolve_device(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+__all__ = ["device_name", "existing_file", "existing_path", "fraction", "non_negative_float", "non_negative_int",
+           "model_reference", "output_folder", "positive_float", "positive_int"]
