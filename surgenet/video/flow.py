@@ -26,18 +26,21 @@ class FlowPropagator(Propagator):
     """Backward warping with a consistency check; subclasses supply ``_flows``.
 
     Args:
-        scale: the flow is computed at this fraction of the frame size and upsampled (speed).
+        scale: the flow is computed at this fraction of the frame size and upsampled (speed);
+            default half size for frames wider than 640 pixels, full size for smaller ones.
         alpha, beta: the consistency thresholds (relative, and in squared pixels of the full frame).
         fill_radius: half-width in pixels of the window that fills untrusted pixels.
     """
 
     default_min_confidence = 0.7  # share of pixels that pass the consistency check
 
-    def __init__(self, scale: float = 0.5, alpha: float = 0.01, beta: float = 0.5, fill_radius: int = 7) -> None:
+    def __init__(self, scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
+                 fill_radius: int = 7) -> None:
         super().__init__()
-        if not 0 < scale <= 1:
+        if scale is not None and not 0 < scale <= 1:
             raise InputError(f"flow scale must be in (0, 1], got {scale}.")
-        self.scale, self.alpha, self.beta, self.fill_radius = float(scale), float(alpha), float(beta), int(fill_radius)
+        self.scale = None if scale is None else float(scale)
+        self.alpha, self.beta, self.fill_radius = float(alpha), float(beta), int(fill_radius)
         self._prev = None
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -108,6 +111,11 @@ class FlowPropagator(Propagator):
         filled = np.where(den[..., None] > 0, num / np.maximum(den, 1e-6)[..., None], warped)
         return np.where(valid[..., None], warped, filled).astype(np.float32)
 
+    def scale_for(self, frame: np.ndarray) -> float:
+        if self.scale is not None:
+            return self.scale
+        return 0.5 if max(frame.shape[:2]) > 640 else 1.0
+
     def _pixel_grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         if self._grid is None or self._grid[0].shape != (height, width):
             self._grid = tuple(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
@@ -139,7 +147,7 @@ class DISFlowPropagator(FlowPropagator):
 
     name = "flow"
 
-    def __init__(self, preset: str = "fast", scale: float = 0.5, alpha: float = 0.01, beta: float = 0.5,
+    def __init__(self, preset: str = "fast", scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
                  fill_radius: int = 7) -> None:
         super().__init__(scale, alpha, beta, fill_radius)
         if preset not in DIS_PRESETS:
@@ -151,9 +159,10 @@ class DISFlowPropagator(FlowPropagator):
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         cv2 = _cv2()
         gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-        if self.scale < 1:
+        scale = self.scale_for(frame)
+        if scale < 1:
             h, w = gray.shape
-            gray = cv2.resize(gray, (max(8, round(w * self.scale)), max(8, round(h * self.scale))),
+            gray = cv2.resize(gray, (max(8, round(w * scale)), max(8, round(h * scale))),
                               interpolation=cv2.INTER_AREA)
         return gray
 
