@@ -1,18 +1,26 @@
-"""Latency of a SurgeNet task model on every available backend, side by side.
+"""Latency of a SurgeNet task model on every available backend, side by side, and its fidelity.
 
     python benchmarks/latency.py --model surgenetxl-caformer --task segmentation --num-classes 13 \\
         --batch 1 --imgsz 256 512 --no-pretrained --json out/latency.json
+    python benchmarks/latency.py --model runs/seg/best --eval-data ../shared/data/endoscapes/val \\
+        --calib ../shared/data/endoscapes/train --imgsz 256 512 256x448 --json out/fidelity.json
 
 Backends (``--backends`` picks some): PyTorch eager FP32 (the baseline, ``torch-eager-fp32``),
-channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16/f16; with CUDA also
-PyTorch FP32/FP16 on the GPU, ONNX Runtime CUDA and TensorRT providers and the TensorRT FP16
-engine. Every call is numpy in, numpy out (host copies included, as in a deployed pipeline).
-``first_call_ms`` is the first call alone: torch.compile's compilation, OpenVINO's compilation
-for the shape, TensorRT's context set-up.
-Agreement with the baseline is measured on real frames: the shipped sample frame and three
-views of it (flip, zoom, colour shift), resized and normalised as the model expects, repeated
-to fill the batch. With random weights (``--no-pretrained``) logits are often near-tied, so the
-argmax agreement is a pessimistic estimate; it is reported as measured.
+channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16/f16 and int8
+(NNCF-calibrated on ``--calib`` frames; the unquantised layers in f32, or bf16 for
+``openvino-int8-bf16``); with CUDA also PyTorch FP32/FP16 on the GPU, ONNX Runtime CUDA and
+TensorRT providers and the TensorRT FP16 engine. Every call is numpy in, numpy out (host copies
+included, as in a deployed pipeline). ``first_call_ms`` is the first call alone: torch.compile's
+compilation, OpenVINO's compilation for the shape, TensorRT's context set-up.
+
+Fidelity. With a fine-tuned model (``--model RUN/best``) and ``--eval-data`` (images/ + masks/),
+each backend segments every eval frame at each size; its mIoU against the masks
+(:mod:`surgenet_export.fidelity`, one confusion matrix), the drop against eager FP32 in points
+and the pixel agreement with FP32 go into each row (``miou``, ``miou_drop``, ``eval_agreement``),
+and the summary picks the fastest backend within ``--max-miou-drop`` (0.5 points). Otherwise
+(random weights, no eval data) fidelity is not judged and the summary falls back to argmax
+agreement with FP32 on the sample frame and three views of it, which with near-tied random
+logits is a pessimistic estimate.
 """
 
 from __future__ import annotations
@@ -55,8 +63,11 @@ class Context:
     batches: list[int]
     sizes: list[tuple[int, int]]
     threads: int | None
+    calib: Path | None = None
+    calib_size: int = 100
     _onnx: Path | None = None
     _engine: Path | None = None
+    _int8: Path | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     def onnx(self) -> Path:
@@ -71,6 +82,21 @@ class Context:
             self.notes["onnx_exporter"] = result.config["export"]["exporter"]
             self._onnx = path
         return self._onnx
+
+    def int8(self) -> Path:
+        """The ONNX export quantised to int8 by NNCF, calibrated on ``--calib`` frames at the first size."""
+        if self._int8 is None:
+            from surgenet_export.int8 import quantize_int8
+
+            if self.calib is None:
+                raise Unavailable("needs --calib FRAMES_DIR: real frames to calibrate int8 on")
+            start = time.perf_counter()
+            report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
+            self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
+            self.notes["int8_calibration"] = {k: v for k, v in report["int8"]["calibration"].items() if k != "files"}
+            self.notes["int8_accuracy_vs_fp32"] = report["int8"]["accuracy_vs_fp32"]
+            self._int8 = self.workdir / report["artifact"]
+        return self._int8
 
     def engine(self) -> Path:
         """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
@@ -129,7 +155,7 @@ def _onnxruntime(device: str, fp16: bool = False) -> Factory:
     return make
 
 
-def _openvino(precision: str) -> Factory:
+def _openvino(precision: str, int8: bool = False) -> Factory:
     def make(ctx: Context):
         try:
             import openvino  # noqa: F401
@@ -141,7 +167,7 @@ def _openvino(precision: str) -> Factory:
             raise Unavailable("this CPU has no AVX512-FP16; OpenVINO would run f32")
         from surgenet_export.runners.openvino_runner import OpenVINORunner
 
-        onnx_path = ctx.onnx()
+        onnx_path = ctx.int8() if int8 else ctx.onnx()
         # One compiled model per input shape: static shapes let OpenVINO specialise its kernels.
         cache: dict[tuple[int, ...], OpenVINORunner] = {}
 
@@ -175,6 +201,8 @@ BACKENDS: dict[str, tuple[str, Factory]] = {
     "openvino-f32": ("cpu", _openvino("f32")),
     "openvino-bf16": ("cpu", _openvino("bf16")),
     "openvino-f16": ("cpu", _openvino("f16")),
+    "openvino-int8": ("cpu", _openvino("f32", int8=True)),
+    "openvino-int8-bf16": ("cpu", _openvino("bf16", int8=True)),
     "torch-cuda-fp32": ("cuda", _torch("cuda")),
     "torch-cuda-fp16": ("cuda", _torch("cuda", "fp16")),
     "onnxruntime-cuda": ("cuda", _onnxruntime("cuda")),
@@ -209,6 +237,52 @@ def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[P
     return batch, source
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``256`` (square) or ``256x448`` (H x W)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 256 (square) or 256x448 (height x width)")
+    return parts[0], parts[1]
+
+
+def fidelity_plan(args: argparse.Namespace, config: dict[str, Any]) -> tuple[tuple[list[Path], list[Path]] | None, str]:
+    """The eval pairs to judge fidelity on, or None and why it is not judged."""
+    if not args.eval_data:
+        return None, "not judged: no --eval-data (images/ + masks/) given; argmax agreement with FP32 only"
+    if config["task"] != "segmentation":
+        raise InputError(f"--eval-data judges segmentation models; this is a {config['task']} model. Leave "
+                         "--eval-data out for a speed-only run.")
+    from surgenet_export.fidelity import eval_pairs
+
+    pairs = eval_pairs(args.eval_data)
+    if args.eval_size:
+        pairs = (pairs[0][:args.eval_size], pairs[1][:args.eval_size])
+    trained = Path(args.model).is_dir() or args.weights is not None
+    if args.no_pretrained or not trained:
+        return None, ("not judged: random weights (the segmentation head is untrained, so its mIoU says nothing "
+                      "about a backend); pass a fine-tuned model: --model RUN/best")
+    return pairs, f"mIoU on {len(pairs[0])} frames of {args.eval_data} against their masks"
+
+
+def judge_fidelity(runner: Any, pairs: tuple[list[Path], list[Path]], hw: tuple[int, int], config: dict[str, Any],
+                   reference: list[np.ndarray] | None) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """A backend's mIoU (and per-class IoU) against the masks at size ``hw``, one frame at a time,
+    and the share of pixels whose class matches the FP32 baseline's (``reference``)."""
+    from surgenet.io.images import read_image
+    from surgenet_export.fidelity import miou_against_masks
+    from surgenet_export.frames import preprocess
+
+    preds = [np.asarray(runner(preprocess(read_image(image), hw, config)))[0].argmax(0) for image in pairs[0]]
+    scores = miou_against_masks(preds, pairs[1], int(config["num_classes"]))
+    agree = float(np.mean([np.mean(a == b) for a, b in zip(preds, reference)])) if reference else 1.0
+    return {"miou": scores["miou"], "per_class_iou": scores["per_class_iou"], "eval_agreement": agree}, preds
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -224,12 +298,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     model = surgenet.load_model(args.model, task=args.task, num_classes=args.num_classes,
                                 pretrained=not args.no_pretrained, weights=args.weights).eval()
     config = dict(model.config)
-    sizes = [(s, s) for s in args.imgsz]
+    sizes = list(dict.fromkeys(args.imgsz))
+    pairs, fidelity_note = fidelity_plan(args, config)
     warn_if_busy()
     if BASELINE not in names:
         names = [BASELINE, *names]
     workdir = Path(tempfile.mkdtemp(prefix="surgenet-latency-"))
-    ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads)
+    ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads, args.calib, args.calib_size)
     runners: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
     for name in names:
@@ -242,8 +317,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     gflops = {f"{h}x{w}": gflops_per_frame(model, (h, w)) for h, w in sizes}
     results = []
     frame_source = ""
+    fidelity: dict[tuple[str, tuple[int, int]], dict[str, Any]] = {}
     for hw in sizes:
         frames, frame_source = agreement_frames(config, hw, args.frames)
+        reference_preds: list[np.ndarray] | None = None
         for batch in args.batch:
             x = np.ascontiguousarray(np.resize(frames, (batch, *frames.shape[1:])))
             ref = None
@@ -256,6 +333,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     first_ms = (time.perf_counter() - start) * 1e3
                     sync = torch.cuda.synchronize if BACKENDS[name][0] == "cuda" else None
                     times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
+                    if pairs and (name, hw) not in fidelity:  # once per backend and size, at batch 1
+                        fidelity[(name, hw)], preds = judge_fidelity(runner, pairs, hw, config, reference_preds)
+                        if name == BASELINE:
+                            reference_preds = preds
                 except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
                     unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
                     continue
@@ -268,14 +349,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                        "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
                 row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
                 row["max_abs_err"] = float(np.abs(out - ref).max())
+                if (name, hw) in fidelity:
+                    row.update(fidelity[(name, hw)])
                 results.append(row)
             base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
                          and r["imgsz"] == list(hw)), None)
             for r in results:
                 if base and r["batch"] == batch and r["imgsz"] == list(hw):
                     r["speedup"] = base["median_ms"] / r["median_ms"]
+                    if "miou" in r and "miou" in base:
+                        r["miou_drop"] = 100.0 * (base["miou"] - r["miou"])
     machine = machine_info()
     machine["gemm_gflops"] = gemm_gflops() if not args.no_roofline else {}
+    judged = bool(pairs)
     return {
         "machine": machine,
         "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
@@ -284,29 +370,40 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
                      "threads": args.threads or torch.get_num_threads(),
                      "agreement_frames": frame_source, **ctx.notes},
+        "fidelity": {"judged": judged, "how": fidelity_note, "max_miou_drop": args.max_miou_drop},
         "results": results,
-        "summary": fastest_backends(results) if results and "argmax_agreement" in results[0] else [],
+        "summary": fastest_backends(results, max_miou_drop=args.max_miou_drop if judged else None) if results else [],
         "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
     }
 
 
-def fastest_backends(results: list[dict[str, Any]], min_agreement: float = 0.995) -> list[dict[str, Any]]:
-    """Per (device, batch, size): the fastest backend overall and the fastest whose agreement with
-    eager FP32 is at least ``min_agreement``, so the speed/accuracy trade-off reads at a glance."""
+def fastest_backends(results: list[dict[str, Any]], min_agreement: float = 0.995,
+                     max_miou_drop: float | None = None) -> list[dict[str, Any]]:
+    """Per (device, batch, size): the fastest backend overall and the fastest faithful one. With
+    ``max_miou_drop`` (fidelity judged on a trained model) faithful means an mIoU at most that many
+    points below eager FP32; otherwise an argmax agreement with eager FP32 of ``min_agreement``."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["device"], r["batch"], tuple(r["imgsz"])), []).append(r)
     summary = []
     for (device, batch, imgsz), rows in groups.items():
         fastest = min(rows, key=lambda r: r["median_ms"])
-        faithful = [r for r in rows if r["argmax_agreement"] >= min_agreement]
+        if max_miou_drop is not None:
+            criterion = f"mIoU drop <= {max_miou_drop:g} points"
+            faithful = [r for r in rows if r.get("miou_drop") is not None and r["miou_drop"] <= max_miou_drop]
+        else:
+            criterion = f"argmax agreement >= {100 * min_agreement:.1f} %"
+            faithful = [r for r in rows if r["argmax_agreement"] >= min_agreement]
         best = min(faithful, key=lambda r: r["median_ms"]) if faithful else None
         summary.append({
-            "device": device, "batch": batch, "imgsz": list(imgsz), "min_agreement": min_agreement,
+            "device": device, "batch": batch, "imgsz": list(imgsz), "criterion": criterion,
+            "min_agreement": min_agreement, "max_miou_drop": max_miou_drop,
             "fastest": fastest["backend"], "fastest_speedup": fastest.get("speedup"),
-            "fastest_agreement": fastest["argmax_agreement"],
+            "fastest_agreement": fastest["argmax_agreement"], "fastest_miou_drop": fastest.get("miou_drop"),
             "fastest_faithful": best["backend"] if best else None,
             "fastest_faithful_speedup": best.get("speedup") if best else None,
+            "fastest_faithful_fps": best.get("fps") if best else None,
+            "fastest_faithful_miou_drop": best.get("miou_drop") if best else None,
         })
     return summary
 
@@ -315,16 +412,29 @@ def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(f"{report['model']['name']} {report['model']['task']} ({report['model']['weights']}) on {m['cpu']} "
           f"({m['torch_threads']} threads, {', '.join(m['cpu_flags'])}){'; GPU ' + m['gpu'] if m['gpu'] else ''}")
+    if m.get("load_average"):
+        busy = m["load_average"][0] > 0.5 * (m["logical_cpus"] or 1)
+        print(f"load average at the end: {m['load_average'][0]:.1f} on {m['logical_cpus']} CPUs"
+              + (" (a busy machine: these timings are pessimistic)" if busy else ""))
     print("GFLOPs per frame: " + ", ".join(f"{k}: {v:.2f}" for k, v in report["model"]["gflops_per_frame"].items()))
     if m.get("gemm_gflops"):
         print("machine ceiling, one large matrix product in PyTorch: "
               + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in m["gemm_gflops"].items()))
-    rows = [[r["backend"], r["batch"], f"{r['imgsz'][0]}x{r['imgsz'][1]}", f"{r['median_ms']:.1f}",
-             f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['fps']:.1f}", f"{r.get('speedup', float('nan')):.2f}x",
-             f"{100 * r['argmax_agreement']:.2f} %", f"{r['max_abs_err']:.2e}", f"{r['gflops_per_s']:.0f}"]
-            for r in report["results"]]
-    print(format_table(["backend", "batch", "size", "median ms", "p90 ms", "p99 ms", "fps", "speed-up",
-                        "agreement", "max abs err", "GFLOP/s"], rows))
+    fid = report.get("fidelity", {})
+    print(f"fidelity: {fid.get('how', 'not judged')}")
+    judged = bool(fid.get("judged"))
+    headers = ["backend", "batch", "size", "median ms", "p90 ms", "p99 ms", "fps", "speed-up", "agreement",
+               "max abs err", "GFLOP/s"] + (["mIoU", "drop (points)", "eval agreement"] if judged else [])
+    rows = []
+    for r in report["results"]:
+        row = [r["backend"], r["batch"], f"{r['imgsz'][0]}x{r['imgsz'][1]}", f"{r['median_ms']:.1f}",
+               f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['fps']:.1f}", f"{r.get('speedup', float('nan')):.2f}x",
+               f"{100 * r['argmax_agreement']:.2f} %", f"{r['max_abs_err']:.2e}", f"{r['gflops_per_s']:.0f}"]
+        if judged:
+            row += ([f"{100 * r['miou']:.2f} %", f"{r.get('miou_drop', float('nan')):+.2f}",
+                     f"{100 * r['eval_agreement']:.2f} %"] if "miou" in r else ["-", "-", "-"])
+        rows.append(row)
+    print(format_table(headers, rows))
     for item in report["unavailable"]:
         print(f"unavailable: {item['backend']}: {item['reason']}")
     for g in report.get("summary", []):
@@ -332,8 +442,10 @@ def print_report(report: dict[str, Any]) -> None:
         line = (f"{where}: fastest {g['fastest']} ({g['fastest_speedup']:.2f}x, "
                 f"{100 * g['fastest_agreement']:.2f} % agreement)")
         if g["fastest_faithful"]:
-            line += (f"; fastest with >= {100 * g['min_agreement']:.1f} % agreement "
-                     f"{g['fastest_faithful']} ({g['fastest_faithful_speedup']:.2f}x)")
+            line += (f"; fastest with {g['criterion']}: {g['fastest_faithful']} "
+                     f"({g['fastest_faithful_speedup']:.2f}x, {g['fastest_faithful_fps']:.1f} fps)")
+        else:
+            line += f"; no backend meets {g['criterion']}"
         print(line)
 
 
@@ -347,12 +459,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     p.add_argument("--backends", nargs="+", metavar="NAME", help=f"subset of: {', '.join(BACKENDS)}")
     p.add_argument("--batch", type=int, nargs="+", default=[1])
-    p.add_argument("--imgsz", type=int, nargs="+", default=[256], help="square sizes")
+    p.add_argument("--imgsz", type=parse_size, nargs="+", default=[(256, 256)], metavar="SIZE",
+                   help="sizes: 256 (square) or 256x448 (height x width)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all cores)")
     p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and untrained heads")
+    p.add_argument("--eval-data", type=Path, metavar="DIR",
+                   help="images/ + masks/ to judge each backend's mIoU on (needs a fine-tuned --model DIR)")
+    p.add_argument("--eval-size", type=int, help="at most this many --eval-data frames (default: all)")
+    p.add_argument("--max-miou-drop", type=float, default=0.5,
+                   help="mIoU points a backend may lose against eager FP32 and still count as faithful")
+    p.add_argument("--calib", type=Path, metavar="FRAMES_DIR",
+                   help="frames to calibrate the int8 backends on (not the --eval-data frames)")
+    p.add_argument("--calib-size", type=int, default=100, help="int8 calibration frames")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip measuring the machine's matrix-product GFLOP/s (seconds on a busy 2-core machine)")
     p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
