@@ -12,7 +12,7 @@ from PIL import Image
 
 from surgenet.train.finetune import FinetuneConfig, finetune
 
-SIZE = 64
+SIZE = 32  # tiny frames: the FPN head learns the disc in a few steps on a frozen backbone
 
 
 def disc_dataset(root: Path, n: int, seed: int) -> Path:
@@ -22,7 +22,7 @@ def disc_dataset(root: Path, n: int, seed: int) -> Path:
     (root / "masks").mkdir()
     yy, xx = np.mgrid[:SIZE, :SIZE]
     for i in range(n):
-        cy, cx, r = rng.integers(18, 46), rng.integers(18, 46), rng.integers(9, 16)
+        cy, cx, r = rng.integers(10, 23), rng.integers(10, 23), rng.integers(5, 9)
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         image = (rng.random((SIZE, SIZE, 3)) * 70).astype(np.uint8)
         image[disc] = (200 + rng.random((int(disc.sum()), 3)) * 55).astype(np.uint8)
@@ -33,28 +33,35 @@ def disc_dataset(root: Path, n: int, seed: int) -> Path:
     return root
 
 
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
 def test_segmentation_fine_tuning_learns(tmp_path):
     import surgenet
 
     train = disc_dataset(tmp_path / "train", 16, 0)
     val = disc_dataset(tmp_path / "val", 6, 1)
+    # A frozen random backbone (backbone_lr=0): only the FPN head trains, so a few steps suffice.
     cfg = FinetuneConfig(task="segmentation", model="surgenetxl-caformer", pretrained=False, num_classes=2,
-                         train=str(train), val=str(val), image_size=SIZE, epochs=6, batch_size=4, lr=3e-3,
-                         backbone_lr=1e-3, num_workers=0)
+                         train=str(train), val=str(val), image_size=SIZE, epochs=6, batch_size=4, lr=1e-2,
+                         backbone_lr=0.0, num_workers=0)
     torch.manual_seed(0)
-    best = finetune(cfg, tmp_path / "out")
-    # Chance: predicting all background gives disc Dice 0; a random split about the disc's share.
-    assert best["val_dice"][1] > 0.6, best
-    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 6 and log[-1]["train_loss"] < log[0]["train_loss"]
+    finetune(cfg, tmp_path / "out")
+    log = _log(tmp_path / "out")
+    assert len(log) >= 4 and min(r["train_loss"] for r in log[-2:]) < 0.5 * log[0]["train_loss"]
     model = surgenet.load_model(tmp_path / "out" / "best")
     assert model.num_classes == 2 and model.config["input_size"] == [3, SIZE, SIZE]
-    image = np.array(Image.open(val / "images" / "f00.jpg"))
-    x = surgenet.create_transform(model)(image)[None]
-    with torch.no_grad():
-        pred = model(x).argmax(1)[0].numpy()
-    target = np.asarray(Image.open(val / "masks" / "f00.png"))
-    assert (pred[1:] == target[1:]).mean() > 0.8
+    # Disc Dice of the saved model on the validation frames, computed here. Chance: all background
+    # scores 0, all disc 2p / (1 + p) with p the disc's share of the frame (about 0.15 here): 0.26.
+    transform = surgenet.create_transform(model)
+    overlap = total = 0
+    for image in sorted((val / "images").glob("*.jpg")):
+        with torch.no_grad():
+            pred = model(transform(image)[None]).argmax(1)[0].numpy()[1:] == 1  # row 0 is ignored
+        target = np.asarray(Image.open(val / "masks" / f"{image.stem}.png"))[1:] == 1
+        overlap, total = overlap + (pred & target).sum(), total + pred.sum() + target.sum()
+    assert 2 * overlap / total > 0.6
 
 
 def _frames(folder: Path, levels) -> list[str]:
@@ -64,6 +71,24 @@ def _frames(folder: Path, levels) -> list[str]:
         Image.fromarray(np.full((24, 24, 3), level, np.uint8)).save(folder / f"{i:03d}.png")
         names.append(f"{folder.name}/{i:03d}.png")
     return names
+
+
+def _phase_accuracy(model, data: Path) -> float:
+    """Share of frames whose phase the model predicts, over the per-video CSVs in ``data``."""
+    import csv
+
+    import surgenet
+
+    transform = surgenet.create_transform(model)
+    hits = frames = 0
+    for table in sorted(data.glob("*.csv")):
+        rows = list(csv.DictReader(table.open()))
+        clip = torch.stack([transform(data / r["frame"]) for r in rows])
+        with torch.no_grad():
+            pred = model(clip).argmax(-1)
+        hits += sum(model.class_names[int(p)] in (r["phase"], f"phase_{r['phase']}") for p, r in zip(pred, rows))
+        frames += len(rows)
+    return hits / frames
 
 
 def test_phase_fine_tuning_on_cached_features_and_resume(tmp_path):
@@ -78,16 +103,17 @@ def test_phase_fine_tuning_on_cached_features_and_resume(tmp_path):
     cfg = FinetuneConfig(task="phase", model="surgenetxl-caformer", pretrained=False, num_classes=3,
                          train=str(data), val=str(data), image_size=32, epochs=2, lr=1e-2, num_workers=0,
                          model_kwargs={"num_layers": 3, "channels": 16, "dropout": 0.0})
-    first = finetune(cfg, tmp_path / "out")
+    finetune(cfg, tmp_path / "out")
     assert (tmp_path / "out" / "features" / "train.safetensors").is_file()
-    assert 0 <= first["val_accuracy"] <= 1 and "val_macro_f1" in first
-    cfg.epochs = 4
-    best = finetune(cfg, tmp_path / "out", resume=True)  # two more epochs from last.pth
-    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
-    assert best["score"] >= first["score"]
+    cfg.epochs = 6
+    finetune(cfg, tmp_path / "out", resume=True)  # four more epochs from last.pth
+    log = _log(tmp_path / "out")
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
     model = surgenet.load_model(tmp_path / "out" / "best")
     assert model.task == "phase" and model.num_classes == 3
+    # Each phase has its own grey level, so the phases are separable; chance is 1/3.
+    assert _phase_accuracy(model, data) > 0.9
 
 
 def _phase_data(root: Path) -> Path:
@@ -189,15 +215,28 @@ def test_resume_after_a_kill_logs_each_epoch_once(tmp_path, monkeypatch):
     assert [json.loads(line)["epoch"] for line in log_path.read_text().splitlines()] == [1, 2, 3]
 
 
-def test_cvs_fine_tuning_runs_and_scores(tmp_path):
+def test_cvs_fine_tuning_learns_the_criteria(tmp_path):
+    import surgenet
+
     data = tmp_path / "cvs"
-    names = _frames(data / "img", [30, 220, 30, 220, 30, 220])
-    rows = "\n".join(f"{n},{int(i % 2)},{0.5},{int(i % 2 == 0)}" for i, n in enumerate(names))
+    names = _frames(data / "img", [30, 220] * 4)
+    # c1 is met on the bright frames, c3 on the dark ones; c2 is never met.
+    rows = "\n".join(f"{n},{int(i % 2)},0,{int(i % 2 == 0)}" for i, n in enumerate(names))
     (data / "labels.csv").write_text(f"image,c1,c2,c3\n{rows}\n")
     cfg = FinetuneConfig(task="cvs", model="surgenetxl-caformer", pretrained=False, train=str(data / "labels.csv"),
-                         val=str(data / "labels.csv"), image_size=32, epochs=1, batch_size=3, num_workers=0)
-    best = finetune(cfg, tmp_path / "out")
-    assert 0 <= best["val_mAP"] <= 1 and (tmp_path / "out" / "best" / "model.safetensors").is_file()
+                         val=str(data / "labels.csv"), image_size=32, epochs=4, batch_size=4, lr=1e-2,
+                         backbone_lr=0.0, num_workers=0)
+    finetune(cfg, tmp_path / "out")
+    model = surgenet.load_model(tmp_path / "out" / "best")
+    transform = surgenet.create_transform(model)
+    with torch.no_grad():
+        probs = model.predict_proba(torch.stack([transform(data / n) for n in names])).numpy()
+    bright = np.arange(len(names)) % 2 == 1
+    # Chance ranks the frames at random; here every bright frame must score above every dark one on
+    # c1, and below on c3; c2, never met, must fall below one half.
+    assert probs[bright, 0].min() > probs[~bright, 0].max()
+    assert probs[bright, 2].max() < probs[~bright, 2].min()
+    assert probs[:, 1].max() < 0.5
 
 
 def test_finetune_help_documents_the_formats(capsys):
