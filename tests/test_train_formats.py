@@ -434,6 +434,15 @@ def test_detection_errors(tmp_path):
     assert set(list_formats()) == {"endoscapes", "cholect50", "cholec80", "cholecseg8k", "csv", "folder"}
 
 
+def test_formats_command(capsys):
+    from surgenet.train.cli import main
+
+    assert main(["formats"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:6]] == ["endoscapes", "cholect50", "cholec80", "cholecseg8k", "csv",
+                                                       "folder"]
+
+
 # -- the real data in ../shared/data -----------------------------------------------------------------
 
 def real(sub: str) -> Path:

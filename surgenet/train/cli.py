@@ -149,6 +149,15 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_formats(args: argparse.Namespace) -> int:
+    from .formats import list_formats
+
+    for name, description in list_formats().items():
+        print(f"{name:12s} {description}")
+    print("\n--train/--val take FORMAT:PATH, or PATH (format detected); PATH#V1,V2 keeps those videos.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="surgenet-train", description="Pretrain (DINO) and fine-tune SurgeNet models.")
     parser.add_argument("--version", action="version", version=f"surgenet {__version__}")
@@ -197,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("configs", help="list the shipped configs")
     p.set_defaults(func=cmd_configs)
+
+    p = sub.add_parser("formats", help="list the labelled dataset formats that finetune reads (FORMAT:PATH)")
+    p.set_defaults(func=cmd_formats)
 
     from .finetune import register as register_finetune
 
