@@ -110,6 +110,18 @@ def model_reference(text: str) -> str:
     return text
 
 
+def zoo_name(text: str) -> str:
+    """A name of the zoo (it fixes the architecture); weights from a folder go to ``--weights``."""
+    from ..registry import get_entry
+
+    try:
+        return get_entry(text).name
+    except SurgeNetError as exc:
+        hint = " A folder of weights goes to --weights, with the zoo name of its architecture." \
+            if Path(text).expanduser().exists() else ""
+        raise argparse.ArgumentTypeError(f"{exc}{hint}") from None
+
+
 def device_name(text: str) -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu``, present on this machine."""
     from ..devices import resolve_device
@@ -122,4 +134,4 @@ def device_name(text: str) -> str:
 
 
 __all__ = ["device_name", "existing_file", "existing_path", "fraction", "non_negative_float", "non_negative_int",
-           "model_reference", "output_folder", "positive_float", "positive_int"]
+           "model_reference", "output_folder", "positive_float", "positive_int", "zoo_name"]

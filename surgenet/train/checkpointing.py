@@ -71,11 +71,23 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: --resume continues the run whose --out holds "
                               f"{LATEST}; drop --resume to start a new run.")
+    return read_checkpoint_file(path, CHECKPOINT_FORMAT,
+                                "delete it to start over or restore a kept checkpoint_epochNNNN.pth")
+
+
+def read_checkpoint_file(path: Path, expected_format: str, fix: str) -> dict[str, Any]:
+    """A training-state file of ``expected_format``, read with ``weights_only`` (no code runs).
+
+    A damaged, truncated or foreign file is a CheckpointError whose message ends with ``fix``
+    (what the user can do about it), never a traceback from deep inside torch.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
-                              "delete it to start over or restore a kept checkpoint_epochNNNN.pth.") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a surgenet-train checkpoint (format {CHECKPOINT_FORMAT}).")
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file (EOFError, zip errors, ...)
+        # torch's own text is left out: for a damaged file it suggests weights_only=False, i.e. unpickling
+        raise CheckpointError(f"{path} cannot be read, it is damaged or truncated ({type(exc).__name__}); "
+                              f"{fix}.") from exc
+    if not isinstance(state, dict) or state.get("format") != expected_format:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a {expected_format} checkpoint (found {found!r}); {fix}.")
     return state

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from .._version import __version__
-from ..cli import run_command
+from ..cli import CommandParser, run_command
+from ..cli.checks import existing_path, output_folder, positive_int, zoo_name
 from ..exceptions import InputError
 
 PRETRAIN_EPILOG = """\
@@ -120,8 +121,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..factory import load_backbone
     from ..registry import get_entry
-    from .evaluation import probe_evaluate
+    from .evaluation import probe_evaluate, read_labelled
 
+    # both label sets are read (and their images found) before the backbone is built
+    read_labelled(args.val, classes=read_labelled(args.train).classes)
     weights = args.weights
     bb = load_backbone(args.model, pretrained=weights is None, weights=weights)
     entry = get_entry(args.model)
@@ -159,7 +162,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surgenet-train", description="Pretrain (DINO) and fine-tune SurgeNet models.")
+    parser = CommandParser(prog="surgenet-train", description="Pretrain (DINO) and fine-tune SurgeNet models.")
     parser.add_argument("--version", action="version", version=f"surgenet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a shipped config name (surgenet-train configs) or a YAML file")
     p.add_argument("--method", help="dino, byol, simclr or msn (default: the config's method, else dino)")
     p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]", help="training frames (repeatable)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, teacher/")
-    p.add_argument("--epochs", type=int, help="epochs of the schedules (train.epochs)")
-    p.add_argument("--steps", type=int, help="stop after this many steps (train.max_steps)")
-    p.add_argument("--batch-size", type=int, help="global batch over all processes (train.batch_size)")
+    p.add_argument("--out", required=True, type=output_folder, help="run folder: checkpoints, logs, teacher/")
+    p.add_argument("--epochs", type=positive_int, help="epochs of the schedules (train.epochs)")
+    p.add_argument("--steps", type=positive_int, help="stop after this many steps (train.max_steps)")
+    p.add_argument("--batch-size", type=positive_int, help="global batch over all processes (train.batch_size)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-3")
     p.set_defaults(func=cmd_pretrain)
@@ -181,27 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Frames go to OUT/<video stem>/NNNNNN.jpg, NNNNNN the index of the frame in the "
                        "decoded video (0-based), the number frame-level labels use (Cholec80: 0, 25, 50 ... at 1 "
                        "fps from 25 fps). Frames already there are skipped, so a stopped run resumes.")
-    p.add_argument("video_dir", help="a video file or a folder of videos (searched recursively)")
-    p.add_argument("out", help="output folder: one sub-folder of frames per video")
+    p.add_argument("video_dir", type=existing_path, help="a video file or a folder of videos (searched recursively)")
+    p.add_argument("out", type=output_folder, help="output folder: one sub-folder of frames per video")
     p.add_argument("--fps", type=positive_fps, default=1.0, help="frames per second, > 0 (SurgeNetXL: 1)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("evaluate", help="kNN / linear-probe accuracy of a backbone on labelled frames",
                        description="Labelled frames: a folder of class folders, or a CSV with columns image,label.")
-    p.add_argument("--model", required=True, help="zoo name (fixes the architecture)")
-    p.add_argument("--weights", help="a file or folder (e.g. RUN/teacher); default: the released weights")
-    p.add_argument("--train", required=True, help="labelled frames the classifier learns from")
-    p.add_argument("--val", required=True, help="labelled frames it is scored on")
+    p.add_argument("--model", required=True, type=zoo_name, help="zoo name (fixes the architecture)")
+    p.add_argument("--weights", type=existing_path,
+                   help="a file or folder (e.g. RUN/teacher); default: the released weights")
+    p.add_argument("--train", required=True, type=existing_path, help="labelled frames the classifier learns from")
+    p.add_argument("--val", required=True, type=existing_path, help="labelled frames it is scored on")
     p.add_argument("--method", choices=("knn", "linear", "both"), default="both")
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=200, help="linear-probe epochs")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--k", type=positive_int, default=20)
+    p.add_argument("--epochs", type=positive_int, default=200, help="linear-probe epochs")
+    p.add_argument("--image-size", type=positive_int, default=224)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export-teacher", help="export the teacher backbone of a checkpoint")
-    p.add_argument("checkpoint", help="checkpoint.pth or checkpoint_epochNNNN.pth of a run")
-    p.add_argument("out", help="output folder (model.safetensors + config.json)")
+    p.add_argument("checkpoint", type=existing_path, help="checkpoint.pth or checkpoint_epochNNNN.pth of a run")
+    p.add_argument("out", type=output_folder, help="output folder (model.safetensors + config.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("configs", help="list the shipped configs")

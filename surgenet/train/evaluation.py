@@ -34,6 +34,8 @@ class LabelledFrames:
 def read_labelled(path: str | Path, classes: Sequence[str] | None = None) -> LabelledFrames:
     """A class-folder tree or an ``image,label`` CSV; ``classes`` fixes the label order (for a val set)."""
     path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path} does not exist; pass a folder of class folders or an image,label CSV.")
     if path.is_dir():
         pairs = [(str(f), d.name) for d in sorted(p for p in path.iterdir() if p.is_dir())
                  for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
@@ -43,6 +45,10 @@ def read_labelled(path: str | Path, classes: Sequence[str] | None = None) -> Lab
         if not rows or not {"image", "label"} <= set(rows[0]):
             raise InputError(f"{path} needs the columns image,label (one row per frame).")
         pairs = [(str(path.parent / r["image"]), r["label"].strip()) for r in rows]
+        missing = [p for p, _ in pairs if not Path(p).is_file()]
+        if missing:
+            raise InputError(f"{path} lists {len(missing)} image(s) that do not exist, e.g. {missing[0]}; image "
+                             "paths are relative to the CSV's folder.")
     else:
         raise InputError(f"{path} is neither a folder of class folders nor an image,label CSV.")
     if not pairs:

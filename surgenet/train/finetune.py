@@ -33,13 +33,14 @@ import torch
 
 from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
-from .checkpointing import atomic_torch_save, capture_rng, load_checkpoint, restore_rng
+from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng
 from .config import dump_yaml, load_config, to_dict
 from .runlog import MetricLog, records_until
 
 logger = logging.getLogger(__name__)
 
 LAST = "last.pth"
+FINETUNE_FORMAT = "surgenet-finetune/1"
 
 
 @dataclass
@@ -156,13 +157,13 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     if not cfg.train:
         raise InputError("pass --train (the training set; formats: surgenet-train finetune --help).")
     out = Path(out_dir)
+    device = resolve_device(cfg.device)  # a device that is not there fails before data and model are touched
     state = load_checkpoint_state(out / LAST) if resume else None  # a missing state fails before data loading
     _seed(cfg.seed)
     task = TASKS[cfg.task](cfg)  # opens and checks every label of the datasets
     num_classes, class_names = _class_names_for(cfg, task.class_names)
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg, num_classes, class_names).train()
-    device = resolve_device(cfg.device)
     model.to(device)
     transform = create_transform(model)
     task.bind(model, transform)
@@ -227,7 +228,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
             records.append(record)
             tqdm.write(_summary(record, model.class_names))
             plot_curves(records, out / PLOT_FILE, title=f"{cfg.task}: {cfg.model}")
-            atomic_torch_save({"format": "surgenet-finetune/1", "model": model.state_dict(),
+            atomic_torch_save({"format": FINETUNE_FORMAT, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "best": best,
                                "rng": capture_rng(), "config": to_dict(cfg)}, out / LAST)
     finally:
@@ -262,10 +263,8 @@ def task_has_val(task) -> bool:
 def load_checkpoint_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"--resume found no {path}; drop --resume to start a new run.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != "surgenet-finetune/1":
-        load_checkpoint(path)  # raises the checkpoint error with its explanation
-    return state
+    return read_checkpoint_file(path, FINETUNE_FORMAT, "delete it and drop --resume to start over (OUT/best keeps "
+                                "the best model so far)")
 
 
 FINETUNE_HELP = __doc__.split("\n\n", 1)[1]
@@ -277,7 +276,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                 "lr", "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers"):
         value = getattr(args, key, None)
         if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
+            overrides.append(f"{key}={json.dumps(value, default=str)}")  # default: Path values
     if args.class_names:
         overrides.append("class_names=" + json.dumps(args.class_names.split(",")))
     if args.no_pretrained:
@@ -294,32 +293,35 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from ..cli.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
+                              output_folder, positive_float, positive_int, zoo_name)
     from ..models import TASKS
 
     p = sub.add_parser("finetune", help="train a segmentation, phase, CVS or tool-presence head on labelled data",
                        description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--model", required=True, help="zoo name of the backbone (surgenet list)")
+    p.add_argument("--model", required=True, type=zoo_name, help="zoo name of the backbone (surgenet list)")
     p.add_argument("--train", required=True, help="training set: FORMAT:PATH or a path (format detected)")
     p.add_argument("--val", help="validation set (FORMAT:PATH or a path); picks the best checkpoint")
-    p.add_argument("--out", required=True, help="output folder (best/, last.pth, log.jsonl)")
-    p.add_argument("--weights", help="backbone weights instead of the released ones (e.g. RUN/teacher)")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder (best/, last.pth, log.jsonl)")
+    p.add_argument("--weights", type=existing_path,
+                   help="backbone weights instead of the released ones (e.g. RUN/teacher)")
     p.add_argument("--no-pretrained", action="store_true", help="start from a random backbone")
-    p.add_argument("--num-classes", type=int, help="classes, phases or tools (default: the training set's)")
+    p.add_argument("--num-classes", type=positive_int, help="classes, phases or tools (default: the training set's)")
     p.add_argument("--class-names", help="comma-separated names (phase CSVs may then use names)")
-    p.add_argument("--image-size", type=int, help="training size (default: the model's input size)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate of the task layers")
-    p.add_argument("--backbone-lr", type=float,
+    p.add_argument("--image-size", type=positive_int, help="training size (default: the model's input size)")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="learning rate of the task layers")
+    p.add_argument("--backbone-lr", type=non_negative_float,
                    help="learning rate of the backbone (default: lr/10 if pretrained, lr if random); 0 freezes it")
-    p.add_argument("--patience", type=int, help="stop after N epochs without a better validation score (0: never)")
+    p.add_argument("--patience", type=non_negative_int, help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")
-    p.add_argument("--clip-length", type=int, help="phase end to end: frames per clip")
+    p.add_argument("--clip-length", type=positive_int, help="phase end to end: frames per clip")
     p.add_argument("--temporal", choices=("tcn", "lstm"), help="phase: temporal model")
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--config", help="a YAML file of FinetuneConfig fields")
+    p.add_argument("--device", type=device_name, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--num-workers", type=non_negative_int)
+    p.add_argument("--config", type=existing_file, help="a YAML file of FinetuneConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
     p.set_defaults(func=cmd_finetune)
