@@ -122,3 +122,14 @@ def test_predictions_reach_the_mask_size_like_pil_nearest():
     for shape in [(4, 6), (5, 7), (480, 854)]:
         expected = np.asarray(Image.fromarray(pred).resize((shape[1], shape[0]), Image.NEAREST))
         np.testing.assert_array_equal(to_mask_size(pred, shape), expected)
+
+
+def test_accuracy_control_keeps_int8_within_the_miou_limit(int8_export, tmp_path):
+    _, root, frames, plain = int8_export
+    report = quantize_int8(root / "model.onnx", frames, calib_size=5, out_path=tmp_path / "ac.int8.xml",
+                           max_miou_drop=0.0)
+    facts = report["int8"]
+    assert facts["mode"].startswith("accuracy control: mIoU drop at most 0 points on 3 held-out frames")
+    # measured on those same held-out frames: no worse than FP32, and never more quantisers than plain PTQ
+    assert facts["accuracy_vs_fp32"]["miou_drop"] <= 1e-9
+    assert facts["fake_quantize_ops"] <= plain["int8"]["fake_quantize_ops"]

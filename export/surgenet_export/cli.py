@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--int8: real frames to calibrate on (a folder of images, or a dataset folder with images/)")
     p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE,
                    help=f"--int8: calibration frames (default {DEFAULT_CALIB_SIZE}); others are kept to check it")
+    p.add_argument("--int8-max-drop", type=float, metavar="POINTS",
+                   help="--int8, segmentation, --calib with masks/: keep the layers that cost most mIoU in FP32 "
+                        "until the drop on held-out frames is at most POINTS (NNCF accuracy control; slower)")
     p.add_argument("--batch", type=int, default=1, help="export batch (the optimisation profile's opt batch)")
     p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="export size; default the model's")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
@@ -90,6 +93,8 @@ def check_requirements(args: argparse.Namespace) -> None:
     if missing:
         raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
                                       "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
+    if args.int8_max_drop is not None and not args.int8:
+        raise InputError("--int8-max-drop goes with --int8 --calib FRAMES_DIR.")
     if args.int8 or args.calib:
         if not (args.int8 and args.calib):
             raise InputError("--int8 and --calib FRAMES_DIR go together: int8 is calibrated on real frames.")
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         from .int8 import quantize_int8
 
         print(f"int8: calibrating on up to {args.calib_size} frames of {args.calib} with NNCF ...")
-        report = quantize_int8(onnx_path, args.calib, calib_size=args.calib_size)
+        report = quantize_int8(onnx_path, args.calib, calib_size=args.calib_size, max_miou_drop=args.int8_max_drop)
         _print_int8(out / report["artifact"], report["int8"])
     if args.trt:
         from .trt_build import build_engine, make_profile

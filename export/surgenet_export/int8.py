@@ -54,7 +54,8 @@ def split_frames(files: Sequence[Path], calib_size: int, seed: int = 0) -> tuple
 
 
 def quantize_int8(onnx_path: str | Path, frames: str | Path, calib_size: int = DEFAULT_CALIB_SIZE,
-                  out_path: str | Path | None = None, seed: int = 0, preset: str = "mixed") -> dict[str, Any]:
+                  out_path: str | Path | None = None, seed: int = 0, preset: str = "mixed",
+                  max_miou_drop: float | None = None) -> dict[str, Any]:
     """Write ``model.int8.xml`` (+ ``.bin`` and ``.json``) beside ``onnx_path``; return the sidecar.
 
     Args:
@@ -63,6 +64,9 @@ def quantize_int8(onnx_path: str | Path, frames: str | Path, calib_size: int = D
         calib_size: calibration frames (NNCF's ``subset_size``); at most the frames there are.
         preset: ``mixed`` (asymmetric activations: GELU and ReLU outputs are one-sided) or
             ``performance`` (symmetric everywhere).
+        max_miou_drop: segmentation with masks: NNCF's accuracy-control mode, which measures the
+            mIoU on the held-out frames and returns to FP32 the quantised layers that cost most,
+            one at a time, until the drop is at most this many points.
     """
     require_nncf()
     import nncf
@@ -84,10 +88,33 @@ def quantize_int8(onnx_path: str | Path, frames: str | Path, calib_size: int = D
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     if preset not in presets:
         raise ExportError(f"unknown int8 preset {preset!r}; use {' or '.join(presets)}.")
+    calib_data = nncf.Dataset(calib, lambda x: {input_name: x})
     start = time.perf_counter()
-    quantized = nncf.quantize(fp32_model, nncf.Dataset(calib, lambda x: {input_name: x}), preset=presets[preset],
-                              subset_size=len(calib))
+    if max_miou_drop is None:
+        quantized = nncf.quantize(fp32_model, calib_data, preset=presets[preset], subset_size=len(calib))
+        mode = "post-training quantisation"
+    else:
+        masks = _mask_files(held_out) if config["task"] == "segmentation" else None
+        if not masks:
+            raise ExportError("an mIoU limit on int8 needs a segmentation model and a dataset folder for --calib "
+                              "(images/ + masks/) with frames left over after calibration; lower --calib-size or "
+                              "leave the limit out.")
+        pairs = list(zip(load_frames(held_out, hw, config), masks))
+        num_classes = int(config["num_classes"])
+
+        def validate(compiled, items) -> tuple[float, None]:
+            from .fidelity import miou_against_masks
+
+            items = list(items)
+            preds = [np.asarray(compiled({input_name: x})[0])[0].argmax(0) for x, _ in items]
+            return miou_against_masks(preds, [m for _, m in items], num_classes)["miou"], None
+
+        quantized = nncf.quantize_with_accuracy_control(
+            fp32_model, calib_data, nncf.Dataset(pairs), validate, max_drop=max_miou_drop / 100.0,
+            drop_type=nncf.DropType.ABSOLUTE, preset=presets[preset], subset_size=len(calib))
+        mode = f"accuracy control: mIoU drop at most {max_miou_drop:g} points on {len(pairs)} held-out frames"
     seconds = time.perf_counter() - start
+    quantizers = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".int8-") as tmp:
         ov.save_model(quantized, str(Path(tmp) / "m.xml"), compress_to_fp16=False)
         write_bytes(out.with_suffix(".bin"), (Path(tmp) / "m.bin").read_bytes())  # the weights, then the entry
@@ -101,8 +128,8 @@ def quantize_int8(onnx_path: str | Path, frames: str | Path, calib_size: int = D
         "format": "openvino-ir-int8",
         "config": config,
         "int8": {
-            "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}", "preset": preset,
-            "source": onnx_path.name, "quantize_seconds": round(seconds, 1),
+            "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}", "preset": preset, "mode": mode,
+            "fake_quantize_ops": quantizers, "source": onnx_path.name, "quantize_seconds": round(seconds, 1),
             "calibration": {"folder": str(Path(frames).expanduser().resolve()), "size": len(calib_files),
                             "available": len(files), "seed": seed, "imgsz": list(hw),
                             "files": [f.name for f in calib_files]},
