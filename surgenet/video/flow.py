@@ -78,12 +78,13 @@ class FlowPropagator(Propagator):
         map_x, map_y = gx + bwd[..., 0], gy + bwd[..., 1]
         valid &= (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
         warped = _remap(cv2, self._probs, map_x, map_y, cv2.INTER_LINEAR)
-        probs = self._fill(cv2, warped, valid)
+        confidence = valid.astype(np.float32)
+        probs = self._fill(cv2, warped, valid, confidence)
 
         def warp_labels(labels: np.ndarray) -> np.ndarray:
             return _remap(cv2, np.asarray(labels), map_x, map_y, cv2.INTER_NEAREST)
 
-        return PropagationStep(probs=probs, confidence=valid.astype(np.float32), warp_labels=warp_labels)
+        return PropagationStep(probs=probs, confidence=confidence, warp_labels=warp_labels)
 
     def _consistent(self, fwd: np.ndarray, bwd: np.ndarray, full: tuple[int, int]) -> np.ndarray:
         """Pixels of the current frame whose backward flow the forward flow undoes."""
@@ -91,25 +92,31 @@ class FlowPropagator(Propagator):
         h, w = bwd.shape[:2]
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         fwd_at = cv2.remap(fwd, gx + bwd[..., 0], gy + bwd[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        diff = ((fwd_at + bwd) ** 2).sum(-1)
-        size = ((fwd_at ** 2).sum(-1) + (bwd ** 2).sum(-1))
+        fx, fy = cv2.split(fwd_at)
+        bx, by = cv2.split(bwd)
+        diff = cv2.magnitude(fx + bx, fy + by) ** 2
+        size = cv2.magnitude(fx, fy) ** 2 + cv2.magnitude(bx, by) ** 2
         # beta is in full-frame pixels squared; the flow here is at the prepared size
         beta = self.beta * (h / full[0]) * (w / full[1])
         return diff <= self.alpha * size + beta
 
-    def _fill(self, cv2, warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _fill(self, cv2, warped: np.ndarray, valid: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """Untrusted pixels take the mean labels of the trusted pixels in a window around them
-        (a normalised box filter; where the window holds none, the warped labels stay)."""
-        if valid.all():
+        (a normalised box filter; where the window holds none, the warped labels stay). In place;
+        only the untrusted pixels are touched, as they are a minority."""
+        untrusted = np.flatnonzero(~valid)
+        if untrusted.size == 0:
             return warped
         k = 2 * self.fill_radius + 1
-        weight = valid.astype(np.float32)
+        channels = warped.shape[-1]
         num = cv2.boxFilter(warped * weight[..., None], -1, (k, k), normalize=False, borderType=cv2.BORDER_REPLICATE)
-        den = cv2.boxFilter(weight, -1, (k, k), normalize=False, borderType=cv2.BORDER_REPLICATE)
-        if num.ndim == 2:
-            num = num[..., None]
-        filled = np.where(den[..., None] > 0, num / np.maximum(den, 1e-6)[..., None], warped)
-        return np.where(valid[..., None], warped, filled).astype(np.float32)
+        den = cv2.boxFilter(weight, -1, (k, k), normalize=False, borderType=cv2.BORDER_REPLICATE).reshape(-1)
+        d = den[untrusted]
+        keep = d > 1e-6
+        rows = untrusted[keep]
+        flat = warped.reshape(-1, channels)
+        flat[rows] = num.reshape(-1, channels)[rows] / d[keep, None]
+        return warped
 
     def scale_for(self, frame: np.ndarray) -> float:
         if self.scale is not None:

@@ -121,9 +121,19 @@ def one_hot(labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
 
 
 def labels_of(probs: np.ndarray) -> np.ndarray:
-    """The most probable class per pixel, uint8 where it fits."""
-    out = probs.argmax(axis=-1)
-    return out.astype(np.uint8 if probs.shape[-1] <= 256 else np.int32)
+    """The most probable class per pixel (the first on ties, as argmax), uint8 where it fits."""
+    channels = probs.shape[-1]
+    if channels > 16:
+        return probs.argmax(axis=-1).astype(np.uint8 if channels <= 256 else np.int32)
+    # a running maximum over a few channels is several times faster than argmax over the last axis
+    best = probs[..., 0].copy()
+    labels = np.zeros(best.shape, np.uint8)
+    for c in range(1, channels):
+        plane = probs[..., c]
+        better = plane > best
+        labels[better] = c
+        np.maximum(best, plane, out=best)
+    return labels
 
 
 def create_propagator(method: str, model: Any = None, **kwargs: Any) -> Propagator:
