@@ -87,6 +87,7 @@ def test_track_a_video_names_frames_by_index(tmp_path):
     ("no_mode", "give --mask"),
     ("features_without_model", "--method features needs --model"),
     ("rgb_mask", "one-channel PNG"),
+    ("keyframes_with_mask", "--keyframe-every is for keyframe mode"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(folder, tmp_path, capsys, case, needle):
     root, mask = folder
@@ -101,6 +102,8 @@ def test_bad_input_is_one_line_and_exit_code_2(folder, tmp_path, capsys, case, n
         args = args[:4]
     elif case == "features_without_model":
         args += ["--method", "features"]
+    elif case == "keyframes_with_mask":
+        args += ["--keyframe-every", "5"]
     elif case == "rgb_mask":
         Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(tmp_path / "rgb.png")
         args[-1] = str(tmp_path / "rgb.png")

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="zoo name or saved segmentation model folder: keyframe mode, or the features "
                                    "of --method features")
     p.add_argument("--method", choices=METHODS, default="flow", help="how masks move between frames (default flow)")
-    p.add_argument("--keyframe-every", type=int, default=10, metavar="N",
+    p.add_argument("--keyframe-every", type=int, metavar="N",
                    help="keyframe mode: run the model at least every N frames (default 10; 1 = every frame)")
     p.add_argument("--min-confidence", type=float,
                    help="keyframe mode: propagation confidence below which the model runs again "
@@ -65,6 +65,11 @@ def _check(args: argparse.Namespace) -> None:
                          "(segment keyframes and propagate between them).")
     if args.method == "features" and args.model is None:
         raise InputError("--method features needs --model, whose backbone gives the features; or use --method flow.")
+    if args.keyframe_every is not None and args.mask is not None:
+        raise InputError("--keyframe-every is for keyframe mode (--model without --mask); with --mask the first "
+                         "frame's mask is carried through every frame.")
+    if args.keyframe_every is None:
+        args.keyframe_every = 10
     if args.keyframe_every < 1:
         raise InputError(f"--keyframe-every must be >= 1, got {args.keyframe_every}.")
     if not 0 <= args.alpha <= 1:
