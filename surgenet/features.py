@@ -81,8 +81,12 @@ class FeatureExtractor:
         std = torch.tensor(self.std, dtype=x.dtype).view(1, 3, 1, 1)
         param = next(self.backbone.parameters())
         x = ((x - mean) / std).to(device=param.device, dtype=param.dtype)
+        was_training = self.backbone.training  # the network may be a user's model: leave its mode as it was
         self.backbone.eval()
-        return self.backbone(x)[0][0].float().cpu()
+        try:
+            return self.backbone(x)[0][0].float().cpu()
+        finally:
+            self.backbone.train(was_training)
 
 
 def load_feature_extractor(model: Any, layer: int | None = None, pretrained: bool = True,

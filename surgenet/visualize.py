@@ -119,8 +119,13 @@ def feature_pca(model: Any, image: Any, *, layer: int | None = None, short_side:
     from PIL import Image
 
     frame = as_rgb_array(image)  # a bad image fails here, before any model is loaded
-    extractor = model if isinstance(model, FeatureExtractor) else load_feature_extractor(
-        model, layer=layer, pretrained=pretrained, weights=weights)
+    if isinstance(model, FeatureExtractor):
+        if layer is not None or weights is not None:
+            raise InputError("a FeatureExtractor has its layer and weights; pass layer= and weights= to "
+                             "load_feature_extractor instead.")
+        extractor = model
+    else:
+        extractor = load_feature_extractor(model, layer=layer, pretrained=pretrained, weights=weights)
     colours = pca_rgb(extractor(frame, short_side=short_side), foreground=foreground)
     tiles = Image.fromarray(np.round(colours * 255).astype(np.uint8))
     return np.asarray(tiles.resize((frame.shape[1], frame.shape[0]), Image.Resampling.NEAREST))
