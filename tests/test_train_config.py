@@ -38,14 +38,30 @@ def test_tiny_config_is_small():
     assert (cfg.head.out_dim, cfg.head.hidden_dim, cfg.head.bottleneck_dim, cfg.train.batch_size) == (256, 128, 64, 4)
 
 
-def test_tiny_config_peak_lr_learns_in_a_few_steps():
-    # lr is per 256 images: at tiny's batch of 4 the recipes' 5e-4 would peak at 7.8e-6, which
-    # does not move a network in a smoke run; tiny's base value peaks near SurgeNetXL's 1.1e-3.
-    tiny, xl = load_config("tiny"), load_config("surgenetxl-caformer")
-    peak = tiny.optim.lr * tiny.train.batch_size / 256
-    assert peak == pytest.approx(0.05 * 4 / 256)
-    assert 0.25 < peak / (xl.optim.lr * xl.train.batch_size / 256) < 2
-    assert xl.optim.lr == 5e-4  # the recipes keep DINO's base value
+def test_tiny_config_learns_in_a_few_steps(tmp_path):
+    # lr is per 256 images: at tiny's batch of 4 the recipes' 5e-4 would peak at 7.8e-6, which does
+    # not move a network in a smoke run (measured: 4.47 -> 4.42 in these 6 steps, the centre's drift
+    # alone); tiny's base value peaks near SurgeNetXL's 1.1e-3 and must bring the loss well down.
+    import numpy as np
+    from PIL import Image
+
+    from surgenet.train.pretrain import pretrain
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :64]
+    for i in range(8):  # dark frames with one bright disc each
+        image = (rng.random((48, 64, 3)) * 60).astype(np.uint8)
+        cy, cx, r = rng.integers(12, 36), rng.integers(12, 52), rng.integers(6, 14)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(100, 255, 3)
+        (tmp_path / "frames").mkdir(exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "frames" / f"{i}.png")
+    # The shipped config as it is, but for the data, the run length and fp32 (machine-independent).
+    config = load_config("tiny", [f"data.sources=[{tmp_path / 'frames'}]", "train.max_steps=6",
+                                  "train.precision=fp32"])
+    xl = load_config("surgenetxl-caformer")
+    assert 0.25 < (config.optim.lr * config.train.batch_size) / (xl.optim.lr * xl.train.batch_size) < 2
+    losses = [r["loss"] for r in pretrain(config, tmp_path / "run")]
+    assert len(losses) == 6 and losses[-1] < losses[0] - 1.5, losses
 
 
 def test_eval_section_takes_the_linear_probe_settings():
