@@ -20,7 +20,13 @@ from tests.reference.pvtv2_ref import PVTv2Ref
 from tests.reference.vit_ref import dino_v1_ref, dinov2_ref
 
 
+# The README says "to within 2e-6": the largest error measured over these cases is 1.9e-6 (FP32,
+# ConvNeXtV2 stage outputs); 1e-5 leaves room for another CPU's summation order.
+REL_TOL = 1e-5
+
+
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
     return float(((a - b).abs().max() / b.abs().max()).detach())
 
 
@@ -47,7 +53,7 @@ def test_released_teacher_file_reproduces_the_authors_network(hf_cache, name, ma
     assert [f.shape for f in ours] == [f.shape for f in theirs]
     for stride, a, b in zip((4, 8, 16, 32), ours, theirs):
         assert a.shape[-2:] == (96 // stride, 128 // stride)
-        assert _rel_err(a, b) < 1e-4
+        assert _rel_err(a, b) < REL_TOL
 
 
 @pytest.mark.parametrize("ddp_teacher", [True, False])
@@ -57,8 +63,8 @@ def test_full_dino_checkpoint_loads_the_teacher(hf_cache, ddp_teacher):
     bb = surgenet.load_backbone("surgenetxl-caformer", weights=path).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert _rel_err(bb(x)[3], ref.forward_features(x)[3]) < 1e-4
-        assert _rel_err(bb.forward_embedding(x), ref.forward_pooled(x)) < 1e-4
+        assert _rel_err(bb(x)[3], ref.forward_features(x)[3]) < REL_TOL
+        assert _rel_err(bb.forward_embedding(x), ref.forward_pooled(x)) < REL_TOL
 
 
 def test_surgenet_flavour_uses_relu_not_starrelu():
@@ -76,7 +82,7 @@ def test_dinov1_vit_tokens_match(tmp_path):
     with torch.no_grad():
         ours = bb(x)[0]
         tokens = ref.forward_tokens(x)[:, 1:]  # patch tokens after the final norm
-    assert _rel_err(ours.flatten(2).transpose(1, 2), tokens) < 1e-4
+    assert _rel_err(ours.flatten(2).transpose(1, 2), tokens) < REL_TOL
 
 
 def test_dinov2_registers_detected_and_tokens_match(tmp_path):
@@ -89,8 +95,8 @@ def test_dinov2_registers_detected_and_tokens_match(tmp_path):
         ours = bb(x)[1]
         tokens = ref.forward_tokens(x)[:, 1 + 4:]
         cls = bb.forward_embedding(x)
-    assert _rel_err(ours.flatten(2).transpose(1, 2), tokens) < 1e-4
-    assert _rel_err(cls, ref.forward_tokens(x)[:, 0]) < 1e-4
+    assert _rel_err(ours.flatten(2).transpose(1, 2), tokens) < REL_TOL
+    assert _rel_err(cls, ref.forward_tokens(x)[:, 0]) < REL_TOL
 
 
 def test_dinov2_register_count_is_read_from_the_keys(tmp_path):
@@ -103,7 +109,7 @@ def test_dinov2_register_count_is_read_from_the_keys(tmp_path):
     x = torch.randn(1, 3, 336, 336)
     with torch.no_grad():
         ours = bb(x)[0].flatten(2).transpose(1, 2)
-        assert _rel_err(ours, ref.forward_tokens(x)[:, 1:]) < 1e-4
+        assert _rel_err(ours, ref.forward_tokens(x)[:, 1:]) < REL_TOL
 
 
 def test_surgenetxl_dinov3_matches_the_authors_network_at_any_size(tmp_path):
@@ -118,9 +124,9 @@ def test_surgenetxl_dinov3_matches_the_authors_network_at_any_size(tmp_path):
             ours = [f.flatten(2).transpose(1, 2) for f in bb(x)]
             blocks = ref.forward_blocks(x)
             cls = bb.forward_embedding(x)
-        assert _rel_err(ours[0], blocks[5][:, 1:]) < 1e-4
-        assert _rel_err(ours[1], blocks[11][:, 1:]) < 1e-4
-        assert _rel_err(cls, blocks[11][:, 0]) < 1e-4  # the class token the DINO head saw
+        assert _rel_err(ours[0], blocks[5][:, 1:]) < REL_TOL
+        assert _rel_err(ours[1], blocks[11][:, 1:]) < REL_TOL
+        assert _rel_err(cls, blocks[11][:, 0]) < REL_TOL  # the class token the DINO head saw
 
 
 def test_dinov3_storage_tokens_and_masked_key_bias_are_read_from_the_file(tmp_path):
@@ -132,7 +138,7 @@ def test_dinov3_storage_tokens_and_masked_key_bias_are_read_from_the_file(tmp_pa
     assert torch.count_nonzero(bb.model.state_dict()["blocks.0.attn.k_bias"]) == 0
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        assert _rel_err(bb(x)[0].flatten(2).transpose(1, 2), ref.forward_blocks(x)[11][:, 5:]) < 1e-4
+        assert _rel_err(bb(x)[0].flatten(2).transpose(1, 2), ref.forward_blocks(x)[11][:, 5:]) < REL_TOL
 
 
 def test_wrong_architecture_lists_missing_and_unexpected_keys(tmp_path):
