@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+
 import pytest
 import torch
 
@@ -31,11 +34,30 @@ def test_original_keys_map_onto_timm_exactly(layout, arch, make_ref):
 
 
 @pytest.mark.parametrize("layout,arch,make_ref", CASES, ids=[c[0] for c in CASES])
-def test_converters_are_idempotent(layout, arch, make_ref):
+def test_converters_are_idempotent(layout, arch, make_ref, monkeypatch):
+    module = importlib.import_module(f"surgenet.converters.{layout}")
     once, _ = CONVERTERS[layout](make_ref().state_dict())
-    twice, _ = CONVERTERS[layout](once)
-    assert set(once) == set(twice)
-    assert all(torch.equal(once[k], twice[k]) for k in once)
+    # The renaming rules themselves, with the "already timm" short-circuit switched off: converted
+    # keys must come out of them unchanged.
+    monkeypatch.setattr(module, "is_timm", lambda sd: False)
+    renamed = module.convert(once)
+    assert list(renamed) == list(once)
+    assert all(torch.equal(once[k], renamed[k]) for k in once)
+    # The short-circuit fires on timm's keys only, and returns them as they are.
+    monkeypatch.undo()
+    assert module.is_timm(once) and not module.is_timm(make_ref().state_dict())
+    twice, dropped = CONVERTERS[layout](once)
+    assert dropped == [] and list(twice) == list(once) and all(twice[k] is once[k] for k in once)
+
+
+def test_metaformer_short_circuit_keeps_timms_own_head_norm():
+    # Why the short-circuit exists: timm's `head.norm` has the name of the authors' classifier norm,
+    # which the full conversion drops; without the check a converted dict would lose it.
+    once, _ = CONVERTERS["metaformer"](SurgeNetCAFormerRef().state_dict())
+    no_check = dataclasses.replace(CONVERTERS["metaformer"], is_timm=lambda sd: False)
+    _, dropped = no_check(once)
+    assert sorted(dropped) == ["head.norm.bias", "head.norm.weight"]
+    assert "head.norm.weight" in CONVERTERS["metaformer"](once)[0]
 
 
 def test_metaformer_converter_names_the_authors_classifier_it_drops():
