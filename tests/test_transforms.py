@@ -35,15 +35,47 @@ def test_normalisation_matches_the_formula_at_the_frame_size():
     np.testing.assert_allclose(out.numpy(), _expected(rgb, entry.mean, entry.std), atol=1e-5)
 
 
-def test_default_size_is_the_models_input_size_and_resizing_keeps_a_flat_colour():
+def _unnormalise(out: torch.Tensor, mean, std) -> np.ndarray:
+    """Back to 0..255 values, HWC, float64."""
+    x = out.numpy().astype(np.float64).transpose(1, 2, 0)
+    return (x * np.asarray(std) + np.asarray(mean)) * 255.0
+
+
+def test_default_size_is_the_models_input_size():
     entry = get_entry(NAME)
-    rgb = np.empty((50, 70, 3), np.uint8)
-    rgb[...] = (200, 100, 30)
-    out = surgenet.create_transform(NAME)(rgb)
+    out = surgenet.create_transform(NAME)(_frame(50, 70))
     assert tuple(out.shape) == tuple(entry.input_size)
-    expected = _expected(rgb[:1, :1], entry.mean, entry.std)[:, 0, 0]
-    np.testing.assert_allclose(out.numpy().reshape(3, -1).T, np.broadcast_to(expected, (out[0].numel(), 3)),
-                               atol=1e-5)
+
+
+@pytest.mark.parametrize("src, dst", [(120, 40), (20, 50)], ids=["down x3", "up x2.5"])
+def test_resizing_a_linear_ramp_gives_the_ramp_at_the_output_pixel_centres(src, dst):
+    # A linear filter that sums to one leaves a linear image linear: output pixel i (centre i + 0.5
+    # in output units) takes the input's value at x = (i + 0.5) * src / dst - 0.5 (pixel centres,
+    # align_corners=False). Away from the borders, where the filter is cut, that holds exactly.
+    ramp = 2.0 * np.arange(src)  # 0, 2, 4, ... exact in uint8
+    rgb = np.zeros((src, src, 3), np.uint8)
+    rgb[..., 0] = ramp[None, :]  # red grows along x
+    rgb[..., 1] = ramp[:, None]  # green along y
+    rgb[..., 2] = 100
+    entry = get_entry(NAME)
+    out = _unnormalise(surgenet.create_transform(NAME, size=dst)(rgb), entry.mean, entry.std)
+    centres = 2.0 * ((np.arange(dst) + 0.5) * src / dst - 0.5)
+    inner = slice(2, dst - 2)
+    np.testing.assert_allclose(out[5, inner, 0], centres[inner], atol=1e-3)
+    np.testing.assert_allclose(out[inner, 5, 1], centres[inner], atol=1e-3)
+    np.testing.assert_allclose(out[..., 2], 100.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("hw", [(24, 40), (100, 90)], ids=["down", "up"])
+def test_resizing_matches_pils_bilinear_filter(hw):
+    # PIL's BILINEAR is a triangle filter widened by the scale when shrinking (antialiased), the
+    # filter the transform documents; PIL rounds to uint8, so agreement is to half a level.
+    rgb = _frame(60, 80, seed=6)
+    entry = get_entry(NAME)
+    out = _unnormalise(surgenet.create_transform(NAME, size=hw)(rgb), entry.mean, entry.std)
+    expected = np.asarray(Image.fromarray(rgb).resize(hw[::-1], Image.Resampling.BILINEAR), dtype=np.float64)
+    assert np.abs(out - expected).max() <= 1.0
+    assert np.abs(out - expected).mean() < 0.35  # rounding alone averages 0.25; bicubic differs by up to 40
 
 
 @pytest.mark.parametrize("size, hw", [(32, (32, 32)), ((20, 30), (20, 30))])
