@@ -18,7 +18,7 @@ def backbone(name: str, pretrained: bool = True, **kwargs):
 
 
 def model(name: str, task: str, pretrained: bool = True, **kwargs):
-    """A task model (segmentation, phase, cvs) on backbone ``name``; arguments as ``surgenet.load_model``."""
+    """A task model (segmentation, phase, cvs, tools) on backbone ``name``; arguments as ``surgenet.load_model``."""
     from surgenet.models import load_model
 
     return load_model(name, task=task, pretrained=pretrained, **kwargs)

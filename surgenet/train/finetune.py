@@ -2,8 +2,9 @@
 
 ``--train``/``--val`` take a dataset as ``FORMAT:PATH`` or a path whose format is detected
 (``surgenet-train formats`` lists them): Endoscapes, CholecT50, Cholec80, CholecSeg8k, the plain
-CSV, or a folder (segmentation ``images/`` + ``masks/`` PNGs with 255 = ignore; phase per-video
-``frame,phase`` CSVs; CVS ``image,c1,c2,c3`` CSV). Every label is checked before training starts.
+CSV, or a folder (segmentation ``images/*`` + ``masks/<stem>.png`` class ids with 255 = ignore;
+phase per-video ``frame,phase`` CSVs; CVS ``image,c1,c2,c3`` CSV). Every label is checked before
+training starts; mask ids beyond the classes (``--num-classes``) become 255 with a warning.
 
 Recipe (standard practice, no tuning on the validation set): AdamW (no weight decay on norms and
 biases), linear warm-up over the first 10 % of steps then a cosine to 1 %, gradient clipping at

@@ -57,8 +57,10 @@ class SegmentationTask:
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.train_source = open_labelled(cfg.train, "segmentation", cfg.class_names)
-        self.val_source = open_labelled(cfg.val, "segmentation", cfg.class_names) if cfg.val else None
+        # Formats without class names (folder): --num-classes fixes the classes, higher ids become 255.
+        names = cfg.class_names or ([f"class_{i}" for i in range(cfg.num_classes)] if cfg.num_classes else None)
+        self.train_source = open_labelled(cfg.train, "segmentation", names)
+        self.val_source = open_labelled(cfg.val, "segmentation", names) if cfg.val else None
         self.class_names = list(self.train_source.class_names)
         self.val_set = None
 

@@ -41,8 +41,13 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
 
     task = model.task
     names = model.class_names
-    source = open_labelled(spec, task, names if task in ("segmentation", "phase") else None)
+    source = open_labelled(spec, task)
     data_names = list(source.class_names)
+    if task == "segmentation" and len(data_names) > model.num_classes and _inferred(data_names):
+        # A layout without class names (ids inferred from the masks): the model's classes decide,
+        # higher ids become 255 (ignore) with a warning, as in fine-tuning with --num-classes.
+        source = open_labelled(spec, task, names)
+        data_names = list(source.class_names)
     if (task == "segmentation" and len(data_names) > model.num_classes) or \
             (task in ("cvs", "tools", "phase") and len(data_names) != model.num_classes):
         raise InputError(f"the dataset has {len(data_names)} {task} classes ({', '.join(data_names)}) but the model "
@@ -73,6 +78,10 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
             contact_sheet([(source.paths[i], pred, target) for i, pred, target in sorted(sheet)], names,
                           Path(out_dir) / "contact_sheet.png")
     return result
+
+
+def _inferred(names: Sequence[str]) -> bool:
+    return all(n == f"class_{i}" for i, n in enumerate(names))
 
 
 @torch.no_grad()
