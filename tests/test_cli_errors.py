@@ -133,6 +133,13 @@ def test_predict_missing_input(tmp_path, capsys):
     assert_one_line(code, err, "nothing.mp4 does not exist")
 
 
+def test_cards_out_naming_an_existing_file(tmp_path, capsys):
+    existing = tmp_path / "cards.md"
+    existing.write_text("# cards\n")
+    code, err = run(surgenet_main, ["cards", "--out", existing], capsys)
+    assert_one_line(code, err, "argument --out", "is an existing file")
+
+
 # --------------------------------------------------------------------------- surgenet-train finetune
 def _finetune(tmp_path, *extra) -> list:
     return ["finetune", "--task", "cvs", "--model", "surgenet-caformer", "--no-pretrained",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..exceptions import InputError
 from ..registry import REGISTRY, get_entry, list_models
+from .checks import output_folder
 from .table import format_table
 
 
@@ -23,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="fetch released weights into the Hugging Face cache")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("--revision", default=None, help="branch, tag or commit to pin")
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--cache-dir", type=output_folder, default=None, help="Hugging Face cache folder")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("--full", action="store_true", help="the full DINO checkpoint instead of the teacher")
     p.set_defaults(func=_download)
 
     p = sub.add_parser("cards", help="write a model card per zoo entry (model_cards/)")
-    p.add_argument("--out", type=Path, default=Path("model_cards"))
+    p.add_argument("--out", type=output_folder, default=Path("model_cards"))
     p.add_argument("--check", action="store_true", help="fail if the cards on disk differ from the registry")
     p.set_defaults(func=_cards)
 
