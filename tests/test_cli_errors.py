@@ -140,6 +140,19 @@ def test_cards_out_naming_an_existing_file(tmp_path, capsys):
     assert_one_line(code, err, "argument --out", "is an existing file")
 
 
+def test_out_inside_a_file_or_a_read_only_folder(tmp_path, capsys):
+    existing = tmp_path / "cards.md"
+    existing.write_text("# cards\n")
+    code, err = run(surgenet_main, ["cards", "--out", existing / "sub"], capsys)
+    assert_one_line(code, err, "argument --out", "is a file", "cannot be created")
+    if getattr(os, "geteuid", lambda: -1)() == 0:
+        pytest.skip("root may write anywhere: the permission check cannot be seen as root")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    code, err = run(surgenet_main, ["cards", "--out", locked / "cards"], capsys)
+    assert_one_line(code, err, "argument --out", "permission denied")
+
+
 # --------------------------------------------------------------------------- surgenet-train finetune
 def _finetune(tmp_path, *extra) -> list:
     return ["finetune", "--task", "cvs", "--model", "surgenet-caformer", "--no-pretrained",

@@ -9,6 +9,7 @@ parsing, with one line that names the option, before any model is built or any w
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..exceptions import InputError, SurgeNetError
@@ -91,11 +92,12 @@ def output_folder(text: str) -> Path:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is an existing file; pass a folder to write into")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be created; pass a folder")
-            break
+    nearest = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not nearest.is_dir():
+        raise argparse.ArgumentTypeError(f"{nearest} is a file, so {text} cannot be created; pass a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {nearest} (permission denied); pass a folder you can "
+                                         "write to")
     return path
 
 
