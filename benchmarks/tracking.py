@@ -107,6 +107,37 @@ def flow_speed(clip: Path, max_frames: int) -> dict[str, Any]:
             "fps_propagation": (count - 1) / step_time, "rss_mb_at_10": rss_start, "rss_mb_at_end": rss_end}
 
 
+def raft_speed(clip: Path, max_frames: int, max_side: int) -> dict[str, Any]:
+    """RAFT-small propagation speed on the CPU. Without cached weights it runs random ones from a
+    temporary torch hub folder: the speed does not depend on the weights, the masks do (not scored)."""
+    import tempfile
+
+    from surgenet.video.raft import raft_weights_path
+
+    note = "cached weights"
+    if not raft_weights_path("raft_small").is_file():
+        from torchvision.models.optical_flow import raft_small
+
+        os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="raft-speed-")
+        path = raft_weights_path("raft_small")
+        path.parent.mkdir(parents=True)
+        torch.manual_seed(0)
+        torch.save(raft_small().state_dict(), path)
+        note = "random weights (speed only)"
+    propagator = create_propagator("raft", device="cpu", max_side=max_side)
+    frames = iter_frames(clip)
+    first = next(frames)
+    propagator.start(first.image, np.eye(3, dtype=np.float32)[first_mask(*first.image.shape[:2])])
+    start, count = time.perf_counter(), 0
+    for frame in frames:
+        labels_of(propagator.step(frame.image).probs)
+        count += 1
+        if count >= max_frames:
+            break
+    return {"clip": clip.name, "frames": count, "fps": count / (time.perf_counter() - start), "max_side": max_side,
+            "weights": note}
+
+
 def keyframe_speed(clip: Path, max_frames: int, every: int, model_name: str) -> dict[str, Any]:
     import surgenet
     from surgenet.video.keyframes import KeyframePolicy, KeyframeSegmenter
@@ -148,12 +179,14 @@ def main() -> int:
     parser.add_argument("--model", default="surgenetxl-caformer", help="segmenter of keyframe mode and the "
                         "backbone of feature propagation (random weights: the speed and the share of keyframes "
                         "do not depend on them)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("quality", "flow", "keyframes", "features"))
+    parser.add_argument("--raft-frames", type=int, default=5, help="frames for the RAFT speed run")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("quality", "flow", "keyframes", "features", "raft"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 8 frames, 50 clip frames")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.quality_frames, args.frames, args.keyframe_frames = [0], 8, 50, 30
+        args.seeds, args.quality_frames, args.frames, args.keyframe_frames, args.raft_frames = [0], 8, 50, 30, 3
     clips = sorted((args.data / "clips").glob("*.mp4"))
     if not clips:
         parser.error(f"no clips under {args.data / 'clips'}")
@@ -195,6 +228,12 @@ def main() -> int:
                   f"{r['fps_propagation']:.1f} fps propagation alone; RSS at frame 10 "
                   f"{r['rss_mb_at_10'][0]:.0f} MiB (peak {r['rss_mb_at_10'][1]:.0f}), at the end "
                   f"{r['rss_mb_at_end'][0]:.0f} MiB (peak {r['rss_mb_at_end'][1]:.0f})", flush=True)
+
+    if "raft" not in args.skip:
+        r = raft_speed(clips[0], args.raft_frames, 512)
+        report["raft_speed"] = r
+        print(f"raft_small {r['clip']}: {r['frames']} frames at {r['fps']:.2f} fps (longer side {r['max_side']}, "
+              f"{r['weights']})", flush=True)
 
     if "keyframes" not in args.skip:
         r = keyframe_speed(clips[0], args.keyframe_frames, args.keyframe_every, args.model)

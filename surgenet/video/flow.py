@@ -35,7 +35,7 @@ class FlowPropagator(Propagator):
     default_min_confidence = 0.7  # share of pixels that pass the consistency check
 
     def __init__(self, scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 7) -> None:
+                 fill_radius: int = 3) -> None:
         super().__init__()
         if scale is not None and not 0 < scale <= 1:
             raise InputError(f"flow scale must be in (0, 1], got {scale}.")
@@ -155,7 +155,7 @@ class DISFlowPropagator(FlowPropagator):
     name = "flow"
 
     def __init__(self, preset: str = "fast", scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 7) -> None:
+                 fill_radius: int = 3) -> None:
         super().__init__(scale, alpha, beta, fill_radius)
         if preset not in DIS_PRESETS:
             raise InputError(f"unknown DIS preset {preset!r}; valid: {', '.join(DIS_PRESETS)}.")

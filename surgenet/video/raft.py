@@ -75,7 +75,7 @@ class RAFTPropagator(FlowPropagator):
 
     def __init__(self, variant: str = "raft_small", max_side: int = 512, num_flow_updates: int = 12,
                  device: str | torch.device | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 7) -> None:
+                 fill_radius: int = 3) -> None:
         super().__init__(1.0, alpha, beta, fill_radius)
         if max_side < 64:
             raise InputError(f"max_side must be at least 64, got {max_side}.")
