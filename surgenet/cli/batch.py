@@ -1,0 +1,89 @@
+"""``surgenet batch`` and ``surgenet embed``: a model over a whole video archive, resumable.
+
+The input is a folder tree (every video, and every folder of frames, below it) or a manifest CSV
+with a ``path`` column. Per input, outputs as ``surgenet predict`` writes them (``OUT/<id>/``);
+for the run, one Parquet table (``OUT/predictions.parquet`` or ``OUT/embeddings.parquet``);
+unreadable inputs in ``OUT/failures.csv``. Running the same command again skips what is done.
+``--engine ray`` runs the same job on Ray Data (a local instance, or a cluster at ``--address``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
+
+TASKS = ("segmentation", "phase", "cvs", "tools")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=existing_path, help="archive folder, manifest CSV (column 'path') or one video")
+    p.add_argument("--model", required=True, type=model_reference,
+                   help="zoo name (surgenet list) or a folder written by save_pretrained / surgenet-train")
+    p.add_argument("--weights", type=existing_path, help="weights for a zoo name (as in surgenet predict)")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder (re-run to resume)")
+    p.add_argument("--fps", type=positive_float, help="frames per second sampled from videos (default: every frame)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per forward pass")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: Ray Data, decoding in tasks, the model in an actor pool")
+    p.add_argument("--workers", type=positive_int, default=1, help="ray: model actors (one CPU each)")
+    p.add_argument("--address", help="ray: a running cluster (e.g. ray://head:10001 or auto); default: start one here")
+    p.add_argument("--device", type=device_name, default="cpu", help="local engine: cpu or cuda")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("batch", help="run a task model over a video archive (Parquet + per-video outputs)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--task", choices=TASKS, help="required with a zoo name")
+    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases or tools")
+    p.set_defaults(func=run_batch)
+    e = subparsers.add_parser("embed", help="per-frame backbone embeddings of a video archive, to Parquet",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(e)
+    e.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="embedding precision")
+    e.add_argument("--near-duplicates", type=fraction, metavar="THRESHOLD",
+                   help="list frame pairs whose cosine similarity is at least THRESHOLD (near_duplicates.csv)")
+    e.set_defaults(func=run_embed)
+
+
+def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
+    from ..batch import BatchJob, ModelSpec, run_job
+    from ..exceptions import InputError
+
+    if args.engine == "local" and args.address:
+        raise InputError("--address is for --engine ray; add --engine ray or drop --address.")
+    spec = ModelSpec(model=args.model, mode=mode, num_classes=getattr(args, "num_classes", None),
+                     weights=str(args.weights) if args.weights else None, pretrained=not args.no_pretrained,
+                     device=args.device if args.engine == "local" else "cpu")
+    job = BatchJob(source=str(args.input), spec=spec, out=str(args.out), fps=args.fps,
+                   batch_size=args.batch_size, **job_options)
+    report = run_job(job, engine=args.engine, workers=args.workers, address=args.address)
+    print(f"{len(report.done)} input(s) processed ({report.frames} frames), {len(report.skipped)} already done, "
+          f"{len(report.failed)} failed{' (see failures.csv)' if report.failed else ''}"
+          f"{f' -> {report.table}' if report.table else ''}")
+    if report.duplicates is not None:
+        pairs = sum(1 for _ in open(report.duplicates)) - 1
+        print(f"{pairs} near-duplicate pair(s) -> {report.duplicates}")
+    return 0 if not report.failed else 1
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from ..models.loading import model_source
+
+    mode = args.task
+    if mode is None:
+        if model_source(args.model) == "zoo":
+            from ..exceptions import InputError
+
+            raise InputError(f"--task is required with the zoo name {args.model} ({', '.join(TASKS)}).")
+        import json
+        from pathlib import Path
+
+        mode = json.loads((Path(args.model).expanduser() / "config.json").read_text()).get("task")
+    return _run(args, mode)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    return _run(args, "embed", dtype=args.dtype, near_duplicates=args.near_duplicates)
