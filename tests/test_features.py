@@ -94,10 +94,11 @@ def test_a_flat_frame_gives_a_grey_picture_not_noise():
 
 
 # ----------------------------------------------------------------------------- on real backbones
-# CAFormer: the CLI and demo tests; ConvNeXtV2: the two-region test; DINO v1 is the plain ViT path
-# of DINOv2 without registers.
-@pytest.mark.parametrize("name", ["surgenet-pvtv2", "surgenetxl-dinov2-vits14", "surgenetxl-dinov3-vits16"])
-def test_every_family_gives_a_picture_at_the_frame_size(name):
+# The input sizing is what this module adds to the backbones (whose features every family test
+# of test_backbone_shapes checks): multiples of 32 for the CNNs (the CAFormer in the CLI and demo
+# tests, the ConvNeXtV2 below), of the patch for ViTs: 14 here, with DINOv2's register tokens.
+@pytest.mark.parametrize("name", ["surgenetxl-dinov2-vits14"])
+def test_a_vit_gives_a_picture_at_the_frame_size(name):
     torch.manual_seed(0)
     extractor = load_feature_extractor(name, pretrained=False)
     frame = (np.random.default_rng(0).random((50, 90, 3)) * 255).astype(np.uint8)
