@@ -81,7 +81,8 @@ def run_ray(items: list[ArchiveInput], job, sink: Sink, workers: int = 1, addres
         dataset = ray.data.from_items(records, override_num_blocks=max(1, len(records)))
         dataset = dataset.flat_map(functools.partial(_decode_task, fps=job.fps, model_name=job.spec.model))
         dataset = dataset.map_batches(BatchModel, fn_constructor_kwargs={"spec": job.spec, "threads": 1},
-                                      concurrency=workers, batch_size=job.batch_size, num_cpus=1,
+                                      compute=ray.data.ActorPoolStrategy(size=workers), batch_size=job.batch_size,
+                                      num_cpus=1,
                                       batch_format="numpy")
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             sink(batch)
