@@ -73,10 +73,18 @@ def color_jitter(image: Image.Image, rng: np.random.Generator, brightness: float
 
 @dataclass(frozen=True)
 class CropSpec:
+    """One view: crop size and area range, then the photometric changes and their probabilities.
+
+    The defaults are DINO's (and BYOL's paper); the other methods' recipes set their own.
+    """
+
     size: int
     scale: tuple[float, float]
     blur_p: float
     solarize_p: float = 0.0
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)  # brightness, contrast, saturation, hue
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
 
 
 class MultiCrop:
@@ -84,10 +92,14 @@ class MultiCrop:
 
     def __init__(self, global_size: int = 224, local_size: int = 96, global_scale: Sequence[float] = (0.4, 1.0),
                  local_scale: Sequence[float] = (0.05, 0.4), local_crops: int = 8,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
+                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
+                 specs: Sequence[CropSpec] | None = None) -> None:
         g, loc = tuple(global_scale), tuple(local_scale)
-        self.specs = [CropSpec(global_size, g, 1.0), CropSpec(global_size, g, 0.1, 0.2)]
-        self.specs += [CropSpec(local_size, loc, 0.5)] * local_crops
+        if specs is not None:  # another method's views (BYOL, SimCLR, MSN), same operations
+            self.specs = list(specs)
+        else:
+            self.specs = [CropSpec(global_size, g, 1.0), CropSpec(global_size, g, 0.1, 0.2)]
+            self.specs += [CropSpec(local_size, loc, 0.5)] * local_crops
         self.mean = np.asarray(mean, dtype=np.float32) * 255
         self.std = np.asarray(std, dtype=np.float32) * 255
 
@@ -102,9 +114,9 @@ class MultiCrop:
         crop = random_resized_crop(image, spec.size, spec.scale, rng)
         if rng.random() < 0.5:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if rng.random() < 0.8:
-            crop = color_jitter(crop, rng)
-        if rng.random() < 0.2:
+        if rng.random() < spec.jitter_p:
+            crop = color_jitter(crop, rng, *spec.jitter)
+        if rng.random() < spec.gray_p:
             crop = crop.convert("L").convert("RGB")
         if rng.random() < spec.blur_p:
             crop = crop.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 2.0)))

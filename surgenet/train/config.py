@@ -72,14 +72,72 @@ class LossConfig:
 class OptimConfig:
     """AdamW with DINO's schedules; ``lr`` is per 256 images and scales with the global batch."""
 
+    optimizer: str = "adamw"  # adamw | lars (SimCLR's large-batch optimiser) | sgd
     lr: float = 5e-4
     min_lr: float = 1e-6
     warmup_epochs: int = 10
     weight_decay: float = 0.04
     weight_decay_end: float = 0.4
-    momentum_teacher: float = 0.996
+    momentum_teacher: float = 0.996  # EMA of the teacher/target (DINO, BYOL, MSN), cosine to 1
+    sgd_momentum: float = 0.9  # lars and sgd only
     clip_grad: float = 3.0  # per-parameter gradient norm, as DINO; 0 turns clipping off
     freeze_last_layer: int = 1  # epochs during which the head's last layer is not updated
+
+
+@dataclass
+class BYOLConfig:
+    """BYOL: projector and predictor MLPs (Linear-BN-ReLU-Linear), two views per image."""
+
+    hidden_dim: int = 4096
+    projection_dim: int = 256
+    view_size: int = 224
+    view_scale: tuple[float, float] = (0.08, 1.0)
+    # The pituitary notebook's views: colour jitter (0.6, 0.4, 0.5, 0.5) with p 0.6, blur p 0.6.
+    jitter: tuple[float, float, float, float] = (0.6, 0.4, 0.5, 0.5)
+    jitter_p: float = 0.6
+    gray_p: float = 0.0
+    blur_p: float = 0.6
+
+
+@dataclass
+class SimCLRConfig:
+    """SimCLR: a projector MLP and the NT-Xent loss over the views of the global batch."""
+
+    hidden_dim: int = 2048
+    projection_dim: int = 128
+    num_layers: int = 2
+    batch_norm: bool = True  # SyncBatchNorm on GPUs under torchrun (global statistics, as SimCLR)
+    temperature: float = 0.1
+    gather_distributed: bool = True  # negatives from every process, as the multi-GPU seed
+    view_size: int = 224
+    view_scale: tuple[float, float] = (0.08, 1.0)
+    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)  # strength 1
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+
+
+@dataclass
+class MSNConfig:
+    """MSN: masked anchor views of a ViT against an EMA target, matched through prototypes."""
+
+    hidden_dim: int = 2048
+    projection_dim: int = 256
+    num_prototypes: int = 1024
+    mask_ratio: float = 0.5  # share of the anchor views' patches dropped (the MSN seed's 50 %)
+    temperature: float = 0.1  # anchor and target prototype softmax
+    target_temperature: float = 0.025  # sharpening of the target (0.25 of the anchor temperature)
+    me_max_weight: float = 1.0  # mean-entropy maximisation regulariser
+    sinkhorn_iterations: int = 3  # balanced target assignments (MSN code default, lightly default)
+    random_size: int = 224
+    random_scale: tuple[float, float] = (0.3, 1.0)
+    focal_size: int = 96
+    focal_scale: tuple[float, float] = (0.05, 0.3)
+    focal_views: int = 10
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0
 
 
 @dataclass
@@ -134,13 +192,23 @@ class EvalConfig:
 
 @dataclass
 class PretrainConfig:
-    """Everything a DINO pretraining run needs; saved beside its checkpoints as YAML."""
+    """Everything a pretraining run needs; saved beside its checkpoints as YAML.
+
+    ``method`` picks the plugin; ``crops``/``head``/``loss`` are DINO's, ``byol``/``simclr``/``msn``
+    the other methods' own settings. ``per_method`` holds overrides (``key=value``) a config
+    applies when it runs with that method, e.g. a ViT for MSN in the tiny config.
+    """
 
     name: str = "run"
+    method: str = "dino"
+    per_method: dict[str, list[str]] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    byol: BYOLConfig = field(default_factory=BYOLConfig)
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    msn: MSNConfig = field(default_factory=MSNConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -185,6 +253,17 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
             raise InputError(f"config {name_or_path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise InputError(f"config {name_or_path} must be a YAML mapping of sections.")
+    if cls is PretrainConfig:
+        # The config's own overrides for the chosen method come first; the command line wins.
+        probe: dict[str, Any] = {"method": raw.get("method", "dino")}
+        for item in overrides:
+            if item.partition("=")[0].strip() == "method":
+                apply_override(probe, item)
+        per_method = raw.get("per_method") or {}
+        if not isinstance(per_method, dict):
+            raise InputError(f"per_method in {name_or_path} must map a method name to a list of key=value overrides.")
+        for item in per_method.get(probe["method"]) or []:
+            apply_override(raw, str(item))
     for item in overrides:
         apply_override(raw, item)
     return from_dict(cls, raw)

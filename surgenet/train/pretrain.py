@@ -1,8 +1,13 @@
-"""DINO pretraining of a zoo backbone, on one process or many (``torchrun``), resumable exactly.
+"""Self-supervised pretraining of a backbone, on one process or many (``torchrun``), resumable exactly.
+
+One engine (data mixture, DDP, schedules, checkpoints, logs, export) runs any method of
+:mod:`surgenet.train.methods` (``config.method``: dino, byol, simclr, msn) as a plugin that
+brings its networks, views, loss and target update.
 
 ``pretrain(config, out_dir)`` is what ``surgenet-train pretrain`` runs. The out folder receives
 ``config.yaml``, ``run.json``, ``log.jsonl`` (one record per logged step), ``checkpoint.pth``
-(the latest full state) and ``teacher/`` (the teacher backbone in the zoo's format).
+(the latest full state) and ``teacher/`` (the backbone the run delivers, in the zoo's format:
+the EMA teacher of DINO, BYOL and MSN, SimCLR's only network).
 Rank 0 writes them; on several nodes ``--out`` must be a shared folder, so that every rank
 reads the same checkpoint on ``--resume``.
 """
@@ -23,17 +28,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..backbones import FeatureBackbone, create_network
 from ..exceptions import InputError, SurgeNetError
 from ..registry import get_entry
 from . import distributed as D
-from .augment import MultiCrop
 from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import EVAL_METHODS, PretrainConfig, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
-from .dino import DINOHead, DINOLoss, MultiCropWrapper, build_schedules
-from .dino.optim import cancel_last_layer_gradients, clip_gradients, ema_update, param_groups, set_hyperparameters
+from .dino.optim import clip_gradients, set_hyperparameters
 from .export import export_teacher
+from .methods import method_class
+from .methods.base import PretrainMethod
 from .runlog import LOG_FILE, MetricLog, write_run_info
 
 logger = logging.getLogger(__name__)
@@ -46,27 +50,26 @@ RESUMABLE_CHANGES = ("train.max_steps", "train.checkpoint_every", "train.log_eve
 RESUMABLE_SECTIONS = ("eval.",)
 
 
-def build_networks(config: PretrainConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
-    """Student (with drop path) and teacher (without), equal weights, each with its DINO head."""
-    entry = get_entry(config.model.name)
-    nets = []
-    for drop_path in (config.model.drop_path_rate, 0.0):
-        network = create_network(entry.arch, drop_path_rate=drop_path, **config.model.network_kwargs)
-        backbone = FeatureBackbone(network, entry.arch)
-        h = config.head
-        head = DINOHead(backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer)
-        nets.append(MultiCropWrapper(backbone, head))
-    student, teacher = nets
-    if config.model.init is not None:
-        from ..factory import load_backbone
+def build_networks(config: PretrainConfig):
+    """DINO's student (with drop path) and teacher (without), equal weights, each with its head."""
+    from .methods.dino import build_networks as dino_networks
 
-        weights = None if config.model.init == "pretrained" else config.model.init
-        init = load_backbone(entry.name, pretrained=weights is None, weights=weights, **config.model.network_kwargs)
-        student.backbone.model.load_state_dict(init.model.state_dict())
-    teacher.load_state_dict(student.state_dict())
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return student, teacher
+    return dino_networks(config, get_entry(config.model.name))
+
+
+def build_optimizer(config: PretrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """``optim.optimizer``: AdamW (DINO, BYOL, MSN), LARS (SimCLR's large batches) or SGD; the
+    learning rate and weight decay are set at every step from the schedules."""
+    name = config.optim.optimizer
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0)
+    if name == "lars":
+        from lightly.utils.lars import LARS
+
+        return LARS(groups, lr=0.0, momentum=config.optim.sgd_momentum, weight_decay=0.0)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=config.optim.sgd_momentum, weight_decay=0.0)
+    raise InputError(f"optim.optimizer must be adamw, lars or sgd, not {name!r}.")
 
 
 def build_mixture(config: PretrainConfig) -> Mixture:
@@ -124,7 +127,7 @@ def check_resumable(saved: dict[str, Any], current: PretrainConfig) -> None:
 
 
 class Pretrainer:
-    """The state of one process of a DINO run and the loop that advances it."""
+    """The state of one process of a pretraining run and the loop that advances it."""
 
     def __init__(self, config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> None:
         self.config, self.out_dir = config, Path(out_dir)
@@ -132,23 +135,20 @@ class Pretrainer:
         self.device = self.dist.device
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
         _seed_everything(config.train.seed)  # the same initial weights on every rank
-        c = config.crops
         entry = get_entry(config.model.name)
-        self.multicrop = MultiCrop(c.global_size, c.local_size, c.global_scale, c.local_scale, c.local_crops,
-                                   c.mean or entry.mean, c.std or entry.std)
+        plugin = method_class(config.method)
         self.mixture = build_mixture(config)
         probe = StepSampler(self.mixture, config.train.batch_size, config.train.epochs, self.dist.rank,
                             self.dist.world_size)
         self.steps_per_epoch, self.total_steps = probe.steps_per_epoch, probe.total_steps
-        self.schedules = build_schedules(config.optim, config.loss, config.train.epochs, self.steps_per_epoch,
-                                         config.train.batch_size)
 
-        self.student, self.teacher = build_networks(config)
+        self.method: PretrainMethod = plugin(config, entry)
+        self.multicrop = self.method.views()
+        self.schedules = self.method.schedules(config.train.epochs, self.steps_per_epoch, config.train.batch_size)
+        self.student, self.teacher, self.loss_fn = self.method.student, self.method.teacher, self.method.loss_fn
         _seed_everything(config.train.seed + self.dist.rank)  # ranks differ in drop path, not in data
-        self.student.to(self.device)
-        self.teacher.to(self.device).eval()
-        self.loss_fn = DINOLoss(config.head.out_dim, config.loss.student_temp, config.loss.center_momentum).to(self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, weight_decay=0.0)
+        self.method.to(self.device)
+        self.optimizer = build_optimizer(config, self.method.param_groups())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.step = 0
         self.resumed = resume
@@ -160,6 +160,7 @@ class Pretrainer:
             # its contiguous buckets: correct, only slightly slower, so the warning is noise here.
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             ids = [self.device.index] if self.device.type == "cuda" else None
+            self.method.prepare_distributed(self.device)
             self.model = DistributedDataParallel(self.student, device_ids=ids)
 
     # ----------------------------------------------------------------- state
@@ -171,15 +172,19 @@ class Pretrainer:
             rng_states = gathered
         else:
             rng_states = [rng]
-        return {"step": self.step, "epoch": self.step // self.steps_per_epoch, "config": to_dict(self.config),
-                "world_size": self.dist.world_size, "student": self.student.state_dict(),
-                "teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(), "loss": self.loss_fn.state_dict(), "rng": rng_states}
+        state = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "config": to_dict(self.config),
+                 "method": self.config.method, "world_size": self.dist.world_size,
+                 "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "loss": self.loss_fn.state_dict(), "rng": rng_states}
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        return state
 
     def _load(self, state: dict[str, Any]) -> None:
         check_resumable(state["config"], self.config)
         self.student.load_state_dict(state["student"])
-        self.teacher.load_state_dict(state["teacher"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.loss_fn.load_state_dict(state["loss"])
@@ -199,8 +204,9 @@ class Pretrainer:
             extra = (f"checkpoint_epoch{epoch:04d}.pth" if keep and self.step % self.steps_per_epoch == 0
                      and epoch % keep == 0 else None)
             save_checkpoint(state, self.out_dir, extra)
-            export_teacher(self.teacher.backbone.model, self.config.model.name, self.out_dir / "teacher",
-                           {"step": self.step, "epoch": epoch, "network_kwargs": self.config.model.network_kwargs})
+            export_teacher(self.method.result_backbone().model, self.config.model.name, self.out_dir / "teacher",
+                           {"step": self.step, "epoch": epoch, "method": self.config.method,
+                            "network_kwargs": self.config.model.network_kwargs})
         D.barrier()
 
     # ------------------------------------------------------------------ loop
@@ -223,24 +229,22 @@ class Pretrainer:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                     else contextlib.nullcontext())
         with autocast:
-            with torch.no_grad():
-                teacher_out = self.teacher(crops[:2])  # only the 2 global views pass through the teacher
-            student_out = self.model(crops)
-        out = self.loss_fn(student_out, teacher_out, values["teacher_temp"], len(crops))
-        if not torch.isfinite(out.loss):
-            raise SurgeNetError(f"the DINO loss is {out.loss.item()} at step {self.step}; lower optim.lr or "
-                                "optim.clip_grad, or use train.precision=fp32, and resume from the last checkpoint.")
+            outputs = self.method.forward(self.model, crops, values)
+        loss, metrics = self.method.compute_loss(outputs, values, len(crops))
+        if not torch.isfinite(loss):
+            raise SurgeNetError(f"the {self.config.method.upper()} loss is {loss.item()} at step {self.step}; lower "
+                                "optim.lr or optim.clip_grad, or use train.precision=fp32, and resume from the last "
+                                "checkpoint.")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+        self.scaler.scale(loss).backward()
         if self.config.optim.clip_grad:
             self.scaler.unscale_(self.optimizer)
             clip_gradients(self.student, self.config.optim.clip_grad)
-        cancel_last_layer_gradients(self.student, self.step // self.steps_per_epoch, self.config.optim.freeze_last_layer)
+        self.method.after_backward(self.step // self.steps_per_epoch)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        ema_update(self.teacher.parameters(), self.student.parameters(), values["momentum"])
-        return {"loss": out.loss.item(), "teacher_entropy": out.teacher_entropy.item(), "kl": out.kl.item(),
-                **values}
+        self.method.after_step(values)
+        return {"loss": loss.item(), **{k: float(v) for k, v in metrics.items()}, **values}
 
     def run(self) -> list[dict[str, Any]]:
         """Train until the last step (or ``train.max_steps``); returns the logged records."""
@@ -254,7 +258,7 @@ class Pretrainer:
                            {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
                             "resumed_at": self.step})
         records: list[dict[str, Any]] = []
-        bar = _progress(self.step, end, self.dist.is_main)
+        bar = _progress(self.step, end, self.dist.is_main, self.config.method.upper())
         tic, logged_at = time.perf_counter(), self.step
         try:
             for crops, skipped in self.loader(end):
@@ -274,7 +278,7 @@ class Pretrainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                    H_t=f"{metrics['teacher_entropy']:.3f}", kl=f"{metrics['kl']:.3f}")
+                                    **{k: f"{metrics[k]:.3f}" for k in self.method.progress_keys if k in metrics})
                 epoch_end = self.step % self.steps_per_epoch == 0
                 periodic = cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0
                 if periodic or epoch_end or self.step == end:
@@ -301,7 +305,7 @@ class Pretrainer:
 
             e = self.config.eval
             entry = get_entry(self.config.model.name)
-            results = probe_evaluate(self.teacher.backbone, e.train, e.val, e.method, image_size=e.image_size,
+            results = probe_evaluate(self.method.result_backbone(), e.train, e.val, e.method, image_size=e.image_size,
                                      k=e.k, temperature=e.temperature, linear_epochs=e.linear_epochs,
                                      linear_lr=e.linear_lr, mean=entry.mean, std=entry.std)
             record: dict[str, Any] = {"step": self.step, "epoch": self.step // self.steps_per_epoch - 1}
@@ -319,22 +323,23 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _progress(start: int, end: int, enabled: bool):
+def _progress(start: int, end: int, enabled: bool, desc: str = "DINO"):
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is part of the train extra
         return None
-    return tqdm(total=end, initial=start, desc="DINO", unit="step", dynamic_ncols=True)
+    return tqdm(total=end, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 
 def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> list[dict[str, Any]]:
-    """Run (or resume) DINO pretraining; returns the logged metric records of this process."""
+    """Run (or resume) pretraining with ``config.method``; returns the logged metric records of this process."""
     if config.train.batch_size <= 0 or config.train.epochs <= 0:
         raise InputError("train.batch_size and train.epochs must be positive.")
     if not math.isfinite(config.optim.lr) or config.optim.lr <= 0:
         raise InputError(f"optim.lr must be a positive number, not {config.optim.lr}.")
+    method_class(config.method)  # an unknown method fails before any work
     if config.eval.method not in EVAL_METHODS:
         raise InputError(f"eval.method must be one of {', '.join(EVAL_METHODS)}, not {config.eval.method!r}.")
     trainer = Pretrainer(config, out_dir, resume=resume)
