@@ -221,3 +221,19 @@ def test_cli_mistakes_are_one_line(archive, tmp_path, capsys):
         assert code == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_phase_equals_the_online_predictor_on_the_same_video(tmp_path):
+    write_clip(tmp_path / "in" / "v.mp4", 6, fps=5)
+    torch.manual_seed(0)
+    surgenet.load_model(ZOO, task="phase", num_classes=4, pretrained=False).save_pretrained(tmp_path / "phase")
+    run_job(BatchJob(str(tmp_path / "in"), ModelSpec(str(tmp_path / "phase"), "phase"), str(tmp_path / "out")),
+            progress=False)
+    rows = _read_csv(tmp_path / "out" / "v" / "predictions.csv")
+    online = list(surgenet.Predictor(surgenet.load_model(tmp_path / "phase"), batch_size=1)
+                  .predict_video(tmp_path / "in" / "v.mp4"))
+    assert [int(r["frame"]) for r in rows] == [r.index for r in online] == list(range(6))
+    assert [r["prediction"] for r in rows] == [r.name for r in online]
+    names = online[0].class_names
+    np.testing.assert_allclose([[float(r[f"p_{n}"]) for n in names] for r in rows],
+                               [r.probabilities for r in online], atol=1e-5)
