@@ -3,8 +3,9 @@
 
 The frame is resized keeping its aspect ratio, each side a multiple of the backbone's stride, so
 the feature grid covers the whole frame without padding or distortion; the result is one
-``(C, h, w)`` map: a CNN stage (default stage 2, stride 16) or a ViT block's patch tokens after
-the final norm (default the last block; class and register tokens excluded).
+``(C, h, w)`` map: a CNN stage (default the one at stride 16, stage 2 of the zoo CNNs) or a ViT
+block's patch tokens after the final norm (default the last block; class and register tokens
+excluded).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .registry import get_entry
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHORT_SIDE = 448  # input pixels on the frame's short side: enough patches to see anatomy
-CNN_DEFAULT_STAGE = 2  # stride 16: fine enough to outline structures, deep enough to be semantic
+CNN_DEFAULT_STRIDE = 16  # stage 2 of the zoo CNNs: fine enough to outline structures, deep enough to be semantic
 CNN_STAGES = 4
 
 
@@ -156,25 +157,35 @@ def _from_network(network: torch.nn.Module, config: dict[str, Any], layer: int |
     return FeatureExtractor(backbone, entry.name, config["mean"], config["std"], source, backbone.out_indices[0])
 
 
-def _wrap(network: torch.nn.Module, arch: str, layer: int) -> FeatureBackbone:
+def _wrap(network: torch.nn.Module, arch: str, layer: int | None) -> FeatureBackbone:
+    """The network restricted to ``layer`` (``None``: the default of its kind, see the module doc)."""
+    if layer is None:
+        layer = _default_layer(FeatureBackbone(network, arch, out_indices=(-1,)))
     try:
         return FeatureBackbone(network, arch, out_indices=(layer,))
     except ValueError as exc:  # a layer past the end of a non-standard (e.g. tiny) network
         raise InputError(str(exc).replace("out_indices", "layer")) from None
 
 
-def _checked_layer(arch: str, layer: int | None) -> int:
-    """The default layer, or ``layer`` checked against the standard depth before anything loads."""
-    spec = ARCHITECTURES[arch]
+def _default_layer(backbone: FeatureBackbone) -> int:
+    """ViTs: the last block; CNNs: the stage at stride 16 (else the middle one)."""
+    if backbone.is_vit:
+        return -1
+    reductions = [int(f["reduction"]) for f in backbone.model.feature_info]
+    return reductions.index(CNN_DEFAULT_STRIDE) if CNN_DEFAULT_STRIDE in reductions else len(reductions) // 2
+
+
+def _checked_layer(arch: str, layer: int | None) -> int | None:
+    """``layer`` checked, before anything loads, against the depth of a zoo architecture (other
+    networks are checked once built)."""
+    spec = ARCHITECTURES.get(arch)
+    if layer is None or spec is None or not spec.default_out_indices:
+        return layer
     if spec.family == "vit":
         depth = spec.default_out_indices[-1] + 1
-        if layer is None:
-            return -1
         what = f"ViT block (0..{depth - 1}, or -1 for the last)"
     else:
         depth = CNN_STAGES
-        if layer is None:
-            return CNN_DEFAULT_STAGE
         what = f"stage of {arch} (0..3: strides 4, 8, 16, 32)"
     if not -depth <= layer < depth:
         raise InputError(f"layer {layer} is not a {what}.")
