@@ -7,9 +7,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from .. import labels
 from .base import SurgeNetModel, register_task
 
-CVS_CRITERIA = ["C1 two structures", "C2 hepatocystic triangle", "C3 cystic plate"]
+CVS_CRITERIA = list(labels.CVS_CRITERIA)
 
 
 @register_task

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .. import labels
 from .base import register_task
 from .cvs import CVSModel
 
 # The instrument lists of the two public label sets, in their official id order.
-CHOLECT50_TOOLS = ["grasper", "bipolar", "hook", "scissors", "clipper", "irrigator"]
-CHOLEC80_TOOLS = ["Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag"]
+CHOLECT50_TOOLS = list(labels.CHOLECT50_TOOLS)
+CHOLEC80_TOOLS = list(labels.CHOLEC80_TOOLS)
 
 
 @register_task

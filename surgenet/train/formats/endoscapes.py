@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ...exceptions import InputError
+from ...labels import CVS_CRITERIA, ENDOSCAPES_CLASSES
 from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, parse_float, parse_int,
                    read_delimited, read_header, require_file, sorted_images)
 
@@ -53,9 +54,8 @@ NAME = "endoscapes"
 DESCRIPTION = ("Endoscapes2023: images/ + masks/ + cvs.csv (shared layout) or a release split folder "
                "(annotation_coco.json, ../semseg, ../all_metadata.csv); segmentation, cvs")
 TASKS = ("segmentation", "cvs")
-CLASS_NAMES = ["background", "cystic plate", "hepatocystic triangle", "cystic artery", "cystic duct",
-               "gallbladder", "tool"]
-CRITERIA = ["C1 two structures", "C2 hepatocystic triangle cleared", "C3 lower gallbladder off the liver bed"]
+CLASS_NAMES = list(ENDOSCAPES_CLASSES)
+CRITERIA = list(CVS_CRITERIA)
 SHARED_COLUMNS = ["file", "video", "c1", "c2", "c3"]
 ANNOTATORS = ("cvs_annotator_1", "cvs_annotator_2", "cvs_annotator_3")
 
