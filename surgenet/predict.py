@@ -247,13 +247,23 @@ class Predictor:
             if not chunk:
                 return
             batch = torch.stack([self.transform(f.image) for f in chunk])
-            if self.task == "phase":
-                results, state = self._phase(chunk, batch, state)
-                yield from results
-            else:
-                logits = self._forward(batch)
-                for i, frame in enumerate(chunk):
-                    yield self._postprocess(frame, logits[i])
+            finishers, state = self.infer_batch(chunk, batch, state)
+            for finish in finishers:
+                yield finish()
+
+    def infer_batch(self, chunk: list[_Frame], batch: torch.Tensor,
+                    state: Any = None) -> tuple[list[Callable[[], FrameResult]], Any]:
+        """The inference stage of a batch of consecutive frames (``batch``: their ``self.transform``).
+
+        Returns one callable per frame that does its postprocessing (resize back, argmax) and gives
+        its result, so a pipeline (:mod:`surgenet.realtime`) can run it on another thread, and the
+        temporal state of a phase model (``None`` at the start of a video; other tasks: ``None``).
+        """
+        if self.task == "phase":
+            results, state = self._phase(chunk, batch, state)
+            return [lambda r=r: r for r in results], state
+        logits = self._forward(batch)
+        return [lambda f=f, i=i: self._postprocess(f, logits[i]) for i, f in enumerate(chunk)], None
 
     @contextmanager
     def _eval(self):

@@ -3,6 +3,12 @@
 Segmentation writes a PNG class map per frame at the frame's size (pixel value = class index)
 under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase and CVS write
 ``OUT/predictions.csv``, one row per frame. Unreadable images are reported and skipped.
+
+A video runs through the real-time pipeline (surgenet.realtime: decoding, preprocessing,
+inference and writing overlapped) and ends with the sustained fps and the time of each stage;
+``--realtime`` plays it at its frame rate and drops stale frames rather than fall behind.
+``--model`` may be a surgenet-export folder, run by ``--backend`` (onnxruntime, openvino,
+openvino-int8, tensorrt, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import BACKENDS
 from ..io.atomic import atomic_target
 from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
 
@@ -27,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=existing_path, help="an image file, a folder of images or a video file")
     p.add_argument("--model", required=True, type=model_reference,
-                   help="zoo name (surgenet list), a folder written by save_pretrained, or a Hub repo id")
+                   help="zoo name (surgenet list), a folder written by save_pretrained, a Hub repo id, or a "
+                        "surgenet-export output folder")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="engine: torch (default for PyTorch models); an export folder also runs with onnxruntime, "
+                        "openvino[-bf16], openvino-int8[-bf16] (model.int8.xml) or tensorrt (default: its own choice)")
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
     p.add_argument("--num-classes", type=positive_int, help="classes (segmentation) or phases (phase)")
     p.add_argument("--weights", type=existing_path,
@@ -48,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the masks in between (extra video)")
     p.add_argument("--propagation", choices=("flow", "raft", "features"), default="flow",
                    help="with --keyframe-every: how masks move between keyframes (default flow, no weights)")
+    p.add_argument("--realtime", action="store_true",
+                   help="video: play it at its frame rate and drop stale frames (keeping the newest) rather than "
+                        "fall behind; reports how many were dropped")
+    p.add_argument("--overlay-video", action="store_true",
+                   help="segmentation of a video: write the overlays as OUT/overlay.mp4 (H.264, the clip's rate) "
+                        "instead of one PNG per frame; frames dropped by --realtime are not in it")
     p.set_defaults(func=run)
 
 
@@ -113,13 +130,19 @@ def run(args: argparse.Namespace) -> int:
 
     source, out = Path(args.input), Path(args.out)
     tqdm = _progress_bar_class()
-    model = load_model(args.model, task=args.task, num_classes=args.num_classes,
-                       pretrained=not args.no_pretrained, weights=args.weights)
-    _warn_if_untrained(args)
-    predictor = Predictor(model, device=args.device, batch_size=args.batch_size,
+    kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
+    backend = _check_video_options(args, source, kind)
+    if backend == "torch":
+        model = load_model(args.model, task=args.task, num_classes=args.num_classes,
+                           pretrained=not args.no_pretrained, weights=args.weights)
+        _warn_if_untrained(args)
+    else:
+        model = _exported_model(args, backend)
+    predictor = Predictor(model, device=args.device if backend == "torch" else None, batch_size=args.batch_size,
                           normalization=args.normalization, threshold=args.threshold,
                           keep_images=not args.no_overlay)
-    kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
+    if kind == "video" and args.keyframe_every is None:
+        return _run_video(predictor, source, out, args, tqdm)
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
     bar = tqdm(total=_total(source, args.stride, args.recursive), unit="frame", desc=predictor.task,
@@ -167,6 +190,91 @@ def run(args: argparse.Namespace) -> int:
     if args.keyframe_every is not None:
         print(f"keyframe mode: {predictor.keyframe_stats.summary()}")
     return 0 if count else 1
+
+
+def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> str:
+    """The backend, and the video options checked (the clip opened) before any model is built."""
+    from ..backends import check_backend
+    from ..exceptions import InputError
+    from ..io.video import video_info
+
+    if (args.realtime or args.overlay_video) and kind != "video":
+        what = "a folder" if kind == "folder" else "an image"
+        raise InputError(f"--realtime and --overlay-video are for videos; {source} is {what}.")
+    if (args.realtime or args.overlay_video) and args.keyframe_every is not None:
+        raise InputError("--keyframe-every runs its own loop; use it without --realtime and --overlay-video.")
+    if args.overlay_video and args.no_overlay:
+        raise InputError("--overlay-video and --no-overlay contradict each other; pass one of them.")
+    if kind == "video":
+        video_info(source)  # missing, undecodable or no video stream: one line now, not after the model loads
+    return check_backend(args.model, args.backend)
+
+
+def _exported_model(args: argparse.Namespace, backend: str) -> Any:
+    """The runner of a surgenet-export folder; options that only a PyTorch model takes are refused."""
+    from ..backends import load_runner_for
+    from ..exceptions import InputError
+
+    given = [flag for flag, value in (("--weights", args.weights), ("--no-pretrained", args.no_pretrained),
+                                      ("--num-classes", args.num_classes)) if value]
+    if given:
+        raise InputError(f"{args.model} is an exported model, which carries its weights and classes; "
+                         f"drop {', '.join(given)}.")
+    runner = load_runner_for(args.model, backend, device=args.device)
+    task = runner.config.get("task")
+    if args.task is not None and args.task != task:
+        raise InputError(f"{args.model} was exported for {task}, not {args.task}; drop --task or pick another model.")
+    return runner
+
+
+def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace, tqdm: Any) -> int:
+    """A video through the overlapped pipeline; the fps and the stage times at the end."""
+    from contextlib import ExitStack
+
+    from ..io.video import VideoWriter, video_info
+    from ..realtime import format_report, run_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    info = video_info(source)
+    total = None if info.frames is None else (info.frames + args.stride - 1) // args.stride
+    bar = tqdm(total=total, unit="frame", desc=predictor.task)
+    rows: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        movie = None
+        if args.overlay_video and predictor.task == "segmentation":
+            movie = stack.enter_context(VideoWriter(out / "overlay.mp4", fps=(info.fps or 25.0) / args.stride))
+
+        def sink(result: Any) -> None:
+            if predictor.task != "segmentation":
+                rows.append(result.row())
+                return
+            name = _frame_name(result, source, "video")
+            _save_png(result.class_map, out / "masks" / f"{name}.png")
+            if movie is not None:
+                movie.write(result.overlay(alpha=args.alpha))
+            elif not args.no_overlay:
+                _save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png")
+
+        try:
+            report = run_video(predictor, source, sink=sink, realtime=args.realtime, stride=args.stride,
+                               progress=bar.update)
+        finally:
+            bar.close()
+    if predictor.task == "segmentation":
+        written = f"{out / 'masks'}" + ("" if args.no_overlay else
+                                        f" and {out / 'overlay.mp4' if movie is not None else out / 'overlays'}")
+    elif rows:
+        target = out / "predictions.csv"
+        with atomic_target(target) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        written = str(target)
+    else:
+        written = "nothing written"
+    print(f"{report.processed} frame(s) -> {written}")
+    print(format_report(report))
+    return 0 if report.processed else 1
 
 
 def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any):

@@ -1,7 +1,9 @@
-"""Videos decoded with PyAV as a stream: one frame in memory at a time, whatever the length."""
+"""Videos decoded with PyAV as a stream: one frame in memory at a time, whatever the length;
+and written back (H.264) frame by frame, atomically."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from ..exceptions import InputError
+from .atomic import atomic_target
 
 # Containers that PyAV (FFmpeg) demuxes; surgical recorders often write MPEG transport streams
 # (.ts/.m2ts/.mts) or MPEG program streams (.mpg/.mpeg).
@@ -43,6 +46,87 @@ def frame_count(path: str | Path) -> int | None:
             return int(container.streams.video[0].frames) or None
     except (av.error.FFmpegError, IndexError):
         return None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int | None  # as the container reports them (None: unknown)
+    fps: float | None  # average frame rate of the first video stream (None: unknown)
+    width: int
+    height: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame count, frame rate and size of the first video stream; a file that is missing, that
+    FFmpeg cannot open or that has no video stream is an :class:`InputError` (checked before any
+    model is built)."""
+    av = _av()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video {path} does not exist.")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream.")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return VideoInfo(frames=int(stream.frames) or None, fps=float(rate) if rate else None,
+                             width=int(stream.codec_context.width), height=int(stream.codec_context.height))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot open video {path}: {exc}. Check that the file is complete and is a video.") from exc
+
+
+class VideoWriter:
+    """Writes RGB frames to an H.264 video (MPEG-4 ``mpeg4`` where libx264 is missing), one at a
+    time; the file appears under its name only once closed without error (atomic).
+
+    Example:
+        >>> with VideoWriter("out/overlay.mp4", fps=25) as writer:
+        ...     writer.write(rgb_frame)
+    """
+
+    def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast") -> None:
+        self.path = Path(path)
+        self.fps, self.crf, self.preset = fps, crf, preset
+        self._stack = ExitStack()
+        self._container = None
+        self._stream = None
+        self.frames = 0
+
+    def __enter__(self) -> "VideoWriter":
+        av = _av()
+        tmp = self._stack.enter_context(atomic_target(self.path))
+        self._container = self._stack.enter_context(av.open(str(tmp), "w", format="mp4"))
+        return self
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one RGB uint8 (H, W, 3) frame; the first one fixes the size (even sizes for yuv420p)."""
+        av = _av()
+        if self._container is None:
+            raise RuntimeError("VideoWriter.write() outside its with-block.")
+        if self._stream is None:
+            from fractions import Fraction
+
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            self._stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
+            height, width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+            self._stream.width, self._stream.height = width, height
+            self._stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        image = image[:self._stream.height, :self._stream.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def __exit__(self, *exc_info) -> bool:
+        try:
+            if exc_info[0] is None and self._stream is not None:
+                self._container.mux(self._stream.encode())  # flush the encoder's delayed frames
+        finally:
+            self._container = None
+            suppress = self._stack.__exit__(*exc_info)
+        return bool(suppress)
 
 
 def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:

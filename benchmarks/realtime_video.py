@@ -1,0 +1,163 @@
+"""End-to-end real-time video: decode -> preprocess -> segment -> overlay written, on a real clip.
+
+Runs ``surgenet.realtime.run_video`` (the pipeline of ``surgenet predict`` on videos: decoding,
+preprocessing, inference and writing overlapped) once per backend and prints one row each: the
+sustained fps against the clip's rate, per-stage mean / p90 ms, the end-to-end latency and the
+frames dropped in ``--realtime`` mode. The overlay is encoded to an H.264 file (``--write video``,
+what a recorder or a second screen takes), to PNG files, or not at all (``--write none``).
+
+    python benchmarks/realtime_video.py --clip ../shared/data/clips/clip_a.mp4 --model surgenet-caformer
+    python benchmarks/realtime_video.py --clip ../shared/data/clips/clip_a.mp4 --model export/ \\
+        --backend openvino openvino-int8 --realtime --frames 400
+
+``--model`` is a zoo name (random weights: a speed-only run, said in the output), a
+``save_pretrained`` folder (a fine-tuned model) or a ``surgenet-export`` folder (with
+``--backend``). The machine's load average is recorded with every result: figures taken on a
+busy machine are not the machine's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _bench_utils import format_table, machine_info, write_json  # noqa: E402
+
+from surgenet.cli import CommandParser  # noqa: E402
+from surgenet.cli.checks import existing_file, model_reference, positive_int  # noqa: E402
+from surgenet.exceptions import InputError  # noqa: E402
+
+WRITERS = ("video", "png", "none")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``256`` or ``256x448`` (height x width)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sides >= 32, got {text!r}")
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def build_predictor(model: str, backend: str, args: argparse.Namespace) -> tuple[Any, str]:
+    """The Predictor for one backend and a note on the weights."""
+    import surgenet
+    from surgenet.backends import load_runner_for
+    from surgenet.models.loading import model_source
+
+    if backend == "torch":
+        if model_source(model) == "zoo":
+            net = surgenet.load_model(model, task="segmentation", num_classes=args.num_classes, pretrained=False,
+                                      input_size=args.imgsz)
+            note = "random weights (speed only)"
+        else:
+            if args.imgsz:
+                raise InputError("--imgsz is for zoo names; a saved model keeps the input size it was trained at.")
+            net, note = surgenet.load_model(model), "saved model"
+        return surgenet.Predictor(net, device="cpu", batch_size=args.batch_size), note
+    runner = load_runner_for(model, backend)
+    return surgenet.Predictor(runner, batch_size=args.batch_size), "exported model"
+
+
+def make_sink(kind: str, out: Path, fps: float, stack: Any) -> Any:
+    from PIL import Image
+
+    from surgenet.io.atomic import atomic_target
+    from surgenet.io.video import VideoWriter
+
+    if kind == "none":
+        return lambda result: result.overlay()
+    if kind == "video":
+        movie = stack.enter_context(VideoWriter(out / "overlay.mp4", fps=fps))
+        return lambda result: movie.write(result.overlay())
+
+    def png(result: Any) -> None:
+        with atomic_target(out / f"frame_{result.index:06d}.png") as tmp:
+            Image.fromarray(result.overlay()).save(tmp, format="PNG")
+    return png
+
+
+def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    import torch
+
+    from surgenet.backends import check_backend
+    from surgenet.io.video import video_info
+    from surgenet.realtime import run_video
+
+    info = video_info(args.clip)
+    backends = [check_backend(args.model, b) for b in (args.backend or [None])]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows, results = [], []
+    load_before = os.getloadavg()
+    for backend in backends:
+        predictor, note = build_predictor(args.model, backend, args)
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+            out = args.out / backend if args.out else Path(tmp)
+            sink = make_sink(args.write, out, info.fps or 25.0, stack)
+            start = time.perf_counter()
+            report = run_video(predictor, args.clip, sink=sink, realtime=args.realtime, max_frames=args.frames)
+            elapsed = time.perf_counter() - start
+        times = report.stage_times()
+        load = os.getloadavg()
+        size = "x".join(str(v) for v in predictor.config["input_size"][-2:])
+        rows.append([backend, size, f"{report.fps:.1f}", f"{report.source_fps or float('nan'):.1f}",
+                     *(f"{times[s].mean_ms:.1f} / {times[s].p90_ms:.1f}" for s in
+                       ("decode", "preprocess", "infer", "postprocess", "write", "latency")),
+                     f"{report.dropped}/{report.decoded}", f"{load[0]:.1f}"])
+        results.append({"backend": backend, "input_size": size, "weights": note, "write": args.write,
+                        "elapsed_s": elapsed, "load_average_1min": load[0], **report.as_dict()})
+        print(f"{backend}: {note}, {report.processed} frame(s) in {report.wall_s:.1f} s", file=sys.stderr)
+    mode = "real time (stale frames dropped)" if args.realtime else "throughput (every frame)"
+    print(f"{args.clip} ({info.width}x{info.height}, {info.fps or float('nan'):.2f} fps), {mode}, "
+          f"overlay written as {args.write}; load average before {load_before[0]:.1f}, "
+          f"{os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}")
+    print(format_table(["backend", "input", "fps", "clip fps", "decode ms", "preprocess ms", "infer ms",
+                        "postprocess ms", "write ms", "latency ms", "dropped", "load"], rows))
+    print("ms columns: mean / p90 per frame; latency: frame available -> overlay written.")
+    if args.json:
+        write_json(args.json, {"machine": machine_info(), "clip": str(args.clip), "realtime": args.realtime,
+                               "results": results})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = CommandParser(prog="realtime_video", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clip", required=True, type=existing_file, help="a video, e.g. ../shared/data/clips/clip_a.mp4")
+    p.add_argument("--model", required=True, type=model_reference,
+                   help="zoo name (random weights), save_pretrained folder or surgenet-export folder")
+    p.add_argument("--backend", nargs="+", metavar="NAME",
+                   help="one or more of torch, onnxruntime, openvino[-bf16], openvino-int8[-bf16], tensorrt "
+                        "(default: torch, or the export folder's own choice)")
+    p.add_argument("--realtime", action="store_true", help="play at the clip's rate, drop stale frames")
+    p.add_argument("--frames", type=positive_int, help="stop after N frames (default: the whole clip)")
+    p.add_argument("--imgsz", type=parse_size, help="zoo model input, N or HxW (default: the registry's)")
+    p.add_argument("--num-classes", type=positive_int, default=7, help="zoo model classes (Endoscapes: 7)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="throughput mode batch (real time: 1)")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--write", choices=WRITERS, default="video", help="how the overlay is written (default video)")
+    p.add_argument("--out", type=Path, help="keep the overlays here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="also write the results and the machine facts here")
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from surgenet.cli import run_command
+
+    return run_command(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""Real-time video for issue 12: decoding, preprocessing, inference and writing overlapped.
+
+A video runs through three threads so that no stage waits for another one's work:
+
+    reader thread   decode (PyAV) -> preprocess (Predictor.transform) ──► bounded channel
+    main thread     channel ──► inference (Predictor.infer_batch) ──────► bounded queue
+    writer thread   queue ──► postprocess (resize back, argmax) -> sink (files, video) in order
+
+The stages are the Predictor's own, so a pipelined run gives exactly the results of
+``Predictor.predict_video``. The heavy parts (FFmpeg decoding, torch/ONNX Runtime/OpenVINO
+kernels, PNG/H.264 encoding) release the GIL, so the threads do overlap on a multi-core CPU.
+
+Two modes:
+
+- throughput (default): every frame is processed; the reader waits when the channel is full,
+  so memory stays bounded and the sustained fps is what the slowest stage allows.
+- real time (``realtime=True``): the clip plays as a live source would deliver it, each frame
+  arriving at its timestamp. The channel holds only the newest frame: a frame the model has not
+  taken by the time the next one arrives is stale and dropped, so the model never falls behind
+  the video. Frames keep their order (the written indices increase); the last frame is always
+  processed; the report counts the drops.
+
+The report gives, per stage, the mean and 90th percentile time per frame, the end-to-end latency
+(arrival to written) and the sustained fps (frames written per second of wall time).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .exceptions import InputError
+from .io.video import iter_video, video_info
+from .predict import Predictor, _Frame
+from .results import FrameResult
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "infer", "postprocess", "write")
+Sink = Callable[[FrameResult], None]
+
+
+@dataclass
+class StageTime:
+    mean_ms: float
+    p90_ms: float
+    count: int
+
+
+def stage_time(samples_ms: list[float]) -> StageTime:
+    """Mean and 90th percentile (linear interpolation, numpy's default) of per-frame times."""
+    if not samples_ms:
+        return StageTime(float("nan"), float("nan"), 0)
+    values = np.asarray(samples_ms, dtype=np.float64)
+    return StageTime(float(values.mean()), float(np.percentile(values, 90)), len(values))
+
+
+@dataclass
+class VideoRunReport:
+    """What a pipelined run did and how fast (times per frame in milliseconds)."""
+
+    source: str
+    realtime: bool
+    source_fps: float | None  # frames per second of the input after --stride
+    wall_s: float = 0.0  # first decode to last write
+    decoded: int = 0
+    processed_indices: list[int] = field(default_factory=list)  # video frame indices written, in order
+    dropped_indices: list[int] = field(default_factory=list)  # stale frames skipped (real-time mode)
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    latency_ms: list[float] = field(default_factory=list)  # arrival (after decode) to written
+
+    @property
+    def processed(self) -> int:
+        return len(self.processed_indices)
+
+    @property
+    def dropped(self) -> int:
+        return len(self.dropped_indices)
+
+    @property
+    def fps(self) -> float:
+        """Sustained throughput: frames written per second of wall time."""
+        return self.processed / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def keeps_up(self) -> bool | None:
+        """Real time: nothing dropped; throughput: at least the clip's frame rate (None: rate unknown)."""
+        if self.realtime:
+            return self.dropped == 0
+        return None if not self.source_fps else self.fps >= self.source_fps
+
+    def stage_times(self) -> dict[str, StageTime]:
+        return {name: stage_time(self.stages[name]) for name in STAGES} | {"latency": stage_time(self.latency_ms)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "realtime": self.realtime, "source_fps": self.source_fps,
+                "wall_s": self.wall_s, "decoded": self.decoded, "processed": self.processed,
+                "dropped": self.dropped, "fps": self.fps, "keeps_up": self.keeps_up,
+                "stages_ms": {k: {"mean": v.mean_ms, "p90": v.p90_ms} for k, v in self.stage_times().items()}}
+
+
+def format_report(report: VideoRunReport) -> str:
+    """A few lines for a terminal: the sustained fps against the clip's, then a stage table."""
+    rate = f"clip {report.source_fps:.2f} fps" if report.source_fps else "clip rate unknown"
+    verdict = {True: "keeps up", False: "falls behind", None: "?"}[report.keeps_up]
+    mode = "real time" if report.realtime else "throughput"
+    lines = [f"{mode}: {report.processed} frame(s) written, {report.dropped} dropped, in {report.wall_s:.2f} s: "
+             f"{report.fps:.2f} fps sustained ({rate}: {verdict})",
+             f"{'stage':<12}{'mean ms':>10}{'p90 ms':>10}"]
+    for name, t in report.stage_times().items():
+        lines.append(f"{name:<12}{t.mean_ms:>10.2f}{t.p90_ms:>10.2f}")
+    return "\n".join(lines)
+
+
+@dataclass
+class _Item:
+    frame: _Frame
+    x: torch.Tensor | None
+    arrived: float  # perf_counter() when the frame became available
+
+
+class _Channel:
+    """Frames from the reader to the model, in decoding order.
+
+    Bounded: in throughput mode the reader waits while it is full; in real-time mode it holds
+    only the newest frame, and a frame still there when the next one arrives is dropped.
+    """
+
+    def __init__(self, capacity: int, latest_only: bool) -> None:
+        self.capacity = 1 if latest_only else max(1, capacity)
+        self.latest_only = latest_only
+        self.items: list[_Item] = []
+        self.dropped: list[int] = []
+        self.closed = self.cancelled = False
+        self.cond = threading.Condition()
+
+    def put(self, item: _Item) -> bool:
+        """False when the consumer has gone (stop reading)."""
+        with self.cond:
+            while not self.latest_only and len(self.items) >= self.capacity and not self.cancelled:
+                self.cond.wait()
+            if self.cancelled:
+                return False
+            if self.latest_only and self.items:
+                self.dropped.append(self.items.pop().frame.index)
+            self.items.append(item)
+            self.cond.notify_all()
+            return True
+
+    def take(self, n: int) -> list[_Item]:
+        """Up to ``n`` frames in order, waiting for ``n`` unless the reader has finished; [] at the end."""
+        with self.cond:
+            while len(self.items) < n and not self.closed and not self.cancelled:
+                self.cond.wait()
+            chunk, self.items = self.items[:n], self.items[n:]
+            self.cond.notify_all()
+            return chunk
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify_all()
+
+
+class _Worker(threading.Thread):
+    """A daemon thread that keeps the first exception it meets for the main thread to raise."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+            self.error = exc
+
+
+def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, realtime: bool = False,
+              stride: int = 1, max_frames: int | None = None, queue_size: int = 8, warmup: bool = True,
+              progress: Callable[[int], None] | None = None) -> VideoRunReport:
+    """Run ``predictor`` over a video with decoding, preprocessing, inference and writing overlapped.
+
+    Args:
+        predictor: any Predictor (PyTorch model or exported runner). Real-time mode works on the
+            newest frame, one at a time (batch 1); throughput mode uses ``predictor.batch_size``.
+        path: the video (checked before any thread starts: missing or undecodable is an InputError).
+        sink: called with each result on the writer thread, in frame order (e.g. save files).
+        realtime: play the clip at its frame rate and drop stale frames rather than fall behind.
+        stride: every ``stride``-th frame of the video (the clip's rate is divided by it).
+        max_frames: stop after this many frames (after the stride).
+        queue_size: frames that may wait between two stages (bounds memory).
+        warmup: run the model once before the clock starts (first-call set-up is not a frame's cost).
+        progress: called on the writer thread with the number of frames done (written or dropped).
+
+    Returns:
+        the :class:`VideoRunReport`; ``report.decoded == report.processed + report.dropped``.
+    """
+    if stride < 1 or (max_frames is not None and max_frames < 1) or queue_size < 1:
+        raise InputError(f"stride, max_frames and queue_size must be >= 1, got {stride}, {max_frames}, {queue_size}.")
+    path = Path(path)
+    info = video_info(path)
+    source_fps = info.fps / stride if info.fps else None
+    if realtime and not source_fps:
+        raise InputError(f"{path} does not state its frame rate, which real-time mode plays it at; "
+                         "run without --realtime.")
+    batch = 1 if realtime else predictor.batch_size
+    report = VideoRunReport(source=str(path), realtime=realtime, source_fps=source_fps)
+    if warmup:
+        _warm_up(predictor, batch)
+    channel = _Channel(max(queue_size, 2 * batch), latest_only=realtime)
+    results: queue.Queue = queue.Queue(maxsize=max(queue_size, 2 * batch))
+
+    def read() -> None:
+        frames = iter_video(path, stride)
+        clock_start = first_time = None
+        try:
+            for count in range(max_frames or 2 ** 62):
+                t0 = time.perf_counter()
+                vf = next(frames, None)
+                if vf is None:
+                    return
+                report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
+                report.decoded += 1
+                if realtime:  # the frame arrives when a live source would show it
+                    if clock_start is None:
+                        clock_start, first_time = time.perf_counter(), vf.time
+                    offset = (vf.time - first_time) if vf.time is not None and first_time is not None \
+                        else count / source_fps
+                    wait = clock_start + offset - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                arrived = time.perf_counter()
+                x = predictor.transform(vf.image)
+                report.stages["preprocess"].append((time.perf_counter() - arrived) * 1e3)
+                if not channel.put(_Item(_Frame(vf.index, str(path), vf.time, vf.image), x, arrived)):
+                    return
+        finally:
+            frames.close()
+            channel.close()
+
+    failed = threading.Event()
+
+    def write() -> None:
+        while (entry := results.get()) is not None:
+            item, finish, done = entry
+            try:
+                t0 = time.perf_counter()
+                result = finish()
+                t1 = time.perf_counter()
+                if sink is not None:
+                    sink(result)
+                t2 = time.perf_counter()
+            except BaseException:
+                failed.set()
+                while results.get() is not None:  # drain, so that the main thread never blocks on a full queue
+                    pass
+                raise
+            report.stages["postprocess"].append((t1 - t0) * 1e3)
+            report.stages["write"].append((t2 - t1) * 1e3)
+            report.latency_ms.append((t2 - item.arrived) * 1e3)
+            report.processed_indices.append(item.frame.index)
+            if progress is not None:
+                progress(done)
+
+    reader = _Worker("surgenet-reader", read)
+    writer = _Worker("surgenet-writer", write)
+    start = time.perf_counter()
+    reader.start()
+    writer.start()
+    state, seen_drops = None, 0
+    try:
+        while not failed.is_set():
+            chunk = channel.take(batch)
+            if not chunk:
+                break
+            t0 = time.perf_counter()
+            finishers, state = predictor.infer_batch([it.frame for it in chunk], torch.stack([it.x for it in chunk]),
+                                                     state)
+            share = (time.perf_counter() - t0) * 1e3 / len(chunk)
+            drops = len(channel.dropped) - seen_drops
+            seen_drops += drops
+            for k, (item, finish) in enumerate(zip(chunk, finishers)):
+                report.stages["infer"].append(share)
+                item.x = None  # the model's input is no longer needed; the frame stays for the overlay
+                results.put((item, finish, 1 + (drops if k == 0 else 0)))
+    finally:
+        channel.cancel()
+        results.put(None)
+        writer.join()
+        reader.join()
+    report.wall_s = time.perf_counter() - start
+    report.dropped_indices = list(channel.dropped)
+    for worker in (reader, writer):
+        if worker.error is not None:
+            raise worker.error
+    if progress is not None and len(channel.dropped) > seen_drops:
+        progress(len(channel.dropped) - seen_drops)
+    return report
+
+
+def _warm_up(predictor: Predictor, batch: int) -> None:
+    """One forward pass on a blank batch of the model's input size (kernel selection, allocations)."""
+    h, w = (int(v) for v in predictor.config["input_size"][-2:])
+    image = np.zeros((h, w, 3), np.uint8)
+    frames = [_Frame(i, "", None, image) for i in range(batch)]
+    x = predictor.transform(image)
+    predictor.infer_batch(frames, torch.stack([x] * batch), None)
