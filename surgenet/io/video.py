@@ -30,17 +30,18 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _av():
+def import_av(extra: str = "video"):
+    """PyAV, imported when a video is read; without it an error that names the extra to install."""
     try:
         import av
     except ImportError as exc:
-        raise InputError("reading videos needs PyAV: pip install 'surgenet[video]'.") from exc
+        raise InputError(f"reading videos needs PyAV: pip install 'surgenet[{extra}]'.") from exc
     return av
 
 
 def frame_count(path: str | Path) -> int | None:
     """Frames in the first video stream as the container reports them (``None`` if unknown)."""
-    av = _av()
+    av = import_av()
     try:
         with av.open(str(path)) as container:
             return int(container.streams.video[0].frames) or None
@@ -60,7 +61,7 @@ def video_info(path: str | Path) -> VideoInfo:
     """Frame count, frame rate and size of the first video stream; a file that is missing, that
     FFmpeg cannot open or that has no video stream is an :class:`InputError` (checked before any
     model is built)."""
-    av = _av()
+    av = import_av()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video {path} does not exist.")
@@ -94,14 +95,14 @@ class VideoWriter:
         self.frames = 0
 
     def __enter__(self) -> "VideoWriter":
-        av = _av()
+        av = import_av()
         tmp = self._stack.enter_context(atomic_target(self.path))
         self._container = self._stack.enter_context(av.open(str(tmp), "w", format="mp4"))
         return self
 
     def write(self, image: np.ndarray) -> None:
         """Append one RGB uint8 (H, W, 3) frame; the first one fixes the size (even sizes for yuv420p)."""
-        av = _av()
+        av = import_av()
         if self._container is None:
             raise RuntimeError("VideoWriter.write() outside its with-block.")
         if self._stream is None:
@@ -133,7 +134,7 @@ def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:
     """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``)."""
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}.")
-    av = _av()
+    av = import_av()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video {path} does not exist.")

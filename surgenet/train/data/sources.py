@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from ...exceptions import InputError
+from ...io.images import IMAGE_EXTENSIONS
 from .video import (VIDEO_EXTENSIONS, UnreadableVideoError, check_fps, list_videos, num_samples, read_frame_at,
                     video_duration)
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LIST_COLUMNS = ("path", "image", "frame", "file", "filename")
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ...exceptions import InputError
 from ...io.atomic import atomic_target
-from ...io.video import VIDEO_EXTENSIONS  # noqa: F401 - one list for prediction and training
+from ...io.video import VIDEO_EXTENSIONS, import_av  # noqa: F401 - one list for prediction and training
 
 _EPS = 1e-3  # seconds: container timestamps are rounded
 
@@ -29,11 +29,7 @@ class UnreadableVideoError(InputError):
 
 
 def _av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is part of the train extra
-        raise InputError("reading videos needs PyAV: pip install 'surgenet[train]'.") from exc
-    return av
+    return import_av("train")  # the one PyAV import helper; training names its own extra
 
 
 def check_fps(fps: float) -> float:
