@@ -13,7 +13,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from surgenet.cli.table import format_table as _format_table
 from surgenet.io.atomic import atomic_target, atomic_write_text
+from surgenet.metrics import decision_agreement as argmax_agreement  # noqa: F401 - shared with the export checks
 
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
                          "amx_int8")
@@ -110,14 +112,6 @@ def latency_stats(times_ms: Sequence[float], batch: int) -> dict[str, float]:
             "fps": batch * 1e3 / median}
 
 
-def argmax_agreement(ref: np.ndarray, out: np.ndarray, task: str) -> float:
-    """Pixels (segmentation) or samples whose decision matches the reference."""
-    if task == "cvs":
-        return float(np.mean((ref > 0) == (out > 0)))
-    axis = 1 if task == "segmentation" else -1
-    return float(np.mean(ref.argmax(axis) == out.argmax(axis)))
-
-
 def gflops_per_frame(model, imgsz: Sequence[int]) -> float:
     """FLOPs of one frame (multiply-add = 2), counted on a copy with timm's fused attention off,
     since the counter does not look inside fused attention kernels."""
@@ -135,11 +129,8 @@ def gflops_per_frame(model, imgsz: Sequence[int]) -> float:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table (readable on screen, pasteable into a README)."""
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+    """A markdown table (readable on screen, pasteable into a README), by the one table printer."""
+    return _format_table(headers, rows, markdown=True)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from surgenet.exceptions import InputError
+from surgenet.tasks import TASKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import (  # noqa: E402
@@ -453,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latency.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="zoo name or save_pretrained folder")
-    p.add_argument("--task", choices=("segmentation", "phase", "cvs"))
+    p.add_argument("--task", choices=TASKS)
     p.add_argument("--num-classes", type=int)
     p.add_argument("--weights", type=Path, help="local weights instead of the released ones")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")

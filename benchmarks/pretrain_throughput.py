@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from surgenet.cli.table import format_table  # noqa: E402
 from surgenet.io.atomic import atomic_write_text  # noqa: E402
 from surgenet.registry import REGISTRY  # noqa: E402
 from surgenet.train.config import load_config  # noqa: E402
@@ -129,10 +130,7 @@ def main() -> int:
         return 0
     rows = [_isolated(name, args) for name in (args.arch or DEFAULT_NAMES)]
     keys = ["model", "device", "precision", "batch_size", "crops", "s_per_step", "images_per_s", "peak_memory_mb"]
-    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for r in rows:
-        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    print(format_table(keys, [[r[k] for k in keys] for r in rows]))
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0

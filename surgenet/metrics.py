@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .tasks import MULTI_LABEL_TASKS
+
 
 def _labels(pred: np.ndarray, target: np.ndarray, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
@@ -147,6 +149,19 @@ def phase_metrics(pred: Sequence[int], target: Sequence[int], num_classes: int,
         "macro_precision": _nanmean(precision), "macro_recall": _nanmean(recall),
         "macro_f1": _nanmean(f1), "macro_jaccard": _nanmean(jaccard),
     }
+
+
+def decision_agreement(ref: np.ndarray, out: np.ndarray, task: str) -> float:
+    """Share of decisions on which two outputs of one model agree (e.g. an exported engine against
+    PyTorch): each pixel's argmax over the class axis 1 (segmentation), each frame's argmax over
+    the last axis (phase), each logit's sign (multi-label tasks such as CVS: independent sigmoids)."""
+    ref, out = np.asarray(ref), np.asarray(out)
+    if ref.shape != out.shape:
+        raise ValueError(f"outputs of shapes {ref.shape} and {out.shape} cannot be compared.")
+    if task in MULTI_LABEL_TASKS:
+        return float(np.mean((ref > 0) == (out > 0)))
+    axis = 1 if task == "segmentation" else -1
+    return float(np.mean(ref.argmax(axis) == out.argmax(axis)))
 
 
 def _as_2d(values: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from .exceptions import InputError
 from .io import as_rgb_array, is_video, iter_video, list_images
 from .models.base import SurgeNetModel
 from .results import CVSResult, FrameResult, PhaseResult, SegmentationResult
+from .tasks import TASKS
 from .transforms import create_transform
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,8 @@ class Predictor:
             raise InputError(f"the model config lacks {', '.join(missing)}.")
         self.config = dict(config)
         self.task: str = self.config["task"]
-        if self.task not in ("segmentation", "phase", "cvs"):
-            raise InputError(f"unknown task {self.task!r} in the config; valid: segmentation, phase, cvs.")
+        if self.task not in TASKS:
+            raise InputError(f"unknown task {self.task!r} in the config; valid: {', '.join(TASKS)}.")
         if self.task == "phase" and self.model is None:
             _check_streaming_backend(self.backend, self.config)
         n = int(self.config["num_classes"])

@@ -27,15 +27,12 @@ def write_zoo_cards(out: Path, check: bool = False) -> list[str]:
     return stale
 
 
-def zoo_table_markdown() -> str:
+def zoo_table_markdown(entries=None) -> str:
     """The README's zoo table, rendered from the registry (a test keeps the README in sync)."""
-    lines = [
-        "| name | architecture | input | params | pretraining data | weights file |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, e in REGISTRY.items():
-        lines.append(
-            f"| `{name}` | {e.arch} | {e.input_size[1]}x{e.input_size[2]} | {e.num_params / 1e6:.1f}M "
-            f"| {e.pretraining_data.split(':')[0]} | [{e.filename}](https://huggingface.co/{e.repo_id}) |"
-        )
-    return "\n".join(lines)
+    from .cli.table import format_table
+
+    rows = [[f"`{e.name}`", e.arch, f"{e.input_size[1]}x{e.input_size[2]}", f"{e.num_params / 1e6:.1f}M",
+             e.pretraining_data.split(":")[0], f"[{e.filename}](https://huggingface.co/{e.repo_id})"]
+            for e in (REGISTRY.values() if entries is None else entries)]
+    return format_table(["name", "architecture", "input", "params", "pretraining data", "weights file"], rows,
+                        markdown=True)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from surgenet._version import __version__
 
 from surgenet.exceptions import InputError
+from surgenet.tasks import TASKS
 
 from ._cuda import import_tensorrt
 from .errors import BackendUnavailableError
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Export a SurgeNet task model to ONNX and TensorRT, "
                                 "validated against PyTorch.")
     p.add_argument("model", metavar="MODEL_OR_DIR", help="a zoo name (surgenet list) or a save_pretrained folder")
-    p.add_argument("--task", choices=("segmentation", "phase", "cvs"),
+    p.add_argument("--task", choices=TASKS,
                    help="task head (required with a zoo name; phase exports the online step)")
     p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
     weights = p.add_mutually_exclusive_group()

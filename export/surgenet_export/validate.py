@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from surgenet.metrics import decision_agreement as agreement  # one definition, shared with the benchmarks
 
 from .errors import ExportError
 from .graph import GraphSpec
@@ -58,15 +59,6 @@ def parity_shapes(batch: int, hw: Sequence[int], dynamic: bool, size_multiple: i
 
         shapes.append((int(batch) + 1, other(h), other(w)))
     return shapes
-
-
-def agreement(ref: np.ndarray, out: np.ndarray, task: str) -> float:
-    """Share of predictions that agree: pixels' argmax (segmentation), frames' argmax (phase),
-    criteria's sign (CVS: independent sigmoids, so a logit's sign is its decision)."""
-    if task == "cvs":
-        return float(np.mean((ref > 0) == (out > 0)))
-    axis = 1 if task == "segmentation" else -1
-    return float(np.mean(ref.argmax(axis) == out.argmax(axis)))
 
 
 def compare(ref: np.ndarray, out: np.ndarray, task: str, tolerance: Tolerance) -> dict[str, Any]:

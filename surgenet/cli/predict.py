@@ -23,9 +23,8 @@ import numpy as np
 
 from ..backends import BACKENDS
 from ..io.atomic import atomic_target
+from ..tasks import TASKS
 from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
-
-TASKS = ("segmentation", "phase", "cvs")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -107,29 +106,14 @@ def _warn_if_untrained(args: argparse.Namespace) -> None:
           "Pass a fine-tuned model folder (surgenet-train finetune) or --weights.", file=sys.stderr)
 
 
-def _progress_bar_class():
-    """tqdm when installed (extras video/train/dev); otherwise a silent stand-in."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        class tqdm:  # noqa: N801 - mirrors the part of tqdm's API used here
-            def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-            def update(self, n: int = 1) -> None: ...
-            def close(self) -> None: ...
-
-            @staticmethod
-            def write(message: str, file: Any = None) -> None:
-                print(message, file=file or sys.stderr)
-    return tqdm
-
-
 def run(args: argparse.Namespace) -> int:
     from ..io import is_video
     from ..models import load_model
     from ..predict import Predictor
 
+    from tqdm import tqdm  # a core dependency
+
     source, out = Path(args.input), Path(args.out)
-    tqdm = _progress_bar_class()
     kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
     backend = _check_video_options(args, source, kind)
     if backend == "torch":

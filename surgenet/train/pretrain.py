@@ -326,10 +326,8 @@ def _seed_everything(seed: int) -> None:
 def _progress(start: int, end: int, enabled: bool, desc: str = "DINO"):
     if not enabled:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is part of the train extra
-        return None
+    from tqdm.auto import tqdm  # a core dependency
+
     return tqdm(total=end, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 

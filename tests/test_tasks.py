@@ -1,0 +1,60 @@
+"""Facts written once: the task names, the agreement of two outputs, the table printer."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from surgenet.cli.table import format_table
+from surgenet.metrics import decision_agreement
+from surgenet.tasks import MULTI_LABEL_TASKS, TASKS
+
+
+def _task_choices(parser: argparse.ArgumentParser, *subcommand: str) -> tuple[str, ...]:
+    for name in subcommand:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return tuple(next(a for a in parser._actions if "--task" in a.option_strings).choices)
+
+
+def test_every_task_has_a_model_class_and_the_command_lines_offer_them():
+    from surgenet.cli import build_parser
+    from surgenet.models.base import TASK_CLASSES
+
+    assert set(TASKS) <= set(TASK_CLASSES) and set(MULTI_LABEL_TASKS) <= set(TASKS)
+    assert _task_choices(build_parser(), "predict") == TASKS
+
+
+def test_export_command_offers_the_same_tasks():
+    pytest.importorskip("onnx")
+    from surgenet_export.cli import build_parser
+
+    assert _task_choices(build_parser()) == TASKS
+
+
+def test_decision_agreement_by_hand():
+    # Segmentation: classes on axis 1; two of the four pixels change their argmax.
+    ref = np.zeros((1, 3, 2, 2))
+    ref[0, 0] = 1.0
+    out = ref.copy()
+    out[0, 2, 0, :] = 2.0
+    assert decision_agreement(ref, out, "segmentation") == 0.5
+    # Phase: classes on the last axis; one frame of three changes.
+    ref, out = np.eye(3), np.eye(3)
+    out[1] = [0.0, 0.4, 0.6]
+    assert decision_agreement(ref, out, "phase") == pytest.approx(2 / 3)
+    # CVS: independent sigmoids, each logit's sign is a decision (argmax would compare criteria).
+    ref, out = np.array([[2.0, -1.0, 0.5]]), np.array([[1.0, -3.0, -0.1]])
+    assert decision_agreement(ref, out, "cvs") == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="shapes"):
+        decision_agreement(np.zeros(3), np.zeros(4), "phase")
+
+
+def test_tables_plain_and_markdown():
+    rows = [["a", 1.5], ["long name", 22]]
+    assert format_table(["name", "x"], rows).splitlines() == [
+        "name       x", "---------  ---", "a          1.5", "long name  22"]
+    assert format_table(["name", "x"], rows, markdown=True).splitlines() == [
+        "| name      | x   |", "|-----------|-----|", "| a         | 1.5 |", "| long name | 22  |"]
