@@ -225,7 +225,8 @@ def _real_subset(root: Path) -> Path:
 def test_short_fine_tuning_on_real_frames_lowers_the_loss(tmp_path):
     import surgenet
     from surgenet.train.data.labelled import SegmentationSamples
-    from surgenet.train.finetune import _seed, build_model
+    from surgenet.train.checkpointing import seed_everything
+    from surgenet.train.finetune import build_model
     from surgenet.train.formats import open_dataset
 
     data = _real_subset(tmp_path / "endoscapes")
@@ -244,7 +245,7 @@ def test_short_fine_tuning_on_real_frames_lowers_the_loss(tmp_path):
         with torch.no_grad():
             return float(dice_ce_loss(model.eval()(x), masks))
 
-    _seed(cfg.seed)
+    seed_everything(cfg.seed)
     before = loss_of(build_model(cfg, 7))  # the initial weights of the run (same seed)
     finetune(cfg, tmp_path / "out")
     after = loss_of(surgenet.load_model(tmp_path / "out" / "best"))

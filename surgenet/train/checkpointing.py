@@ -30,6 +30,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's global generators (the ones layers and workers draw from)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def capture_rng() -> dict[str, Any]:
     """This process's random states as tensors, ints and tuples only (safe to load)."""
     np_state = np.random.get_state()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 
 from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
-from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng
+from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
 from .config import dump_yaml, load_config, to_dict
 from .runlog import MetricLog, records_until
 
@@ -74,12 +73,6 @@ class FinetuneConfig:
     clip_length: int = 16  # end to end: frames per training clip
     temporal: str = "tcn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int | None = None, class_names: list[str] | None = None):
@@ -160,7 +153,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     out = Path(out_dir)
     device = resolve_device(cfg.device)  # a device that is not there fails before data and model are touched
     state = load_checkpoint_state(out / LAST) if resume else None  # a missing state fails before data loading
-    _seed(cfg.seed)
+    seed_everything(cfg.seed)
     task = TASKS[cfg.task](cfg)  # opens and checks every label of the datasets
     num_classes, class_names = _class_names_for(cfg, task.class_names)
     out.mkdir(parents=True, exist_ok=True)

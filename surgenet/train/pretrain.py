@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 import warnings
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..exceptions import InputError, SurgeNetError
 from ..registry import get_entry
 from . import distributed as D
-from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
 from .config import EVAL_METHODS, PretrainConfig, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
 from .dino.optim import clip_gradients, set_hyperparameters
@@ -134,7 +133,7 @@ class Pretrainer:
         self.dist = D.init_distributed(config.train.device)
         self.device = self.dist.device
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
-        _seed_everything(config.train.seed)  # the same initial weights on every rank
+        seed_everything(config.train.seed)  # the same initial weights on every rank
         entry = get_entry(config.model.name)
         plugin = method_class(config.method)
         self.mixture = build_mixture(config)
@@ -146,7 +145,7 @@ class Pretrainer:
         self.multicrop = self.method.views()
         self.schedules = self.method.schedules(config.train.epochs, self.steps_per_epoch, config.train.batch_size)
         self.student, self.teacher, self.loss_fn = self.method.student, self.method.teacher, self.method.loss_fn
-        _seed_everything(config.train.seed + self.dist.rank)  # ranks differ in drop path, not in data
+        seed_everything(config.train.seed + self.dist.rank)  # ranks differ in drop path, not in data
         self.method.to(self.device)
         self.optimizer = build_optimizer(config, self.method.param_groups())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
@@ -315,12 +314,6 @@ class Pretrainer:
             if log:
                 log.write(record)
         D.barrier()
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _progress(start: int, end: int, enabled: bool, desc: str = "DINO"):
