@@ -119,6 +119,17 @@ def test_predict_bad_numbers(image, tmp_path, capsys, option, value, fragment):
     assert_one_line(code, err, f"argument {option}", fragment)
 
 
+def test_predict_keyframe_options(image, tmp_path, capsys):
+    base = _predict(image.parent, "--model", "surgenet-caformer", "--out", tmp_path / "out")
+    code, err = run(surgenet_main, [*base, "--keyframe-every", "0"], capsys)
+    assert_one_line(code, err, "argument --keyframe-every", "must be >= 1")
+    code, err = run(surgenet_main, [*base, "--keyframe-every", "5", "--stride", "2"], capsys)
+    assert_one_line(code, err, "--keyframe-every needs consecutive frames")
+    code, err = run(surgenet_main, [*_predict(image, "--model", "surgenet-caformer", "--out", tmp_path / "out"),
+                                    "--keyframe-every", "5"], capsys)
+    assert_one_line(code, err, "--keyframe-every needs consecutive frames of a video or a folder")
+
+
 def test_predict_out_naming_an_existing_file(image, tmp_path, capsys):
     existing = tmp_path / "results.csv"
     existing.write_text("a,b\n")

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=fraction, default=0.5, help="CVS: probability at which a criterion is met")
     p.add_argument("--alpha", type=fraction, default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
-    p.add_argument("--keyframe-every", type=int, metavar="N",
+    p.add_argument("--keyframe-every", type=positive_int, metavar="N",
                    help="segmentation of a video or folder: run the model on keyframes only (at least every N "
                         "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
                         "the masks in between (extra video)")
@@ -189,6 +189,9 @@ def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> s
         raise InputError("--keyframe-every runs its own loop; use it without --realtime and --overlay-video.")
     if args.overlay_video and args.no_overlay:
         raise InputError("--overlay-video and --no-overlay contradict each other; pass one of them.")
+    if args.keyframe_every is not None and (kind == "image" or args.stride != 1 or args.recursive):
+        raise InputError("--keyframe-every needs consecutive frames of a video or a folder (no --stride, no "
+                         "--recursive).")
     if kind == "video":
         video_info(source)  # missing, undecodable or no video stream: one line now, not after the model loads
     return check_backend(args.model, args.backend)
@@ -265,9 +268,7 @@ def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Na
     """Keyframe mode (surgenet.video): checked before any frame is decoded."""
     from ..exceptions import InputError
 
-    if predictor.task != "segmentation" or kind == "image":
+    if predictor.task != "segmentation":  # N >= 1, the input and its frames are checked before the model
         raise InputError("--keyframe-every is for segmentation of a video or a folder of frames.")
-    if args.keyframe_every < 1 or args.stride != 1 or args.recursive:
-        raise InputError("--keyframe-every N needs N >= 1 and consecutive frames (no --stride, no --recursive).")
     return predictor.predict_keyframes(source, every=args.keyframe_every, method=args.propagation,
                                        on_error=on_error)
