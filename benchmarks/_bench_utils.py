@@ -14,28 +14,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from surgenet.cli.table import format_table as _format_table
+from surgenet.devices import cpu_flags  # noqa: F401 - re-exported for the benchmarks
+from surgenet.devices import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
 from surgenet.io.atomic import atomic_target, atomic_write_text
 from surgenet.metrics import decision_agreement as argmax_agreement  # noqa: F401 - shared with the export checks
 
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
                          "amx_int8")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def has_native_bf16() -> bool:
-    """BF16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere PyTorch emulates it, ~100x slower."""
-    flags = cpu_flags()
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def machine_info() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Facts written once: the task names, the agreement of two outputs, the table printer."""
+"""Facts written once: the task names, the agreement of two outputs, the table printer, bf16 detection."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def test_tables_plain_and_markdown():
         "name       x", "---------  ---", "a          1.5", "long name  22"]
     assert format_table(["name", "x"], rows, markdown=True).splitlines() == [
         "| name      | x   |", "|-----------|-----|", "| a         | 1.5 |", "| long name | 22  |"]
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    from surgenet import devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512f", "avx512bw"})  # AVX-512 without bf16
+    assert not devices.cpu_has_native_bf16()
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512f", flag})
+        assert devices.cpu_has_native_bf16()

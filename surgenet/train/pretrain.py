@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ..devices import cpu_has_native_bf16
 from ..exceptions import InputError, SurgeNetError
 from ..registry import get_entry
 from . import distributed as D
@@ -79,14 +80,6 @@ def build_mixture(config: PretrainConfig) -> Mixture:
                    seed=config.train.seed)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype; None is full fp32.
 
@@ -98,7 +91,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cuda":
             name = "fp16"
         else:
-            name = "bf16" if cpu_has_fast_bf16() else "fp32"
+            name = "bf16" if cpu_has_native_bf16() else "fp32"
             if name == "fp32":
                 logger.info("this CPU has no native bf16: training in fp32 (train.precision=bf16 forces bf16)")
     if name == "fp16" and device.type != "cuda":
