@@ -213,29 +213,27 @@ BACKENDS: dict[str, tuple[str, Factory]] = {
 
 
 def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[Path] | None) -> tuple[np.ndarray, str]:
-    """Real frames resized to ``hw`` and normalised with the model's mean/std, (K, 3, H, W) float32."""
+    """Real frames through the models' own preprocessing (``surgenet.create_transform`` at ``hw``),
+    (K, 3, H, W) float32."""
     from PIL import Image, ImageOps
+
+    from surgenet import create_transform
 
     paths = frames or ([SAMPLE_FRAME] if SAMPLE_FRAME.is_file() else [])
     if not paths:
-        rng = np.random.default_rng(0)
-        images = [rng.random((hw[0], hw[1], 3), dtype=np.float32)]
+        images = [np.random.default_rng(0).integers(0, 256, (hw[0], hw[1], 3), dtype=np.uint8)]
         source = "uniform random images (no sample frame found)"
     else:
         images = []
         for path in paths:
             img = Image.open(path).convert("RGB")
             w, h = img.size
-            views = [img] if frames else [
+            images += [img] if frames else [
                 img, ImageOps.mirror(img), img.crop((w // 6, h // 6, w - w // 6, h - h // 6)),
                 Image.fromarray((np.asarray(img, dtype=np.float32) * [1.1, 0.9, 0.95]).clip(0, 255).astype(np.uint8)),
             ]
-            images += [np.asarray(v.resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float32) / 255.0 for v in views]
         source = ", ".join(str(p) for p in paths) + ("" if frames else " (+ flip, zoom, colour-shift views)")
-    mean = np.asarray(config["mean"], np.float32).reshape(1, 1, 3)
-    std = np.asarray(config["std"], np.float32).reshape(1, 1, 3)
-    batch = np.stack([((im - mean) / std).transpose(2, 0, 1) for im in images]).astype(np.float32)
-    return batch, source
+    return create_transform(config, size=hw).batch(images).numpy(), source
 
 
 def parse_size(text: str) -> tuple[int, int]:
