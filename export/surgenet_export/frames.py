@@ -31,14 +31,12 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def preprocess(image: np.ndarray, hw: Sequence[int], config: Mapping[str, Any]) -> np.ndarray:
-    """An RGB uint8 frame (H, W, 3) as a (1, 3, h, w) float32 graph input."""
-    from PIL import Image
+    """An RGB uint8 frame (H, W, 3) as a (1, 3, h, w) float32 graph input, by the Predictor's own
+    preprocessing (:class:`surgenet.transforms.ImageTransform`)."""
+    from surgenet.transforms import ImageTransform
 
-    h, w = int(hw[0]), int(hw[1])
-    resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
-    mean = np.asarray(config["mean"], np.float32).reshape(1, 1, 3)
-    std = np.asarray(config["std"], np.float32).reshape(1, 1, 3)
-    return np.ascontiguousarray(((resized - mean) / std).transpose(2, 0, 1)[None], dtype=np.float32)
+    x = ImageTransform((int(hw[0]), int(hw[1])), config["mean"], config["std"])(image)
+    return np.ascontiguousarray(x.numpy()[None], dtype=np.float32)
 
 
 def load_frames(files: Sequence[Path], hw: Sequence[int], config: Mapping[str, Any]) -> list[np.ndarray]:
