@@ -8,7 +8,6 @@ twice.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -35,11 +34,6 @@ TASK_NOTE = "This model adds task layers to that backbone; see the task section.
 _LICENSE_NAMES = {"cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0 (non-commercial, share-alike)"}
 
 
-def _yaml_list(key: str, values: list[str]) -> str:
-    # JSON strings are valid YAML double-quoted scalars: safe for any character.
-    return f"{key}:\n" + "".join(f"- {json.dumps(v)}\n" for v in values)
-
-
 def _dataset_name(entry: ModelEntry) -> str:
     return entry.pretraining_data.split(":", 1)[0].strip()
 
@@ -50,16 +44,18 @@ def _doi(paper: str) -> str | None:
 
 
 def _metadata(entry: ModelEntry, task: str | None, extra: dict[str, Any]) -> str:
+    """The YAML header the Hub reads, written by huggingface_hub's own ModelCardData (its keys,
+    its quoting), so the Hub's parser and ours cannot disagree."""
+    from huggingface_hub import ModelCardData
+
     tags = ["surgenet", "surgery", "surgical-computer-vision", "endoscopy", "laparoscopy",
             "self-supervised-learning", entry.pretraining_method.split(" ")[0].lower(), entry.family]
     if task:
         tags.append(task if task != "cvs" else "critical-view-of-safety")
-    lines = ["---", f"license: {entry.license}", "library_name: surgenet",
-             f"pipeline_tag: {PIPELINE_TAGS[task]}", _yaml_list("tags", list(dict.fromkeys(tags))).rstrip("\n"),
-             _yaml_list("datasets", [_dataset_name(entry)]).rstrip("\n")]
-    if task:
-        lines.append(f"base_model: {json.dumps(entry.repo_id)}")
-    return "\n".join(lines) + "\n---\n"
+    data = ModelCardData(license=entry.license, library_name="surgenet", pipeline_tag=PIPELINE_TAGS[task],
+                         tags=list(dict.fromkeys(tags)), datasets=[_dataset_name(entry)],
+                         base_model=entry.repo_id if task else None)
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def _usage(entry: ModelEntry, task: str | None, extra: dict[str, Any]) -> str:

@@ -62,3 +62,15 @@ def test_card_input_size_and_statistics_come_from_extra_when_given():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="segmentation"):
         render_card(get_entry("surgenet-caformer"), "detection")
+
+
+def test_card_header_reads_back_through_huggingface_hub():
+    from huggingface_hub import ModelCard
+
+    entry = get_entry("surgenet-pvtv2")
+    card = ModelCard(render_card(entry, "segmentation", {"num_classes": 2, "class_names": ["a", "tool: b"]}))
+    data = card.data.to_dict()
+    assert data["license"] == entry.license and data["library_name"] == "surgenet"
+    assert data["pipeline_tag"] == "image-segmentation" and data["base_model"] == entry.repo_id
+    assert data["datasets"] == ["SurgeNet"] and "segmentation" in data["tags"]
+    assert card.text.lstrip().startswith("# surgenet-pvtv2 for semantic segmentation")
