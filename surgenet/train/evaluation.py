@@ -2,9 +2,10 @@
 
 A labelled frame set is either a folder with one sub-folder of images per class, or a CSV with
 columns ``image,label`` (paths relative to the CSV's folder; labels are names or integers).
-Images go through the preprocessing every surgenet model uses (:class:`surgenet.transforms.ImageTransform`:
-resized to ``image_size`` x ``image_size``, normalised); the backbone's pooled embedding is the feature.
-:func:`probe_evaluate` extracts the features once, whatever the methods asked for.
+Images go through the preprocessing every surgenet model uses
+(:class:`surgenet.transforms.ImageTransform`: resized to ``image_size`` x ``image_size``,
+normalised); the backbone's pooled embedding is the feature. :func:`probe_evaluate` extracts the
+features once, whatever the methods asked for.
 """
 
 from __future__ import annotations
