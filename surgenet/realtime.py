@@ -203,7 +203,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
         realtime: play the clip at its frame rate and drop stale frames rather than fall behind.
         stride: every ``stride``-th frame of the video (the clip's rate is divided by it).
         max_frames: stop after this many frames (after the stride).
-        queue_size: frames that may wait between two stages (bounds memory).
+        queue_size: frames that may wait between two stages in throughput mode (bounds memory).
         warmup: run the model once before the clock starts (first-call set-up is not a frame's cost).
         progress: called on the writer thread with the number of frames done (written or dropped).
 
@@ -223,7 +223,9 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
     if warmup:
         _warm_up(predictor, batch)
     channel = _Channel(max(queue_size, 2 * batch), latest_only=realtime)
-    results: queue.Queue = queue.Queue(maxsize=max(queue_size, 2 * batch))
+    # Real time: at most one result waits for the writer, so a slow writer holds the model back and
+    # the channel drops stale frames, instead of a backlog of old results growing the latency.
+    results: queue.Queue = queue.Queue(maxsize=1 if realtime else max(queue_size, 2 * batch))
 
     def read() -> None:
         frames = iter_video(path, stride)
