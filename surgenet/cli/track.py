@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from ..exceptions import InputError
+from .checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
 
 METHODS = ("flow", "raft", "features")
 INSTRUMENT_WORDS = ("tool", "instrument", "grasper", "hook", "clipper", "scissors", "irrigator", "forceps",
@@ -35,25 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "track", help="propagate masks through a video or folder, with keyframes and instrument tracks",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="a video file or a folder of frames (natural order: frame_2 before frame_10)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--mask", help="first-frame mask (PNG of class ids; 0/255 = one object): semi-supervised mode")
-    p.add_argument("--model", help="zoo name or saved segmentation model folder: keyframe mode, or the features "
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
+    p.add_argument("--mask", type=existing_file, help="first-frame mask (PNG of class ids; 0/255 = one object): semi-supervised mode")
+    p.add_argument("--model", type=model_reference, help="zoo name or saved segmentation model folder: keyframe mode, or the features "
                                    "of --method features")
     p.add_argument("--method", choices=METHODS, default="flow", help="how masks move between frames (default flow)")
-    p.add_argument("--keyframe-every", type=int, metavar="N",
+    p.add_argument("--keyframe-every", type=positive_int, metavar="N",
                    help="keyframe mode: run the model at least every N frames (default 10; 1 = every frame)")
-    p.add_argument("--min-confidence", type=float,
+    p.add_argument("--min-confidence", type=fraction,
                    help="keyframe mode: propagation confidence below which the model runs again "
                         "(default: the method's, 0.7 for flow/raft, 0.5 for features)")
-    p.add_argument("--num-classes", type=int, help="classes of a zoo model")
-    p.add_argument("--weights", help="fine-tuned weights for a zoo model")
+    p.add_argument("--num-classes", type=positive_int, help="classes of a zoo model")
+    p.add_argument("--weights", type=existing_file, help="fine-tuned weights for a zoo model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--device", type=device_name, help="cpu, cuda, ... (default: CUDA if available)")
     p.add_argument("--track-classes", type=int, nargs="+", metavar="ID",
                    help="class ids that are instruments (default: the mask's objects, or the model's classes "
                         "named tool/instrument/grasper/...)")
     p.add_argument("--raft-variant", choices=("raft_small", "raft_large"), default="raft_small")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="write class maps only")
     p.set_defaults(func=run)
 
@@ -70,14 +71,6 @@ def _check(args: argparse.Namespace) -> None:
                          "frame's mask is carried through every frame.")
     if args.keyframe_every is None:
         args.keyframe_every = 10
-    if args.keyframe_every < 1:
-        raise InputError(f"--keyframe-every must be >= 1, got {args.keyframe_every}.")
-    if not 0 <= args.alpha <= 1:
-        raise InputError(f"--alpha must be in [0, 1], got {args.alpha}.")
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise InputError(f"--min-confidence must be in [0, 1], got {args.min_confidence}.")
-    if args.mask is not None and not Path(args.mask).is_file():
-        raise InputError(f"mask {args.mask} does not exist; pass the first frame's mask as a PNG of class ids.")
 
 
 def _instrument_classes(args: argparse.Namespace, class_names: list[str]) -> list[int]:
@@ -93,12 +86,13 @@ def run(args: argparse.Namespace) -> int:
     from ..video.frames import check_source, iter_frames, read_first_mask
     from ..video.propagate import create_propagator
     from ..video.tracks import InstrumentTracker, TrackWriter
-    from .predict import _progress_bar_class, _save_png, _warn_if_untrained
+    from tqdm import tqdm
+
+    from .predict import _save_png, _warn_if_untrained
 
     _check(args)
     source, out = Path(args.input), Path(args.out)
     kind = check_source(source)
-    tqdm = _progress_bar_class()
     skipped: list[str] = []
     bar = None
 
