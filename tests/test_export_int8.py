@@ -88,12 +88,17 @@ def test_int8_runner_follows_the_fp32_model(int8_export):
 @pytest.mark.parametrize("argv, message", [
     (["--int8"], "--int8 and --calib FRAMES_DIR go together"),
     (["--int8", "--calib", "no/such/frames"], "there is no folder no/such/frames"),
+    (["--out-is-a-file"], "is a file; pass a folder"),
 ])
 def test_int8_mistakes_are_one_line_before_any_model_is_built(argv, message, tmp_path, capsys, monkeypatch):
     import surgenet
 
     monkeypatch.setattr(surgenet, "load_model", lambda *a, **k: pytest.fail("a model was built"))
-    code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--out", str(tmp_path / "o"), *argv])
+    out = tmp_path / "o"
+    if argv == ["--out-is-a-file"]:
+        out.write_text("not a folder")
+        argv = []
+    code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--out", str(out), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
 

@@ -94,6 +94,11 @@ def check_requirements(args: argparse.Namespace) -> None:
     if missing:
         raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
                                       "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file; pass a folder (it is created if missing).")
+    if args.int8 and args.task == "phase":
+        raise InputError("--int8 quantises frame models (segmentation, CVS); a phase model's temporal state "
+                         "would need calibration over whole videos. Export it without --int8.")
     if args.int8_max_drop is not None and not args.int8:
         raise InputError("--int8-max-drop goes with --int8 --calib FRAMES_DIR.")
     if args.int8 or args.calib:
