@@ -37,9 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="a video file or a folder of frames (natural order: frame_2 before frame_10)")
     p.add_argument("--out", required=True, type=output_folder, help="output folder")
-    p.add_argument("--mask", type=existing_file, help="first-frame mask (PNG of class ids; 0/255 = one object): semi-supervised mode")
-    p.add_argument("--model", type=model_reference, help="zoo name or saved segmentation model folder: keyframe mode, or the features "
-                                   "of --method features")
+    p.add_argument("--mask", type=existing_file,
+                   help="first-frame mask (PNG of class ids; 0/255 = one object): semi-supervised mode")
+    p.add_argument("--model", type=model_reference,
+                   help="zoo name or saved segmentation model folder: keyframe mode, or the features of "
+                        "--method features")
     p.add_argument("--method", choices=METHODS, default="flow", help="how masks move between frames (default flow)")
     p.add_argument("--keyframe-every", type=positive_int, metavar="N",
                    help="keyframe mode: run the model at least every N frames (default 10; 1 = every frame)")

@@ -115,7 +115,8 @@ class FeaturePropagator(Propagator):
             h, w = self._grid
             ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
             ys, xs = ys.flatten(), xs.flatten()
-            self._window = ((ys[:, None] - ys[None]).abs() <= self.radius) & ((xs[:, None] - xs[None]).abs() <= self.radius)
+            near_y = (ys[:, None] - ys[None]).abs() <= self.radius
+            self._window = near_y & ((xs[:, None] - xs[None]).abs() <= self.radius)
         return self._window
 
     # ----------------------------------------------------------------------------- propagation

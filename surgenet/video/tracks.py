@@ -155,7 +155,8 @@ class InstrumentTracker:
         here (None: no motion, e.g. the first frame). Returns one row per visible track."""
         class_map = np.asarray(class_map)
         if self.instances is not None and self.instances.shape != class_map.shape:
-            raise InputError(f"class map {class_map.shape} differs in size from the previous one {self.instances.shape}.")
+            raise InputError(f"class map {class_map.shape} differs in size from the previous one "
+                             f"{self.instances.shape}.")
         predicted = self._predict(warp_labels)
         area = {i: int(m.sum()) for i, m in predicted.items()}
         assigned: list[tuple[np.ndarray, int, int, str]] = []  # mask, class, id, state
