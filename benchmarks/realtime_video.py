@@ -14,6 +14,12 @@ what a recorder or a second screen takes), to PNG files, or not at all (``--writ
 ``save_pretrained`` folder (a fine-tuned model) or a ``surgenet-export`` folder (with
 ``--backend``). The machine's load average is recorded with every result: figures taken on a
 busy machine are not the machine's speed.
+
+``--cpu-profile`` adds a measure that a busy machine disturbs far less: the stages run one after
+the other on one thread each (torch, ONNX Runtime and OpenVINO set to 1 thread), and the CPU time
+of the process (``time.process_time``) is summed per stage. Their total per frame is the work one
+frame costs; 2000 / total is the fps two idle cores could reach if the stages overlapped
+perfectly and each one split over the cores without loss (an upper bound, not a measurement).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
 
-def build_predictor(model: str, backend: str, args: argparse.Namespace) -> tuple[Any, str]:
+def build_predictor(model: str, backend: str, args: argparse.Namespace,
+                    threads: int | None = None) -> tuple[Any, str]:
     """The Predictor for one backend and a note on the weights."""
     import surgenet
     from surgenet.backends import load_runner_for
@@ -64,7 +71,7 @@ def build_predictor(model: str, backend: str, args: argparse.Namespace) -> tuple
                 raise InputError("--imgsz is for zoo names; a saved model keeps the input size it was trained at.")
             net, note = surgenet.load_model(model), "saved model"
         return surgenet.Predictor(net, device="cpu", batch_size=args.batch_size), note
-    runner = load_runner_for(model, backend)
+    runner = load_runner_for(model, backend, threads=threads)
     return surgenet.Predictor(runner, batch_size=args.batch_size), "exported model"
 
 
@@ -84,6 +91,64 @@ def make_sink(kind: str, out: Path, fps: float, stack: Any) -> Any:
         with atomic_target(out / f"frame_{result.index:06d}.png") as tmp:
             Image.fromarray(result.overlay()).save(tmp, format="PNG")
     return png
+
+
+def cpu_profile(predictor: Any, clip: Path, frames: int, sink: Any) -> dict[str, float]:
+    """CPU ms per frame of each stage, run one after the other (see the module docstring)."""
+    from surgenet.io.video import iter_video
+    from surgenet.predict import _Frame
+    from surgenet.realtime import STAGES
+
+    totals = dict.fromkeys(STAGES, 0.0)
+    state, count, video = None, 0, iter_video(clip)
+    try:
+        clock = time.process_time
+        while count < frames:
+            c0 = clock()
+            vf = next(video, None)
+            if vf is None:
+                break
+            c1 = clock()
+            x = predictor.transform(vf.image)
+            c2 = clock()
+            finishers, state = predictor.infer_batch([_Frame(vf.index, str(clip), vf.time, vf.image)], x[None], state)
+            c3 = clock()
+            result = finishers[0]()
+            c4 = clock()
+            sink(result)
+            c5 = clock()
+            for name, spent in zip(STAGES, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4)):
+                totals[name] += spent
+            count += 1
+    finally:
+        video.close()
+    return {name: 1e3 * total / max(count, 1) for name, total in totals.items()}
+
+
+def profile_rows(args: argparse.Namespace, backends: list[str], fps: float) -> tuple[list[list[str]], list[dict]]:
+    from contextlib import ExitStack
+
+    import torch
+
+    from surgenet.realtime import _warm_up
+
+    rows, results = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for backend in backends:
+            predictor, _ = build_predictor(args.model, backend, args, threads=1)
+            _warm_up(predictor, 1)
+            with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+                out = Path(tmp) / "profile"
+                ms = cpu_profile(predictor, args.clip, args.frames or 100, make_sink(args.write, out, fps, stack))
+            total = sum(ms.values())
+            rows.append([backend, *(f"{v:.1f}" for v in ms.values()), f"{total:.1f}", f"{1000 / total:.1f}",
+                         f"{2000 / total:.1f}", f"{os.getloadavg()[0]:.1f}"])
+            results.append({"backend": backend, "cpu_ms_per_frame": ms, "total_cpu_ms": total})
+    finally:
+        torch.set_num_threads(threads)
+    return rows, results
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,9 +191,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(["backend", "input", "fps", "clip fps", "decode ms", "preprocess ms", "infer ms",
                         "postprocess ms", "write ms", "latency ms", "dropped", "load"], rows))
     print("ms columns: mean / p90 per frame; latency: frame available -> overlay written.")
+    profile: list[dict] = []
+    if args.cpu_profile:
+        prows, profile = profile_rows(args, backends, info.fps or 25.0)
+        print(f"\nCPU time per frame, stages in sequence on one thread each ({args.frames or 100} frames):")
+        print(format_table(["backend", "decode", "preprocess", "infer", "postprocess", "write", "total ms",
+                            "1-core fps", "2-core bound fps", "load"], prows))
     if args.json:
         write_json(args.json, {"machine": machine_info(), "clip": str(args.clip), "realtime": args.realtime,
-                               "results": results})
+                               "results": results, "cpu_profile": profile})
     return 0
 
 
@@ -148,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--write", choices=WRITERS, default="video", help="how the overlay is written (default video)")
     p.add_argument("--out", type=Path, help="keep the overlays here (default: a temporary folder)")
+    p.add_argument("--cpu-profile", action="store_true",
+                   help="also the CPU time of each stage run in sequence on one thread (load-robust)")
     p.add_argument("--json", type=Path, help="also write the results and the machine facts here")
     p.set_defaults(func=run)
     return p

@@ -60,9 +60,10 @@ def check_backend(model: str, backend: str | None) -> str:
     return backend
 
 
-def load_runner_for(folder: str | Path, backend: str, device: str | None = None) -> Any:
+def load_runner_for(folder: str | Path, backend: str, device: str | None = None, threads: int | None = None) -> Any:
     """The runner of an export folder for ``backend`` (as decided by :func:`check_backend`); a graph
-    exported for a fixed batch size runs any batch (see :func:`split_batches`)."""
+    exported for a fixed batch size runs any batch (see :func:`split_batches`). ``threads``: the
+    CPU threads of ONNX Runtime or OpenVINO (default: theirs)."""
     try:
         from surgenet_export import load_runner
     except ImportError as exc:
@@ -70,8 +71,9 @@ def load_runner_for(folder: str | Path, backend: str, device: str | None = None)
     folder = Path(folder).expanduser()
     if backend.startswith("openvino"):
         path = folder / ("model.int8.xml" if "int8" in backend else "model.onnx")
-        return StaticShapeOpenVINO(path, precision="bf16" if backend.endswith("bf16") else "f32")
-    runner = load_runner(folder, backend=None if backend == "auto" else backend, device=device)
+        return StaticShapeOpenVINO(path, precision="bf16" if backend.endswith("bf16") else "f32", threads=threads)
+    options = {"threads": threads} if threads and backend == "onnxruntime" else {}
+    runner = load_runner(folder, backend=None if backend == "auto" else backend, device=device, **options)
     session = getattr(runner, "session", None)  # ONNX Runtime: the graph's input shape
     batch = session.get_inputs()[0].shape[0] if session is not None else None
     if isinstance(batch, int) and not runner.config.get("streaming"):
@@ -107,11 +109,11 @@ class StaticShapeOpenVINO:
     batch if it is fixed, else the first batch it is given; other batches are split and padded
     (:func:`split_batches`), never recompiled. Frame graphs only (segmentation, CVS)."""
 
-    def __init__(self, path: Path, precision: str = "f32") -> None:
+    def __init__(self, path: Path, precision: str = "f32", threads: int | None = None) -> None:
         import openvino as ov
         from surgenet_export.metadata import read_json, read_onnx_config, sidecar_path
 
-        self.path, self.precision = Path(path), precision
+        self.path, self.precision, self.threads = Path(path), precision, threads
         self.config: dict[str, Any] = (read_json(sidecar_path(self.path))["config"] if self.path.suffix == ".xml"
                                        else read_onnx_config(self.path))
         if self.config.get("streaming"):
@@ -127,6 +129,7 @@ class StaticShapeOpenVINO:
 
             batch = self.fixed_batch or n
             self._compiled[(h, w)] = batch, OpenVINORunner(self.path, precision=self.precision,
-                                                           static_shape=(batch, h, w), config=self.config)
+                                                           static_shape=(batch, h, w), threads=self.threads,
+                                                           config=self.config)
         batch, runner = self._compiled[(h, w)]
         return split_batches(runner, x, batch)

@@ -72,6 +72,22 @@ def _check_streaming_backend(backend: Any, config: dict[str, Any]) -> None:
         raise InputError(f"a streaming phase backend needs {', '.join(missing)}; " + fix)
 
 
+def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=0)`` for (C, H, W) scores (the first class on ties), as uint8 when C <= 256.
+
+    A running maximum over the classes: torch's argmax over the leading (strided) dimension takes
+    ~40 ms for 7 classes at 854x480 on one CPU core, this ~5 ms, which matters at 25 fps.
+    NaN scores (a broken model) are not given the NaN class as torch's argmax would.
+    """
+    best = scores[0].clone()
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8 if scores.shape[0] <= 256 else torch.int32,
+                         device=scores.device)
+    for c in range(1, scores.shape[0]):
+        labels.masked_fill_(scores[c] > best, c)
+        torch.maximum(best, scores[c], out=best)
+    return labels
+
+
 def _default_device(model: torch.nn.Module) -> torch.device:
     current = next(model.parameters()).device
     if current.type != "cpu":
@@ -330,7 +346,7 @@ class Predictor:
                 labels = (full[0] > 0).long()
                 common["class_names"] = ["background", *self.class_names]
             else:
-                labels = full.argmax(dim=0)
+                labels = argmax_classes(full)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.int32
         return SegmentationResult(**common, class_map=labels.cpu().numpy().astype(dtype),
                                   image=frame.image if self.keep_images else None)

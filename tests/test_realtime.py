@@ -121,6 +121,35 @@ def test_a_failing_sink_stops_the_run_with_its_error(clip):
     assert time.perf_counter() - start < 30  # no thread left waiting on a full queue
 
 
+def test_argmax_classes_picks_the_first_maximum_like_torch():
+    from surgenet.predict import argmax_classes
+
+    scores = torch.tensor([[[1.0, 5.0], [0.0, -1.0]],
+                           [[3.0, 5.0], [0.0, -2.0]],
+                           [[2.0, 1.0], [4.0, -1.0]]])
+    # per pixel: max 3 at class 1; a 5-5 tie -> class 0; 4 at class 2; a -1/-1 tie -> class 0
+    assert argmax_classes(scores).tolist() == [[1, 0], [2, 0]] and argmax_classes(scores).dtype == torch.uint8
+    x = torch.randn(13, 17, 19, generator=torch.Generator().manual_seed(1)).round(decimals=1)  # many ties
+    assert torch.equal(argmax_classes(x).long(), x.argmax(dim=0))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.25])
+def test_overlay_blends_like_the_formula_and_keeps_the_background(alpha):
+    from surgenet.results import SegmentationResult, palette
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    class_map = rng.integers(0, 4, (9, 11)).astype(np.uint8)
+    result = SegmentationResult(index=0, source="", class_names=["bg", "a", "b", "c"], class_map=class_map,
+                                image=image)
+    # (1 - alpha) * frame + alpha * colour, rounded half to even: exact in binary for these alphas
+    expected = np.rint((1 - alpha) * image.astype(np.float64) + alpha * palette(4)[class_map].astype(np.float64))
+    expected[class_map == 0] = image[class_map == 0]
+    assert np.array_equal(result.overlay(alpha=alpha), expected.astype(np.uint8))
+    assert np.array_equal(result.overlay(alpha=alpha, background=None)[class_map == 0],
+                          np.rint((1 - alpha) * image[class_map == 0] + alpha * palette(4)[0]).astype(np.uint8))
+
+
 # ----------------------------------------------------------------------------- same results as the Predictor
 def test_pipelined_results_equal_the_plain_predictor_frame_by_frame(seg_model, short_clip):
     predictor = surgenet.Predictor(seg_model, device="cpu", batch_size=3)
