@@ -184,7 +184,9 @@ def _seg_folder(root: Path, n: int, seed: int) -> Path:
     return root
 
 
-def test_segmentation_resume_is_exact_and_unknown_ids_are_ignored(tmp_path):
+def test_segmentation_resume_is_exact_and_unknown_ids_are_ignored(tmp_path, monkeypatch):
+    from surgenet.train import finetune as finetune_module
+
     data = _seg_folder(tmp_path / "seg", 4, 0)
     cfg = FinetuneConfig(task="segmentation", model="surgenetxl-caformer", pretrained=False, num_classes=3,
                          train=str(data), val=str(data), image_size=32, epochs=2, batch_size=2, num_workers=0)
@@ -192,10 +194,18 @@ def test_segmentation_resume_is_exact_and_unknown_ids_are_ignored(tmp_path):
         warnings.simplefilter("always")
         finetune(cfg, tmp_path / "straight")
     assert any("read as 255" in str(w.message) for w in caught)  # id 9 named in a warning, not a crash
-    cfg.epochs = 1
-    finetune(cfg, tmp_path / "resumed")
-    cfg.epochs = 2
-    finetune(cfg, tmp_path / "resumed", resume=True)
+    save = finetune_module.atomic_torch_save
+
+    def killed_after_epoch_1(state, path):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+        save(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune_module, "atomic_torch_save", killed_after_epoch_1)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(cfg, tmp_path / "resumed")
+    finetune(cfg, tmp_path / "resumed", resume=True)  # epoch 2 again, from last.pth of epoch 1
     a, b = _state(tmp_path / "straight" / "last.pth"), _state(tmp_path / "resumed" / "last.pth")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
