@@ -29,7 +29,8 @@ SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 # Keys of the DINO projection heads (v1 ``head``, v2 ``dino_head``/``ibot_head``) that sit next to
 # the backbone in DINO checkpoints; they are not part of the backbone.
 DINO_HEAD_PREFIXES = ("head.mlp.", "head.last_layer.", "dino_head.", "ibot_head.")
-WRAPPER_KEYS = ("teacher", "state_dict", "model", "module")
+# ``student`` last: surgenet-train checkpoints of methods without a teacher (SimCLR).
+WRAPPER_KEYS = ("teacher", "state_dict", "model", "module", "student")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 # Messages of torch's weights_only unpickler when a file asks for code it will not run.
 # ("Unsupported operand N" is the other kind: bytes that are no pickle at all, a damaged file.)
@@ -124,8 +125,13 @@ def backbone_state_dict(obj: Mapping[str, Any], source: str) -> tuple[StateDict,
 
     Handles the flat teacher file (DINO head under ``head.``), full DINO checkpoints
     (``student``/``teacher``, ``module.``/``backbone.`` prefixes), task models saved by
-    surgenet (backbone under ``backbone.model.``) and plain timm state dicts.
+    surgenet (backbone under ``backbone.model.``), PyTorch Lightning checkpoints of SimCLR/BYOL
+    runs (the online backbone) and plain timm state dicts.
     """
+    from .converters.lightning import backbone_from_lightning, is_lightning
+
+    if is_lightning(obj):
+        return backbone_from_lightning(obj, source)
     sd = unwrap(obj, source)
     sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
     dropped: list[str] = []

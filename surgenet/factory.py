@@ -9,9 +9,9 @@ from typing import Sequence
 from .backbones import FeatureBackbone, create_network
 from .checkpoint import backbone_state_dict, load_strict, read_file, read_folder_config
 from .converters import CONVERTERS
-from .exceptions import CheckpointError
+from .exceptions import CheckpointError, InputError
 from .hub import download_weights, warn_license
-from .registry import ModelEntry, get_entry
+from .registry import ModelEntry, get_entry, is_released
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ def load_backbone(
     """Build the backbone ``name`` and load its weights strictly.
 
     Args:
-        name: a zoo name (``surgenet.list_models()``); it fixes the architecture.
+        name: a zoo name (``surgenet.list_models()``) or a timm architecture name (``resnet50``);
+            it fixes the architecture. Or a folder written by ``surgenet-train`` (``RUN/teacher``)
+            or ``save_pretrained``, whose ``config.json`` names its own architecture.
         pretrained: load the released weights from the Hugging Face Hub (cached); ``False`` gives
             random weights.
         weights: a local file or folder to load instead of the released file: a teacher ``.pth``,
@@ -48,12 +50,20 @@ def load_backbone(
         >>> [f.shape[1] for f in bb(torch.randn(1, 3, 256, 256))]
         [64, 128, 320, 512]
     """
+    folder = Path(str(name)).expanduser()
+    if weights is None and folder.is_dir():
+        name, weights, network_kwargs = _self_describing_folder(folder, network_kwargs)
     entry = get_entry(name)
+    if weights is not None:
+        network_kwargs = {**_folder_network_kwargs(weights), **network_kwargs}
     state_dict, source = None, None
     if weights is not None:
         source = str(weights)
         state_dict = normalised_state_dict(entry, read_weights(weights, entry), source)
     elif pretrained:
+        if not is_released(entry):
+            raise InputError(f"{name} is a timm architecture without released weights: pass pretrained=False for "
+                             "random weights, or weights=PATH (a file or a surgenet-train RUN/teacher folder).")
         path = download_weights(entry, revision=revision, cache_dir=cache_dir)
         source = str(path)
         state_dict = normalised_state_dict(entry, read_file(path), source)
@@ -67,6 +77,23 @@ def load_backbone(
     backbone = FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
     backbone.layout_kwargs = layout  # what a saved model records to rebuild this network
     return backbone
+
+
+def _self_describing_folder(folder: Path, network_kwargs: dict) -> tuple[str, Path, dict]:
+    """The model name and weights of a folder whose ``config.json`` names them (RUN/teacher)."""
+    config = read_folder_config(folder)
+    if not config or not (config.get("name") or config.get("backbone")):
+        raise InputError(f"{folder} has no config.json naming its architecture; pass the model name and the "
+                         f"folder as weights: load_backbone(NAME, weights={str(folder)!r}).")
+    return str(config.get("name") or config["backbone"]), folder, network_kwargs
+
+
+def _folder_network_kwargs(weights: str | Path) -> dict:
+    """Network arguments a training export records (e.g. a smaller depth), so it rebuilds as trained."""
+    path = Path(weights).expanduser()
+    config = read_folder_config(path) if path.is_dir() else None
+    kwargs = (config or {}).get("network_kwargs") or {}
+    return dict(kwargs) if isinstance(kwargs, dict) else {}
 
 
 def read_weights(weights: str | Path, entry: ModelEntry):

@@ -35,6 +35,10 @@ PAPER_SURGENET_DINO = (
     "Imaging with Deep Learning (MIDL) 2026, https://openreview.net/forum?id=6FoIDPKzRV"
 )
 
+PAPER_MSN = (
+    "Assran et al., Masked Siamese Networks for Label-Efficient Learning, ECCV 2022, arXiv:2204.07141"
+)
+
 CAFORMER_REPO = "TimJaspersTue/SurgeNetModels"
 VIT_REPO = "rlpddejong/SurgeNetXL_DINOv1-v3"
 
@@ -161,6 +165,16 @@ _ENTRIES: tuple[ModelEntry, ...] = (
          "dinov3", 336, 85_665_792, 46.4, "ViT-B/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
     _vit("surgenetxl-dinov3-vitl16", "vit_large_patch16_dinov3_surgenet", "DINOv3_ViTl16_size336_SurgeNetXL.pth",
          "dinov3", 336, 303_149_056, 162.1, "ViT-L/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
+    # Not a SurgeNet model: the ImageNet MSN starting point of the MSN seed (transformers layout).
+    ModelEntry(
+        name="vit-msn-small", arch="vit_small_patch16_msn", family="vit", repo_id="facebook/vit-msn-small",
+        filename="pytorch_model.bin", layout="vit_msn", input_size=(3, 224, 224),
+        pretraining_data="ImageNet-1K: 1.28M natural images, labels unused", pretraining_frames=None,
+        paper=PAPER_MSN, pretraining_method="MSN", epochs=600, license="apache-2.0",
+        num_params=21_665_664, gflops_256=12.3,
+        description="ViT-S/16 pretrained with MSN on ImageNet-1K by Meta AI (a general-domain starting point "
+                    "for surgical MSN pretraining, as the MSN seed used).",
+    ),
 )
 
 
@@ -185,7 +199,8 @@ def list_models(pattern: str | None = None, family: str | None = None) -> list[s
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry record of ``name``; an unknown name raises with the closest names."""
+    """The registry record of ``name``; a timm architecture name (``resnet50``) gives a record
+    without released weights; an unknown name raises with the closest names."""
     try:
         return REGISTRY[name]
     except KeyError:
@@ -193,11 +208,52 @@ def get_entry(name: str) -> ModelEntry:
     normalised = name.lower().replace("_", "-")
     if normalised in REGISTRY:
         return REGISTRY[normalised]
+    timm_entry = _timm_entry(name)
+    if timm_entry is not None:
+        return timm_entry
     close = difflib.get_close_matches(normalised, list(REGISTRY), n=3, cutoff=0.5)
+    close += _close_timm_names(name)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownModelError(
-        f"unknown model {name!r}.{hint} See surgenet.list_models() for all {len(REGISTRY)} names."
+        f"unknown model {name!r}.{hint} See surgenet.list_models() for all {len(REGISTRY)} names, "
+        "or pass a timm architecture name (timm.list_models())."
     )
+
+
+TIMM_LAYOUT = "timm"
+
+
+def _timm_entry(name: str) -> ModelEntry | None:
+    """A record for a timm architecture name: random or user-given weights, ImageNet statistics.
+
+    timm is imported only here, when a name is not in the zoo (``import surgenet`` stays light).
+    """
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        return None
+    from .backbones.architectures import is_timm_architecture
+
+    if not is_timm_architecture(name):
+        return None
+    return ModelEntry(
+        name=name, arch=name, family="timm", repo_id="", filename="", layout=TIMM_LAYOUT,
+        pretraining_data="none: a timm architecture without released surgenet weights", pretraining_frames=None,
+        paper="", description=f"timm architecture {name} (random weights unless weights= names a file)",
+        input_size=(3, 224, 224), license="", pretraining_method="none", epochs=0,
+    )
+
+
+def is_released(entry: ModelEntry) -> bool:
+    """Whether ``entry`` has weights on the Hub (zoo entries) or only user weights (timm names)."""
+    return entry.layout != TIMM_LAYOUT
+
+
+def _close_timm_names(name: str) -> list[str]:
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a core dependency
+        return []
+    names = timm.list_models()
+    return difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.75)
 
 
 def model_info(name: str) -> dict[str, Any]:

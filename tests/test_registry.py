@@ -17,6 +17,7 @@ DESIGN_NAMES = {
     "surgenetxl-dinov1-vits16", "surgenetxl-dinov1-vitb16",
     "surgenetxl-dinov2-vits14", "surgenetxl-dinov2-vitb14", "surgenetxl-dinov2-vitl14",
     "surgenetxl-dinov3-vits16", "surgenetxl-dinov3-vitb16", "surgenetxl-dinov3-vitl16",
+    "vit-msn-small",  # the MSN seed's ImageNet starting point (issue 14)
 }
 REQUIRED = ("name", "arch", "repo_id", "filename", "revision", "layout", "input_size", "mean", "std",
             "license", "paper", "pretraining_data")

@@ -1,6 +1,6 @@
 """Backbone networks of the zoo: timm architectures configured as the authors trained them."""
 
-from .architectures import ARCHITECTURES, create_network
+from .architectures import ARCHITECTURES, architecture, create_network, is_timm_architecture
 from .features import FeatureBackbone
 
-__all__ = ["ARCHITECTURES", "FeatureBackbone", "create_network"]
+__all__ = ["ARCHITECTURES", "FeatureBackbone", "architecture", "create_network", "is_timm_architecture"]

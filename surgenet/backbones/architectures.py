@@ -23,7 +23,8 @@ class Architecture:
     timm_name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     family: str = "cnn"  # cnn: hierarchical feature maps; vit: plain ViT blocks
-    default_out_indices: tuple[int, ...] = (0, 1, 2, 3)
+    # None (timm architecture names): the last four stages, or four evenly spaced ViT blocks
+    default_out_indices: tuple[int, ...] | None = (0, 1, 2, 3)
     native_size: int | None = None  # image size the ViT position embeddings were trained at
     learned_key_bias: bool = False  # attention key bias is a weight (timm's Eva fixes it at zero)
 
@@ -39,6 +40,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     # DINO v1 ViTs: qkv bias, LayerNorm eps 1e-6, class token with position embedding.
     "vit_small_patch16_dinov1": Architecture("vit_small_patch16_224", _VIT, "vit", (2, 5, 8, 11), 224),
     "vit_base_patch16_dinov1": Architecture("vit_base_patch16_224", _VIT, "vit", (2, 5, 8, 11), 224),
+    # MSN ViT-S/16 (facebook/vit-msn-small): qkv bias, LayerNorm eps 1e-6, class token with position.
+    "vit_small_patch16_msn": Architecture("vit_small_patch16_224", _VIT, "vit", (2, 5, 8, 11), 224),
     # DINOv2 with 4 registers; patch 14 pads inputs that are not a multiple of 14.
     "vit_small_patch14_reg4_dinov2": Architecture(
         "vit_small_patch14_reg4_dinov2", {**_VIT, "dynamic_img_pad": True}, "vit", (2, 5, 8, 11), 336),
@@ -58,9 +61,32 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def is_timm_architecture(name: str) -> bool:
+    """Whether ``name`` is a timm architecture (``resnet50``, ``efficientnet_b0``, ...)."""
+    return name not in ARCHITECTURES and timm.is_model(name)
+
+
+def _timm_architecture(name: str) -> Architecture:
+    """Any timm architecture as a backbone: ViTs get dynamic input sizes, as the zoo's ViTs."""
+    module = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
+    if module in ("vision_transformer", "deit", "eva"):
+        return Architecture(name, dict(_VIT), "vit", None)
+    return Architecture(name, {}, "cnn", None)
+
+
+def architecture(arch: str) -> Architecture:
+    """The :class:`Architecture` of a zoo architecture id or of a timm architecture name."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    if timm.is_model(arch):
+        return _timm_architecture(arch)
+    raise KeyError(f"unknown architecture {arch!r}: neither a zoo architecture nor a timm model name")
+
+
 def create_network(arch: str, **overrides: Any) -> nn.Module:
-    """The full timm network of ``arch`` (no classifier, random weights)."""
-    spec = ARCHITECTURES[arch]
+    """The full timm network of ``arch`` (no classifier, random weights); ``arch`` is a zoo
+    architecture id or any timm architecture name."""
+    spec = architecture(arch)
     kwargs = dict(spec.kwargs)
     if spec.native_size is not None:
         kwargs.setdefault("img_size", spec.native_size)

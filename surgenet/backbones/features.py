@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from timm.models import FeatureInfo
 
 from ..exceptions import InputError
-from .architectures import ARCHITECTURES
+from .architectures import architecture
 
 PYRAMID_REDUCTIONS = (4, 8, 16, 32)
 
@@ -30,14 +30,20 @@ class FeatureBackbone(nn.Module):
     def __init__(self, network: nn.Module, arch: str, out_indices: Sequence[int] | None = None,
                  vit_pyramid: bool = False) -> None:
         super().__init__()
-        spec = ARCHITECTURES[arch]
+        spec = architecture(arch)
         self.model = network
         self.arch = arch
         self.layout_kwargs: dict = {}  # network arguments read off the weights (set by load_backbone)
         self.is_vit = spec.family == "vit"
         self.vit_pyramid = vit_pyramid
         n_levels = len(network.blocks) if self.is_vit else len(network.feature_info)
-        indices = tuple(spec.default_out_indices if out_indices is None else out_indices)
+        default = spec.default_out_indices
+        if default is not None and max(default) >= n_levels:
+            default = None  # a shallower network than the released one (e.g. a smaller depth in training)
+        if default is None:  # a timm architecture: four evenly spaced ViT blocks, the last four CNN stages
+            default = (tuple(sorted({max(0, round((i + 1) * n_levels / 4) - 1) for i in range(4)})) if self.is_vit
+                       else tuple(range(max(0, n_levels - 4), n_levels)))
+        indices = tuple(default if out_indices is None else out_indices)
         bad = [i for i in indices if not -n_levels <= i < n_levels]
         if bad or not indices:
             raise ValueError(f"out_indices {indices} out of range for {arch}, which has {n_levels} "

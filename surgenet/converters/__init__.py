@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from . import convnextv2, metaformer, pvtv2, vit
+from . import convnextv2, metaformer, pvtv2, vit, vit_msn
 
 StateDict = dict[str, torch.Tensor]
 
@@ -41,5 +41,6 @@ CONVERTERS: dict[str, Converter] = {
     "dinov1": Converter(vit.convert_dinov1, vit.UNUSED),
     "dinov2": Converter(vit.convert_dinov2, vit.UNUSED),
     "dinov3": Converter(vit.convert_dinov3, vit.UNUSED),
+    "vit_msn": Converter(vit_msn.convert, vit_msn.UNUSED, vit_msn.is_timm),
     "timm": Converter(lambda sd: dict(sd), ()),
 }

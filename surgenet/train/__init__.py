@@ -1,4 +1,5 @@
-"""surgenet.train: reproduce SurgeNet's DINO pretraining and fine-tune the task heads.
+"""surgenet.train: reproduce SurgeNet's DINO pretraining, compare it with BYOL, SimCLR and MSN on
+the same engine (``config.method``), and fine-tune the task heads.
 
 Install with ``pip install 'surgenet[train]'``; the command is ``surgenet-train`` (or
 ``python -m surgenet.train``, or ``torchrun ... -m surgenet.train`` for several processes).
