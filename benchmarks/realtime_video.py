@@ -130,7 +130,7 @@ def profile_rows(args: argparse.Namespace, backends: list[str], fps: float) -> t
 
     import torch
 
-    from surgenet.realtime import _warm_up
+    from surgenet.realtime import warm_up
 
     rows, results = [], []
     threads = torch.get_num_threads()
@@ -138,7 +138,7 @@ def profile_rows(args: argparse.Namespace, backends: list[str], fps: float) -> t
     try:
         for backend in backends:
             predictor, _ = build_predictor(args.model, backend, args, threads=1)
-            _warm_up(predictor, 1)
+            warm_up(predictor, 1)
             with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
                 out = Path(tmp) / "profile"
                 ms = cpu_profile(predictor, args.clip, args.frames or 100, make_sink(args.write, out, fps, stack))

@@ -26,7 +26,6 @@ The report gives, per stage, the mean and 90th percentile time per frame, the en
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -41,8 +40,6 @@ from .exceptions import InputError
 from .io.video import iter_video, video_info
 from .predict import Predictor, _Frame
 from .results import FrameResult
-
-logger = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "infer", "postprocess", "write")
 Sink = Callable[[FrameResult], None]
@@ -221,7 +218,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
     batch = 1 if realtime else predictor.batch_size
     report = VideoRunReport(source=str(path), realtime=realtime, source_fps=source_fps)
     if warmup:
-        _warm_up(predictor, batch)
+        warm_up(predictor, batch)
     channel = _Channel(max(queue_size, 2 * batch), latest_only=realtime)
     # Real time: at most one result waits for the writer, so a slow writer holds the model back and
     # the channel drops stale frames, instead of a backlog of old results growing the latency.
@@ -315,7 +312,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
     return report
 
 
-def _warm_up(predictor: Predictor, batch: int) -> None:
+def warm_up(predictor: Predictor, batch: int) -> None:
     """One forward pass on a blank batch of the model's input size (kernel selection, allocations)."""
     h, w = (int(v) for v in predictor.config["input_size"][-2:])
     image = np.zeros((h, w, 3), np.uint8)

@@ -295,3 +295,28 @@ def test_bad_input_is_one_line_and_exit_code_2(case, needle, tmp_path, capsys, m
 def test_run_video_checks_the_file_before_starting(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         run_video(surgenet.Predictor(SleepyBackend(0.0)), tmp_path / "missing.mp4")
+
+
+# ----------------------------------------------------------------------------- benchmark
+def test_realtime_benchmark_writes_the_overlay_video_and_a_json_row(seg_model, clip, tmp_path, capsys):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import realtime_video
+
+    folder = seg_model.save_pretrained(tmp_path / "seg")
+    argv = ["--clip", str(clip), "--model", str(folder), "--frames", "6", "--out", str(tmp_path / "out"),
+            "--json", str(tmp_path / "rt.json"), "--cpu-profile"]
+    assert realtime_video.main(argv) == 0
+    report = json.loads((tmp_path / "rt.json").read_text())
+    row = report["results"][0]
+    assert (row["backend"], row["processed"], row["dropped"], row["input_size"]) == ("torch", 6, 0, "32x32")
+    assert row["fps"] > 0 and report["machine"]["load_average"] is not None
+    assert set(report["cpu_profile"][0]["cpu_ms_per_frame"]) == {"decode", "preprocess", "infer", "postprocess",
+                                                                  "write"}
+    with av.open(str(tmp_path / "out" / "torch" / "overlay.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6
+    assert "| torch" in capsys.readouterr().out
+    assert realtime_video.main([*argv[:4], "--imgsz", "64"]) == 2  # a saved model keeps its size
+    assert "--imgsz is for zoo names" in capsys.readouterr().err
