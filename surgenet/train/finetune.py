@@ -297,7 +297,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, type=zoo_name, help="zoo name of the backbone (surgenet list)")
     p.add_argument("--train", required=True, help="training set: FORMAT:PATH or a path (format detected)")
     p.add_argument("--val", help="validation set (FORMAT:PATH or a path); picks the best checkpoint")
-    p.add_argument("--out", required=True, type=output_folder, help="output folder (best/, last.pth, log.jsonl)")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="output folder (best/, last.pth, log.jsonl, curves.png)")
     p.add_argument("--weights", type=existing_path,
                    help="backbone weights instead of the released ones (e.g. RUN/teacher)")
     p.add_argument("--no-pretrained", action="store_true", help="start from a random backbone")
