@@ -21,12 +21,12 @@ DEFAULT_NUM_CLASSES = {"cvs": 3}
 
 def load_model(name_or_dir: str | Path, task: str | None = None, num_classes: int | None = None,
                pretrained: bool = True, weights: str | Path | None = None, **model_kwargs: Any) -> SurgeNetModel:
-    """A task model (``segmentation``, ``phase`` or ``cvs``) on a SurgeNet backbone, in eval mode.
+    """A task model (``segmentation``, ``phase``, ``cvs`` or ``tools``) on a SurgeNet backbone, in eval mode.
 
     Args:
         name_or_dir: a zoo name (``surgenet.list_models()``), a folder written by
             ``save_pretrained`` (restored strictly, offline) or the Hub repo id of one.
-        task: ``segmentation``, ``phase`` or ``cvs``; required with a zoo name.
+        task: ``segmentation``, ``phase``, ``cvs`` or ``tools``; required with a zoo name.
         num_classes: classes (segmentation) or phases (phase); CVS defaults to its 3 criteria.
         pretrained: load the backbone's released weights (the task layers start random).
         weights: instead, a local file or folder: a segmentation checkpoint of the authors' code
