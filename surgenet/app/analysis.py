@@ -17,6 +17,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from ..io import as_rgb_array, iter_video
+from ..io.video import import_av
 from ..results import palette
 from .catalog import ModelCatalog
 
@@ -118,7 +119,7 @@ def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str, cvs: str
 
 def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
     """Decode stride to analyse about ``fps`` frames per second, and the video's own frame rate."""
-    import av
+    av = import_av("app")
 
     try:
         with av.open(str(path)) as container:
@@ -134,16 +135,14 @@ class _H264Writer:
     """Frames -> an H.264 MP4 that browsers play (yuv420p, even sizes)."""
 
     def __init__(self, path: Path, fps: float) -> None:
-        import av
-
+        av = import_av("app")
         self.container = av.open(str(path), mode="w")
         self.stream = self.container.add_stream("libx264", rate=max(1, round(fps)))
         self.stream.pix_fmt = "yuv420p"
         self.started = False
 
     def write(self, rgb: np.ndarray) -> None:
-        import av
-
+        av = import_av("app")
         rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
         if not self.started:
             self.stream.height, self.stream.width = rgb.shape[:2]
