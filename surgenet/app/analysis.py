@@ -17,7 +17,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from ..io import as_rgb_array, iter_video
-from ..io.video import import_av
+from ..io.video import VideoWriter, import_av
 from ..results import palette
 from .catalog import ModelCatalog
 
@@ -131,31 +131,6 @@ def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
     return max(1, round(rate / fps)), rate
 
 
-class _H264Writer:
-    """Frames -> an H.264 MP4 that browsers play (yuv420p, even sizes)."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        av = import_av("app")
-        self.container = av.open(str(path), mode="w")
-        self.stream = self.container.add_stream("libx264", rate=max(1, round(fps)))
-        self.stream.pix_fmt = "yuv420p"
-        self.started = False
-
-    def write(self, rgb: np.ndarray) -> None:
-        av = import_av("app")
-        rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
-        if not self.started:
-            self.stream.height, self.stream.width = rgb.shape[:2]
-            self.started = True
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-
-
 def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, phase: str | None = None,
                  segmentation: str | None = None, fps: float = DEFAULT_CLIP_FPS,
                  max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5) -> ClipAnalysis:
@@ -191,14 +166,10 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         predictor = catalog.predictor(segmentation)
         out_path = Path(out_dir) / f"{path.stem}_overlay.mp4"
         seg_times: list[float] = []
-        writer = _H264Writer(out_path, fps)
         start = time.perf_counter()
-        try:
+        with VideoWriter(out_path, fps=fps) as writer:  # H.264 that browsers play, written atomically
             for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times)):
                 writer.write(result.overlay(alpha=alpha))
-        finally:
-            if writer.started:
-                writer.close()
         seconds[segmentation] = time.perf_counter() - start
         times = times or seg_times
     if not times:
