@@ -61,6 +61,9 @@ def test_a_lightning_byol_checkpoint_loads_its_online_backbone_strictly(tmp_path
     loaded = surgenet.load_backbone("resnet18", weights=path)
     for a, b in zip(features(loaded), features(FeatureBackbone(network, "resnet18"))):
         assert torch.equal(a, b)
+    model = surgenet.load_model("resnet18", task="cvs", weights=path).eval()  # a task model on it, in one line
+    for a, b in zip(features(model.backbone), features(loaded)):
+        assert torch.equal(a, b)
     # A torchvision-style backbone, nn.Sequential(*children[:-1]), with numbered keys.
     seq = nn.Sequential(*list(network.children())[:-2])
     module = nn.Module()

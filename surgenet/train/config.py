@@ -259,7 +259,9 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
         for item in overrides:
             if item.partition("=")[0].strip() == "method":
                 apply_override(probe, item)
-        per_method = raw.get("per_method") or {}
+        # Applied once, here: the run's saved config.yaml holds the result, without per_method, so a
+        # resumed run does not apply them again over the command line's values.
+        per_method = raw.pop("per_method", None) or {}
         if not isinstance(per_method, dict):
             raise InputError(f"per_method in {name_or_path} must map a method name to a list of key=value overrides.")
         for item in per_method.get(probe["method"]) or []:

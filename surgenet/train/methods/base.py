@@ -130,9 +130,12 @@ def initialise_backbone(backbone: FeatureBackbone, config: Any, entry: ModelEntr
 
 
 def ema_copy(student: nn.Module, **replace: nn.Module) -> nn.Module:
-    """A frozen copy of ``student`` (attributes in ``replace`` swapped, e.g. a head without predictor)."""
+    """A frozen copy of ``student`` (attributes in ``replace`` swapped, e.g. a head without
+    predictor, or a backbone built without drop path: the target is never regularised)."""
     teacher = copy.deepcopy(student)
     for name, module in replace.items():
+        if hasattr(student, name) and name != "head":
+            module.load_state_dict(getattr(student, name).state_dict())
         setattr(teacher, name, module)
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -67,7 +67,8 @@ class BYOL(PretrainMethod):
         initialise_backbone(backbone, config, entry)
         self.student = BYOLNet(backbone, BYOLHead(backbone.embed_dim, c.hidden_dim, c.projection_dim))
         # The target: backbone and projector only, starting equal to the online ones.
-        self.teacher = ema_copy(self.student, head=_projector_only(self.student.head))
+        self.teacher = ema_copy(self.student, head=_projector_only(self.student.head),
+                                backbone=build_backbone(config, entry, 0.0))
         self.teacher.train()  # batch statistics in the projector's BatchNorm, as the online network
         self.loss_fn = _Loss()
 

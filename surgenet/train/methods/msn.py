@@ -105,7 +105,8 @@ class MSN(PretrainMethod):
                                                     c.num_prototypes), c.mask_ratio)
         target_head = MSNHead(backbone.embed_dim, c.hidden_dim, c.projection_dim)
         target_head.projector.load_state_dict(self.student.head.projector.state_dict())
-        self.teacher = ema_copy(MSNTarget(self.student.backbone, self.student.head), head=target_head)
+        self.teacher = ema_copy(MSNTarget(self.student.backbone, self.student.head), head=target_head,
+                                backbone=build_backbone(config, entry, 0.0))
         self.teacher.train()  # batch statistics in the projector's BatchNorm, as the online network
         self.loss_fn = MSNLoss(temperature=c.temperature, sinkhorn_iterations=c.sinkhorn_iterations,
                                regularization_weight=c.me_max_weight, gather_distributed=True)
