@@ -133,8 +133,9 @@ def markdown(record: dict[str, Any]) -> str:
         where = "Endoscapes train -> val" if r["task"] in ("segmentation", "cvs") else "CholecT50 VID68+70 -> VID73"
         for k, (name, get) in enumerate(HEADLINES[r["task"]]):
             base = r["baseline"]
-            rows.append(f"| {r['task']} ({where}, {r['image_size']} px, {r['epochs']} ep.) | {name} | {get(r['result']):.3f} | "
-                        f"{get(base):.3f} ({base['name']}) | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min |"
+            label = f"{r['task']} ({where}, {r['image_size']} px, {r['epochs']} ep.)"
+            rows.append(f"| {label} | {name} | {get(r['result']):.3f} | {get(base):.3f} ({base['name']}) | "
+                        f"{r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min |"
                         if k == 0 else f"| | {name} | {get(r['result']):.3f} | {get(base):.3f} | | |")
         if r["task"] == "segmentation":
             names = r["result"]["class_names"]

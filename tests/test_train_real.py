@@ -94,7 +94,7 @@ def test_augment_is_a_function_of_seed_epoch_index():
     assert not torch.equal(a[0], c[0])
 
 
-# -- validation by confusion matrix -------------------------------------------------------------------------------------
+# -- validation by confusion matrix ----------------------------------------------------------------------
 def test_confusion_matrix_sum_equals_metrics_on_all_masks():
     rng = np.random.default_rng(3)
     preds = [rng.integers(0, 4, (20, 30)) for _ in range(5)]
@@ -112,7 +112,7 @@ def test_confusion_matrix_sum_equals_metrics_on_all_masks():
     np.testing.assert_allclose(hand["dice"], [2 / 3, 4 / 5])
 
 
-# -- training behaviour on tiny synthetic sets ---------------------------------------------------------------------------
+# -- training behaviour on tiny synthetic sets ------------------------------------------------------------
 TOOLS = ["grasper", "hook"]
 
 

@@ -310,7 +310,8 @@ def register(sub) -> None:
     p.add_argument("--lr", type=positive_float, help="learning rate of the task layers")
     p.add_argument("--backbone-lr", type=non_negative_float,
                    help="learning rate of the backbone (default: lr/10 if pretrained, lr if random); 0 freezes it")
-    p.add_argument("--patience", type=non_negative_int, help="stop after N epochs without a better validation score (0: never)")
+    p.add_argument("--patience", type=non_negative_int,
+                   help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")
     p.add_argument("--clip-length", type=positive_int, help="phase end to end: frames per clip")
     p.add_argument("--temporal", choices=("tcn", "lstm"), help="phase: temporal model")
