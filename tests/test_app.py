@@ -18,6 +18,7 @@ from surgenet.app.analysis import legend_html, legend_rows  # noqa: E402
 from surgenet.exceptions import InputError, UnknownModelError  # noqa: E402
 from surgenet.labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES  # noqa: E402
 from surgenet.results import palette  # noqa: E402
+from tests.helpers.clips import write_clip  # noqa: E402
 
 ZOO = "surgenetxl-caformer"
 
@@ -103,23 +104,9 @@ def _png(folder: Path) -> str:
     return str(path)
 
 
-def _write_clip(path: Path, frames: int, fps: int, size: tuple[int, int] = (96, 128)) -> None:
-    rng = np.random.default_rng(1)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(frames):
-            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def test_clip_phase_timeline_equals_the_offline_model(catalog, tmp_path):
     clip = tmp_path / "clip.mp4"
-    _write_clip(clip, frames=20, fps=10)  # 2 s; analysed at 2 fps -> frames 0, 5, 10, 15
+    write_clip(clip, frames=20, fps=10, size=(96, 128), seed=1)  # 2 s; analysed at 2 fps -> frames 0, 5, 10, 15
     phase, seg = _label(catalog, "phase"), _label(catalog, "segmentation")
     result = analyse_clip(catalog, clip, tmp_path, phase=phase, segmentation=seg, fps=2)
     np.testing.assert_allclose(result.times, np.arange(4) * 0.5, atol=1e-6)

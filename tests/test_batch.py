@@ -21,24 +21,10 @@ from surgenet.batch import BatchJob, ModelSpec, discover_inputs, run_job  # noqa
 from surgenet.batch.duplicates import near_duplicate_pairs  # noqa: E402
 from surgenet.batch.frames import _sampled_video  # noqa: E402
 from surgenet.exceptions import InputError  # noqa: E402
+from tests.helpers.clips import write_clip  # noqa: E402
 
 ZOO = "surgenetxl-caformer"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write_clip(path: Path, frames: int, fps: int = 10, size: tuple[int, int] = (48, 64), seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(frames):
-            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.fixture(scope="module")

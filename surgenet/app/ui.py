@@ -7,7 +7,6 @@ message in the page (``gr.Error``), never as a stack trace.
 from __future__ import annotations
 
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,9 @@ TITLE = "surgenet: surgical foundation models in the browser"
 
 def example_frames() -> list[str]:
     """The real frames bundled with the package (Endoscapes2023, CC BY-NC-SA 4.0), for one-click tries."""
-    assets = resources.files("surgenet") / "assets"
-    found = []
-    for item in assets.iterdir():
-        name = item.name.lower()
-        if name.endswith((".jpg", ".jpeg", ".png")) and "mask" not in name and not name.startswith("sample_frame"):
-            found.append(str(item))
-    return sorted(found)
+    from ..samples import endoscapes_frames
+
+    return [str(p) for p in endoscapes_frames()]
 
 
 def _gradio():
