@@ -20,7 +20,8 @@ ENDOSCAPES_FRAME = DATA / "endoscapes" / "val" / "images"
 
 
 def _real_frame(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A real Endoscapes frame and its tool mask at ``size`` (w, h); a textured frame and a disc without the data."""
+    """A real Endoscapes frame and its tool mask at ``size`` (w, h); without the data a textured frame
+    and an off-centre disc (a centred one would not move under a rotation about the centre)."""
     w, h = size
     images = sorted(ENDOSCAPES_FRAME.glob("*.jpg"))
     if images:
@@ -35,7 +36,7 @@ def _real_frame(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2.0)
     yy, xx = np.mgrid[:h, :w]
-    return image, (((xx - w / 2) ** 2 + (yy - h / 2) ** 2) < (h / 4) ** 2).astype(np.uint8)
+    return image, (((xx - 0.72 * w) ** 2 + (yy - h / 2) ** 2) < (h / 5) ** 2).astype(np.uint8)
 
 
 def _move(array: np.ndarray, matrix: np.ndarray) -> np.ndarray:
