@@ -14,6 +14,8 @@ Images are read as stored (no EXIF rotation), so that masks stay aligned with th
 
 from __future__ import annotations
 
+import abc
+
 import csv
 import logging
 import sys
@@ -121,7 +123,7 @@ def parse_int(text: str, where: str) -> int:
         raise InputError(f"{where}: {text!r} is not an integer.") from None
 
 
-class RawDataset(torch.utils.data.Dataset):
+class RawDataset(torch.utils.data.Dataset, abc.ABC):
     """Frames with validated labels: ``ds[i] -> (PIL RGB image, target)``.
 
     Attributes: ``task``, ``class_names``, ``paths`` (the image of each item), ``format``.
@@ -142,8 +144,9 @@ class RawDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         return load_rgb(self.paths[index]), self.target(index)
 
-    def target(self, index: int):  # pragma: no cover - every reader defines it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def target(self, index: int):
+        """The label of item ``index`` (each dataset kind defines it)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task!r}, items={len(self)}, classes={len(self.class_names)})"

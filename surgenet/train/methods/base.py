@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import copy
 from typing import Any, Sequence
 
@@ -16,7 +18,7 @@ from ..dino.optim import param_groups
 from ..dino.schedules import cosine_schedule
 
 
-class PretrainMethod:
+class PretrainMethod(abc.ABC):
     """One self-supervised method: networks, views, loss and target update.
 
     ``student`` holds every trained parameter (the engine wraps it in DDP and optimises it);
@@ -34,9 +36,9 @@ class PretrainMethod:
         self.config, self.entry = config, entry
 
     # ------------------------------------------------------------ set-up
+    @abc.abstractmethod
     def views(self) -> MultiCrop:
         """The augmentation: ``views()(image, rng)`` gives the list of views of one image."""
-        raise NotImplementedError
 
     def schedules(self, epochs: int, steps_per_epoch: int, global_batch: int) -> Any:
         """Per-step values (``.at(step)`` gives a dict with at least ``lr`` and ``weight_decay``)."""
@@ -55,15 +57,15 @@ class PretrainMethod:
         """Called before the student is wrapped in DDP (e.g. global batch norm on GPUs)."""
 
     # ------------------------------------------------------------ a step
+    @abc.abstractmethod
     def forward(self, model: nn.Module, crops: list[torch.Tensor], values: dict[str, float]) -> Any:
         """The networks' outputs for one batch (run under autocast); ``model`` is the (DDP-wrapped)
         student, through which every trained computation must go."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def compute_loss(self, outputs: Any, values: dict[str, float],
                      ncrops: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss (in float32, outside autocast) and the metrics to log."""
-        raise NotImplementedError
 
     def after_backward(self, epoch: int) -> None:
         """Between backward and the optimiser step (gradients may be edited here)."""
