@@ -18,6 +18,7 @@ from surgenet.app.analysis import legend_html, legend_rows  # noqa: E402
 from surgenet.exceptions import InputError, UnknownModelError  # noqa: E402
 from surgenet.labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES  # noqa: E402
 from surgenet.results import palette  # noqa: E402
+from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402
 
 ZOO = "surgenetxl-caformer"
@@ -142,14 +143,8 @@ def test_catalog_takes_a_fine_tuned_folder_and_refuses_bad_sources(tmp_path):
 
 
 def test_cli_user_mistakes_end_in_one_line(capsys):
-    from surgenet.cli import main
-
     for argv, message in ((["app", "--port", "0"], "not a TCP port"),
                           (["app", "--model", "./no/such/folder", "--no-pretrained"], "no folder")):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own checks exit with 2
-            code = exc.code
-        assert code == 2
+        assert exit_code(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -21,6 +21,7 @@ from surgenet.batch import BatchJob, ModelSpec, discover_inputs, run_job  # noqa
 from surgenet.batch.duplicates import near_duplicate_pairs  # noqa: E402
 from surgenet.batch.frames import _sampled_video  # noqa: E402
 from surgenet.exceptions import InputError  # noqa: E402
+from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402
 
 ZOO = "surgenetxl-caformer"
@@ -192,19 +193,13 @@ def test_ray_engine_gives_the_local_table(archive, cvs_model, tmp_path):
 
 
 def test_cli_mistakes_are_one_line(archive, tmp_path, capsys):
-    from surgenet.cli import main
-
     for argv, message in ((["batch", str(archive), "--model", ZOO, "--out", str(tmp_path / "o"), "--no-pretrained"],
                            "--task is required"),
                           (["batch", str(archive), "--model", ZOO, "--task", "cvs", "--out", str(tmp_path / "o"),
                             "--fps", "0"], "--fps"),
                           (["embed", str(archive), "--model", ZOO, "--out", str(tmp_path / "o"), "--address", "auto"],
                            "--engine ray")):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own checks exit with 2
-            code = exc.code
-        assert code == 2
+        assert exit_code(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 

@@ -171,6 +171,22 @@ class LabelDataset(RawDataset):
 MaskDecoder = Callable[[Path], np.ndarray]
 
 
+def images_with_masks(root: Path, layout_hint: str) -> tuple[list[Path], list[Path]]:
+    """The images of ``root/images`` (sorted) and their ``root/masks/<stem>.png``; a missing folder or
+    mask is an InputError naming it (``layout_hint`` says what the layout needs)."""
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise InputError(f"{root} {layout_hint}")
+    images = sorted_images(images_dir)
+    masks = []
+    for image in images:
+        mask = masks_dir / f"{image.stem}.png"
+        if not mask.is_file():
+            raise InputError(f"image {image} has no mask {mask}; add it or remove the image.")
+        masks.append(mask)
+    return images, masks
+
+
 def read_index_mask(path: Path) -> np.ndarray:
     """A one-channel class-index PNG as uint8 ``(H, W)``; a three-channel mask must repeat one
     channel (Endoscapes ``semseg/`` masks do), anything else is an InputError naming the file."""

@@ -45,7 +45,8 @@ import numpy as np
 
 from ...exceptions import InputError
 from ...labels import CVS_CRITERIA, ENDOSCAPES_CLASSES
-from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, parse_float, parse_int,
+from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, images_with_masks, parse_float,
+                   parse_int,
                    read_delimited, read_header, require_file, sorted_images)
 
 logger = logging.getLogger(__name__)
@@ -104,16 +105,8 @@ def open_dataset(path: Path, task: str) -> RawDataset:
 # -- shared layout -----------------------------------------------------------------------------------
 
 def _shared_segmentation(root: Path) -> SegmentationDataset:
-    images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise InputError(f"{root} needs images/ and masks/ for segmentation (masks/<stem>.png per image).")
-    images = sorted_images(images_dir)
-    masks = []
-    for image in images:
-        mask = masks_dir / f"{image.stem}.png"
-        if not mask.is_file():
-            raise InputError(f"image {image} has no mask {mask}; add it or remove the image.")
-        masks.append(mask)
+    images, masks = images_with_masks(
+        root, "needs images/ and masks/ for segmentation (masks/<stem>.png per image).")
     ds = SegmentationDataset(CLASS_NAMES, images, masks, source=str(root))
     ds.format = NAME
     return ds

@@ -25,8 +25,9 @@ import numpy as np
 
 from ...exceptions import InputError
 from ..data.labelled import PhaseVideo
-from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, parse_float, parse_int,
-                   read_delimited, read_header, require_file, select_videos, sorted_images)
+from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, images_with_masks, parse_float,
+                   parse_int,
+                   read_delimited, read_header, require_file, select_videos)
 
 NAME = "folder"
 DESCRIPTION = ("surgenet's plain layouts: images/ + masks/ (segmentation), an image,c1,c2,c3 CSV (cvs), "
@@ -62,16 +63,8 @@ def open_dataset(path: Path, task: str, class_names: Sequence[str] | None = None
 
 
 def _segmentation(root: Path, class_names: Sequence[str] | None) -> SegmentationDataset:
-    images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise InputError(f"{root} must hold images/ and masks/ (PNG class-index masks with the image stems).")
-    images = sorted_images(images_dir)
-    masks = []
-    for image in images:
-        mask = masks_dir / f"{image.stem}.png"
-        if not mask.is_file():
-            raise InputError(f"image {image} has no mask {mask}; add it or remove the image.")
-        masks.append(mask)
+    images, masks = images_with_masks(
+        root, "must hold images/ and masks/ (PNG class-index masks with the image stems).")
     if class_names is None and (root / "classes.txt").is_file():
         class_names = [x.strip() for x in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if x.strip()]
     if class_names is not None:
