@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from .backbones import FeatureBackbone, create_network
 from .checkpoint import backbone_state_dict, load_strict, read_file, read_folder_config
@@ -54,12 +54,13 @@ def load_backbone(
     if weights is None and folder.is_dir():
         name, weights, network_kwargs = _self_describing_folder(folder, network_kwargs)
     entry = get_entry(name)
-    if weights is not None:
-        network_kwargs = {**_folder_network_kwargs(weights), **network_kwargs}
     state_dict, source = None, None
     if weights is not None:
         source = str(weights)
-        state_dict = normalised_state_dict(entry, read_weights(weights, entry), source)
+        obj = read_weights(weights, entry)
+        # The run's record rebuilds the network as trained; the caller may still override an argument.
+        network_kwargs = {**recorded_network_kwargs(weights, obj), **network_kwargs}
+        state_dict = normalised_state_dict(entry, obj, source)
     elif pretrained:
         if not is_released(entry):
             raise InputError(f"{name} is a timm architecture without released weights: pass pretrained=False for "
@@ -75,7 +76,9 @@ def load_backbone(
         if weights is None:
             warn_license(entry)
     backbone = FeatureBackbone(network, entry.arch, out_indices=out_indices, vit_pyramid=vit_pyramid)
-    backbone.layout_kwargs = layout  # what a saved model records to rebuild this network
+    # What a saved task model records to rebuild this network: the arguments it was built with
+    # (a training run's network_kwargs included) and those read off the weights.
+    backbone.layout_kwargs = {**network_kwargs, **layout}
     return backbone
 
 
@@ -88,12 +91,30 @@ def _self_describing_folder(folder: Path, network_kwargs: dict) -> tuple[str, Pa
     return str(config.get("name") or config["backbone"]), folder, network_kwargs
 
 
-def _folder_network_kwargs(weights: str | Path) -> dict:
-    """Network arguments a training export records (e.g. a smaller depth), so it rebuilds as trained."""
+def recorded_network_kwargs(weights: str | Path, obj: Mapping[str, Any] | None = None) -> dict:
+    """Network arguments a ``surgenet-train`` run recorded with its weights (e.g. a smaller depth,
+    another patch size), so the network rebuilds as trained rather than with the defaults.
+
+    Read from ``RUN/teacher/config.json`` (the folder, or its ``model.safetensors`` named alone)
+    or from the run config inside a training checkpoint (``RUN/checkpoint.pth``, already read as
+    ``obj``); anything else records none.
+    """
     path = Path(weights).expanduser()
-    config = read_folder_config(path) if path.is_dir() else None
-    kwargs = (config or {}).get("network_kwargs") or {}
-    return dict(kwargs) if isinstance(kwargs, dict) else {}
+    export = read_folder_config(path.parent) if path.name == "model.safetensors" else None
+    if path.is_dir():
+        kwargs = (read_folder_config(path) or {}).get("network_kwargs")
+    elif export is not None and export.get("source") == "surgenet-train":
+        kwargs = export.get("network_kwargs")
+    else:
+        config = obj.get("config") if isinstance(obj, Mapping) else None
+        model = config.get("model") if isinstance(config, Mapping) else None
+        kwargs = model.get("network_kwargs") if isinstance(model, Mapping) else None
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"{path} records network_kwargs={kwargs!r}, not a mapping of network arguments; "
+                              "re-export the teacher with surgenet-train export-teacher.")
+    return dict(kwargs)
 
 
 def read_weights(weights: str | Path, entry: ModelEntry):

@@ -144,7 +144,7 @@ def _from_folder(path: Path, layer: int | None) -> FeatureExtractor:
     from .factory import load_backbone
 
     layer = _checked_layer(entry.arch, layer)
-    network = load_backbone(entry.name, weights=path, out_indices=(-1,), **config.get("network_kwargs", {})).model
+    network = load_backbone(entry.name, weights=path, out_indices=(-1,)).model  # it reads the run's network_kwargs
     backbone = _wrap(network, entry.arch, layer)
     return FeatureExtractor(backbone, entry.name, config.get("mean", entry.mean), config.get("std", entry.std),
                             str(path), backbone.out_indices[0])

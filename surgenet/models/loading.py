@@ -8,7 +8,7 @@ from typing import Any
 
 from ..checkpoint import DINO_HEAD_PREFIXES, load_strict
 from ..exceptions import CheckpointError, InputError, KeyMismatchError, UnknownModelError
-from ..factory import layout_network_kwargs, normalised_state_dict, read_weights
+from ..factory import layout_network_kwargs, normalised_state_dict, read_weights, recorded_network_kwargs
 from ..registry import ModelEntry, get_entry
 from .authors import authors_layout, convert_authors_fpn, explain_mismatch, flat_state_dict
 from .base import CONFIG_NAME, TASK_CLASSES, SurgeNetModel
@@ -161,8 +161,11 @@ def _load_with_weights(entry: ModelEntry, task: str, num_classes: int, path: Pat
         load_strict(model, sd, source)
         return model
     backbone_sd = normalised_state_dict(entry, obj, source)
-    model = TASK_CLASSES[task](entry.name, num_classes, pretrained=False,
-                               backbone_kwargs=layout_network_kwargs(entry, backbone_sd), **model_kwargs)
+    # A surgenet-train run (RUN/teacher) records the network arguments it trained with; the task
+    # model is built with them and saves them, so it rebuilds the same network later.
+    backbone_kwargs = {**recorded_network_kwargs(path, obj), **layout_network_kwargs(entry, backbone_sd)}
+    model = TASK_CLASSES[task](entry.name, num_classes, pretrained=False, backbone_kwargs=backbone_kwargs,
+                               **model_kwargs)
     load_strict(model.backbone.model, backbone_sd, source)
     logger.info("%s: backbone weights only; %s layers initialised randomly.", source, task)
     return model
