@@ -36,7 +36,7 @@ def load_backbone(
             random weights.
         weights: a local file or folder to load instead of the released file: a teacher ``.pth``,
             a full DINO checkpoint, a ``.safetensors``, or a folder written by ``save_pretrained``
-            or by ``surgenet-train``.
+            or by ``surgenet-train`` (the network arguments a run recorded rebuild it as trained).
         out_indices: stages (CNNs, default all four) or blocks (ViTs, default four evenly spaced).
         revision, cache_dir: passed to huggingface_hub (pin a commit, use another cache).
         vit_pyramid: for ViTs, resample the four maps to strides 4/8/16/32.
