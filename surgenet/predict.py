@@ -28,8 +28,8 @@ from .devices import resolve_device
 from .exceptions import InputError
 from .io import as_rgb_array, is_video, iter_video, list_images
 from .models.base import SurgeNetModel
-from .results import CVSResult, FrameResult, PhaseResult, SegmentationResult
-from .tasks import TASKS
+from .results import MULTI_LABEL_RESULTS, FrameResult, PhaseResult, SegmentationResult
+from .tasks import MULTI_LABEL_TASKS, TASKS
 from .transforms import create_transform
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Predictor:
             sees a batch, the causal temporal model then steps frame by frame.
         config: the backend's config when it has no ``config`` attribute.
         normalization: override the model's normalisation (``"default"`` or ``"surgical"``).
-        threshold: CVS probability at which a criterion counts as met.
+        threshold: probability at which a CVS criterion counts as met, or a tool as present.
         keep_images: keep each frame in its segmentation result (needed for ``overlay()``).
 
     The caller's model is put in eval mode only during each forward pass; the training flag of
@@ -336,9 +336,9 @@ class Predictor:
 
     def _postprocess(self, frame: _Frame, logits: torch.Tensor) -> FrameResult:
         common = dict(index=frame.index, source=frame.source, time=frame.time, class_names=self.class_names)
-        if self.task == "cvs":
+        if self.task in MULTI_LABEL_TASKS:  # CVS criteria, tools: one sigmoid per label
             probs = torch.sigmoid(logits).cpu().numpy()
-            return CVSResult(**common, probabilities=probs, threshold=self.threshold)
+            return MULTI_LABEL_RESULTS[self.task](**common, probabilities=probs, threshold=self.threshold)
         height, width = frame.image.shape[:2]
         with torch.inference_mode():
             full = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]

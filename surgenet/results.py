@@ -1,4 +1,4 @@
-"""Per-frame results of the Predictor: class maps with overlays, phases, CVS criteria."""
+"""Per-frame results of the Predictor: class maps with overlays, phases, CVS criteria, tool presence."""
 
 from __future__ import annotations
 
@@ -87,20 +87,57 @@ class PhaseResult(FrameResult):
 
 
 @dataclass(kw_only=True)
-class CVSResult(FrameResult):
-    probabilities: np.ndarray  # (3,) sigmoid per criterion
+class MultiLabelResult(FrameResult):
+    """Independent sigmoids, one per label (CVS criteria, tools): each label is decided on its own."""
+
+    probabilities: np.ndarray  # (C,) sigmoid per label, in class_names order
     threshold: float = 0.5
 
     @property
     def positive(self) -> np.ndarray:
+        """``(C,)`` bool: the labels whose probability reaches the threshold."""
         return self.probabilities >= self.threshold
+
+    @property
+    def positive_names(self) -> list[str]:
+        return [n for n, ok in zip(self.class_names, self.positive) if ok]
+
+    def _summary_columns(self) -> dict[str, Any]:
+        """Columns a task adds between the prediction and the probabilities (CVS: achieved)."""
+        return {}
+
+    def row(self) -> dict[str, Any]:
+        """One CSV row: the labels met (``a|b``), the task's summary columns, then ``p_<label>``."""
+        probs = {f"p_{n}": f"{p:.6f}" for n, p in zip(self.class_names, self.probabilities)}
+        return {**self._base_row(), "prediction": "|".join(self.positive_names), **self._summary_columns(), **probs}
+
+
+@dataclass(kw_only=True)
+class CVSResult(MultiLabelResult):
+    """The three CVS criteria of a frame."""
 
     @property
     def achieved(self) -> bool:
         """The critical view of safety: every criterion met."""
         return bool(self.positive.all())
 
-    def row(self) -> dict[str, Any]:
-        met = "|".join(n for n, ok in zip(self.class_names, self.positive) if ok)
-        probs = {f"p_{n}": f"{p:.6f}" for n, p in zip(self.class_names, self.probabilities)}
-        return {**self._base_row(), "prediction": met, "cvs_achieved": int(self.achieved), **probs}
+    def _summary_columns(self) -> dict[str, Any]:
+        return {"cvs_achieved": int(self.achieved)}
+
+
+@dataclass(kw_only=True)
+class ToolsResult(MultiLabelResult):
+    """Instrument presence in a frame: a probability per tool, present where it reaches the threshold."""
+
+    @property
+    def present(self) -> list[str]:
+        """Names of the tools in view (probability >= threshold), in the model's tool order."""
+        return self.positive_names
+
+    @property
+    def presence(self) -> dict[str, bool]:
+        return {n: bool(ok) for n, ok in zip(self.class_names, self.positive)}
+
+
+# The result of each multi-label task (surgenet.tasks.MULTI_LABEL_TASKS).
+MULTI_LABEL_RESULTS: dict[str, type[MultiLabelResult]] = {"cvs": CVSResult, "tools": ToolsResult}

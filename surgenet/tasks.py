@@ -7,9 +7,9 @@ Light on purpose (no torch): argument parsers import it before anything is built
 
 from __future__ import annotations
 
-TASKS: tuple[str, ...] = ("segmentation", "phase", "cvs")
+TASKS: tuple[str, ...] = ("segmentation", "phase", "cvs", "tools")
 
 # Tasks whose outputs are independent sigmoids (a logit's sign is its decision), not one softmax.
-MULTI_LABEL_TASKS: tuple[str, ...] = ("cvs",)
+MULTI_LABEL_TASKS: tuple[str, ...] = ("cvs", "tools")
 
 __all__ = ["MULTI_LABEL_TASKS", "TASKS"]

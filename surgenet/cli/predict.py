@@ -1,7 +1,7 @@
 """``surgenet predict``: a task model on an image, a folder of images or a video.
 
 Segmentation writes a PNG class map per frame at the frame's size (pixel value = class index)
-under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase and CVS write
+under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase, CVS and tools write
 ``OUT/predictions.csv``, one row per frame. Unreadable images are reported and skipped.
 
 A video runs through the real-time pipeline (surgenet.realtime: decoding, preprocessing,
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="engine: torch (default for PyTorch models); an export folder also runs with onnxruntime, "
                         "openvino[-bf16], openvino-int8[-bf16] (model.int8.xml) or tensorrt (default: its own choice)")
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
-    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation) or phases (phase)")
+    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases (phase) or tools (tools)")
     p.add_argument("--weights", type=existing_path,
                    help="fine-tuned weights: the authors' FPN checkpoint, or a surgenet task model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=positive_int, default=1, help="video: predict every N-th frame")
     p.add_argument("--recursive", action="store_true", help="folder: include sub-folders")
     p.add_argument("--normalization", choices=("default", "surgical"), help="override the model's normalisation")
-    p.add_argument("--threshold", type=fraction, default=0.5, help="CVS: probability at which a criterion is met")
+    p.add_argument("--threshold", type=fraction, default=0.5, help="CVS / tools: probability at which a criterion is met or a tool present")
     p.add_argument("--alpha", type=fraction, default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
     p.add_argument("--keyframe-every", type=positive_int, metavar="N",
