@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from surgenet.batch import BatchJob, ModelSpec, run_job  # noqa: E402
 from surgenet.cli.table import format_table  # noqa: E402
 from surgenet.io.atomic import atomic_write_text  # noqa: E402
+from surgenet.tasks import TASKS  # noqa: E402
 
 
 class PeakMemory:
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="../shared/data")
     parser.add_argument("--out", type=Path, default=Path("runs/archive"))
     parser.add_argument("--model", default="surgenetxl-caformer")
-    parser.add_argument("--task", default="phase", choices=("phase", "cvs", "segmentation", "tools"))
+    parser.add_argument("--task", default="phase", choices=TASKS)
     parser.add_argument("--num-classes", type=int, default=7)
     parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
     parser.add_argument("--copies", type=int, default=4, help="copies of each clip (2 clips -> 8 videos)")

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL_OR_DIR", help="a zoo name (surgenet list) or a save_pretrained folder")
     p.add_argument("--task", choices=TASKS,
                    help="task head (required with a zoo name; phase exports the online step)")
-    p.add_argument("--num-classes", type=int, help="classes (segmentation) or phases (phase)")
+    p.add_argument("--num-classes", type=int, help="classes (segmentation), phases (phase) or tools (tools)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--weights", type=Path, help="a local checkpoint or folder to load")
     weights.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
@@ -97,7 +97,7 @@ def check_requirements(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file; pass a folder (it is created if missing).")
     if args.int8 and args.task == "phase":
-        raise InputError("--int8 quantises frame models (segmentation, CVS); a phase model's temporal state "
+        raise InputError("--int8 quantises frame models (segmentation, CVS, tools); a phase model's temporal state "
                          "would need calibration over whole videos. Export it without --int8.")
     if args.int8_max_drop is not None and not args.int8:
         raise InputError("--int8-max-drop goes with --int8 --calib FRAMES_DIR.")

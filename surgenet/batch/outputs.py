@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_target
+from ..tasks import MULTI_LABEL_TASKS
 from .inputs import ArchiveInput
 
 PARTS = ".parts"
@@ -43,7 +44,7 @@ def predictions_of(mode: str, values: np.ndarray, class_names: list[str], thresh
     """The ``prediction`` column: the phase name, the criteria / tools met, or the mask file."""
     if mode == "phase":
         return [class_names[i] for i in values.argmax(axis=1)]
-    if mode in ("cvs", "tools"):
+    if mode in MULTI_LABEL_TASKS:
         return ["|".join(n for n, p in zip(class_names, row) if p >= threshold) for row in values]
     return [""] * len(values)
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InputError
+from ..tasks import MULTI_LABEL_TASKS, TASKS
 
-MODES = ("segmentation", "cvs", "tools", "phase", "embed")
+MODES = (*TASKS, "embed")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class BatchModel:
                     values[real] = embed(x).float().cpu().numpy()
                 elif self.spec.mode == "phase":
                     values[real] = self.model.embed(x).float().cpu().numpy()
-                elif self.spec.mode in ("cvs", "tools"):
+                elif self.spec.mode in MULTI_LABEL_TASKS:
                     values[real] = torch.sigmoid(self.model(x).float()).cpu().numpy()
                 else:
                     logits = self.model(x).float()

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import TASKS
 from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
-
-TASKS = ("segmentation", "phase", "cvs", "tools")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

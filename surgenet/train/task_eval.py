@@ -22,6 +22,7 @@ import torch
 from .. import metrics
 from ..exceptions import InputError
 from ..io.atomic import atomic_target, atomic_write_text
+from ..tasks import MULTI_LABEL_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
         source = open_labelled(spec, task, names)
         data_names = list(source.class_names)
     if (task == "segmentation" and len(data_names) > model.num_classes) or \
-            (task in ("cvs", "tools", "phase") and len(data_names) != model.num_classes):
+            (task != "segmentation" and len(data_names) != model.num_classes):
         raise InputError(f"the dataset has {len(data_names)} {task} classes ({', '.join(data_names)}) but the model "
                          f"{model.num_classes} ({', '.join(names)}); evaluate on data with the model's classes.")
     model.eval()
@@ -67,7 +68,7 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
 
         scores = segmentation_scores(model, SegmentationSamples(source, transform), batch_size, workers, keep)
         result.update({k: scores[k] for k in ("mean_iou", "mean_dice", "iou", "dice", "confusion")})
-    elif task in ("cvs", "tools"):
+    elif task in MULTI_LABEL_TASKS:
         scores = multilabel_scores(model, LabelSamples(source, transform), task, batch_size, workers)
         result.update({k: scores[k] for k in ("mAP", "ap", "mean_balanced_accuracy", "balanced_accuracy")})
     else:
@@ -116,7 +117,7 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows = [[n, fmt(i), fmt(d)] for n, i, d in zip(names, result["iou"], result["dice"])]
         rows.append(["mean", fmt(result["mean_iou"]), fmt(result["mean_dice"])])
         return ["class", "IoU", "Dice"], rows
-    if task in ("cvs", "tools"):
+    if task in MULTI_LABEL_TASKS:
         rows = [[n, fmt(a), fmt(b)] for n, a, b in zip(names, result["ap"], result["balanced_accuracy"])]
         rows.append(["mean", fmt(result["mAP"]), fmt(result["mean_balanced_accuracy"])])
         return ["criterion" if task == "cvs" else "tool", "AP", "balanced accuracy"], rows
