@@ -11,7 +11,8 @@ Two modes:
   scene cuts), masks are propagated in between and fused with fresh predictions on keyframes.
 
 Writes ``OUT/masks/NAME.png`` (class ids, at the frame's size; NAME is the image's stem or
-``frame_NNNNNN`` for videos), ``OUT/overlays/NAME.png`` and ``OUT/tracks.csv`` (one row per
+``frame_NNNNNN`` for videos), ``OUT/overlays/NAME.png`` (classes blended in, and each instrument
+track's box, centroid and id in a colour that stays with the id) and ``OUT/tracks.csv`` (one row per
 instrument track per frame: id, class, area, box, centroid). Unreadable frames are skipped and
 counted.
 """
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..results import SegmentationResult
     from ..video.frames import check_source, iter_frames, read_first_mask
     from ..video.propagate import create_propagator
+    from ..video.track_draw import draw_tracks
     from ..video.tracks import InstrumentTracker, TrackWriter
     from tqdm import tqdm
 
@@ -157,12 +159,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         for tf in outputs:
             _save_png(tf.class_map, out / "masks" / f"{tf.name}.png")
+            rows = tracker.update(tf.class_map, tf.warp_labels, tf.index, tf.name) if tracker is not None else []
             if not args.no_overlay:
                 result = SegmentationResult(index=tf.index, source=tf.source, class_names=class_names,
                                             class_map=tf.class_map, image=tf.image)
-                _save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{tf.name}.png")
-            if tracker is not None:
-                writer.write(tracker.update(tf.class_map, tf.warp_labels, tf.index, tf.name))
+                picture = result.overlay(alpha=args.alpha)
+                _save_png(draw_tracks(picture, rows) if rows else picture, out / "overlays" / f"{tf.name}.png")
+            if writer is not None:
+                writer.write(rows)
             count += 1
             bar.update(1)
         ok = True

@@ -10,6 +10,7 @@ One module per job:
 * :mod:`.semi`: semi-supervised mode, a first-frame mask carried through a sequence.
 * :mod:`.keyframes`: keyframe mode, a segmenter on keyframes and propagation in between.
 * :mod:`.tracks`: instrument regions with identities that persist across frames.
+* :mod:`.track_draw`: tracks drawn on overlays (box, centroid, id; one colour per id).
 * :mod:`.synthetic`: a sequence with known masks built from real footage (tests, benchmark).
 
 Nothing here is imported by ``import surgenet``; OpenCV loads on first use.
@@ -25,7 +26,7 @@ _LAZY = {
     "create_propagator": "propagate", "DISFlowPropagator": "flow", "RAFTPropagator": "raft",
     "FeaturePropagator": "features", "propagate_mask": "semi", "KeyframePolicy": "keyframes",
     "KeyframeSegmenter": "keyframes", "InstrumentTracker": "tracks", "iter_frames": "frames",
-    "read_first_mask": "frames",
+    "read_first_mask": "frames", "draw_tracks": "track_draw", "track_colour": "track_draw",
 }
 
 __all__ = list(_LAZY)
