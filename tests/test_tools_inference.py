@@ -95,7 +95,8 @@ def test_export_matches_pytorch_and_its_runners_predict_the_same_tools(tools_mod
     assert sidecar["parity"]["passed"] and all(c["argmax_agreement"] == 1.0 for c in sidecar["parity"]["checks"])
     # Independently: a plain ONNX Runtime session against the PyTorch model on inputs drawn here.
     x = np.random.default_rng(3).standard_normal((2, 3, *SIZE), dtype=np.float32)
-    out = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x})[0]
     with torch.inference_mode():
         ref = tools_model(torch.from_numpy(x)).numpy()
     assert out.shape == (2, len(TOOLS))

@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=positive_int, default=1, help="video: predict every N-th frame")
     p.add_argument("--recursive", action="store_true", help="folder: include sub-folders")
     p.add_argument("--normalization", choices=("default", "surgical"), help="override the model's normalisation")
-    p.add_argument("--threshold", type=fraction, default=0.5, help="CVS / tools: probability at which a criterion is met or a tool present")
+    p.add_argument("--threshold", type=fraction, default=0.5,
+                   help="CVS / tools: probability at which a criterion is met or a tool present")
     p.add_argument("--alpha", type=fraction, default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
     p.add_argument("--keyframe-every", type=positive_int, metavar="N",
