@@ -53,8 +53,8 @@ def load_model(name_or_dir: str | Path, task: str | None = None, num_classes: in
     if num_classes is None:
         num_classes = DEFAULT_NUM_CLASSES.get(task)
         if num_classes is None:
-            raise InputError(f"num_classes is required for task {task!r} (classes to segment or phases to "
-                             "recognise, e.g. 7 for Cholec80 phases).")
+            raise InputError(f"num_classes is required for task {task!r} (classes to segment, phases to recognise "
+                             "or tools to detect, e.g. 7 for Cholec80 phases, 6 for CholecT50 tools).")
     if weights is None:
         model = TASK_CLASSES[task](entry.name, num_classes, pretrained=pretrained, **model_kwargs)
         logger.info("%s: %s layers initialised randomly; fine-tune them before use.", entry.name, task)
