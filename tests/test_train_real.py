@@ -16,7 +16,8 @@ from PIL import Image
 
 from surgenet import metrics
 from surgenet.train.finetune import FinetuneConfig, finetune, warmup_cosine
-from surgenet.train.losses import dice_ce_loss, soft_dice_loss
+from surgenet.train.finetune_tasks import label_pos_weight
+from surgenet.train.losses import class_weights_from_pixels, dice_ce_loss, soft_dice_loss
 from surgenet.train.seg_augment import SegmentationAugment
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -40,6 +41,42 @@ def test_soft_dice_and_ce_against_the_formula():
     # Nothing valid: zero, and still differentiable.
     empty = dice_ce_loss(logits.clone().requires_grad_(), torch.full((1, 1, 3), 255))
     assert float(empty) == 0.0
+    # Class weights: the weighted mean of the per-pixel losses, sum w[y] * nll / sum w[y].
+    w = torch.tensor([0.5, 4.0, 2.0])
+    expected_wce = -(0.5 * np.log(p[0, 0]) + 4.0 * np.log(p[1, 1])) / (0.5 + 4.0)
+    got = dice_ce_loss(logits, target, dice_weight=0, class_weight=w)
+    assert float(got) == pytest.approx(expected_wce, rel=1e-6)
+
+
+def test_class_weights_from_pixel_counts_by_hand():
+    # Shares 0.6 / 0.3 / 0.1 / 0 (class 3 never labelled).
+    median = class_weights_from_pixels([600, 300, 100, 0], "median-frequency")
+    # median(0.6, 0.3, 0.1) / f = 0.5, 1, 3; scaled by 1 / (0.6*0.5 + 0.3*1 + 0.1*3) = 1 / 0.9.
+    np.testing.assert_allclose(median, [0.5 / 0.9, 1 / 0.9, 3 / 0.9, 0.0], rtol=1e-12)
+    # Shares 0.9 / 0.1: 1/sqrt(f) is in ratio 1 : 3; the mean weight of a pixel is 1.
+    sqrt = class_weights_from_pixels([900, 100], "inverse-sqrt")
+    assert sqrt[1] / sqrt[0] == pytest.approx(3.0)
+    assert 0.9 * sqrt[0] + 0.1 * sqrt[1] == pytest.approx(1.0)
+    assert class_weights_from_pixels([900, 100], "none") is None
+    with pytest.raises(ValueError, match="inverse-sqrt"):
+        class_weights_from_pixels([1, 1], "inverse")
+
+
+def test_balanced_positive_weights_by_hand():
+    class Labels:
+        class_names = ["rare", "never", "soft"]
+        labels = np.array([[1, 0, 1 / 3], [0, 0, 1 / 3], [0, 0, 0], [0, 0, 1 / 3]], dtype=np.float32)
+
+    weights = label_pos_weight(Labels, "balanced")
+    # p = 1/4 -> 3; never positive -> 1; soft votes p = 1/4 -> 3.
+    np.testing.assert_allclose(weights.numpy(), [3.0, 1.0, 3.0], rtol=1e-6)
+    assert label_pos_weight(Labels, "none") is None
+    # With these weights the positives and the negatives of a label carry equal total weight under
+    # the binary cross-entropy: 3 * (one positive) == 1 * (three negatives) for "rare".
+    logits, targets = torch.zeros(4, 3), torch.from_numpy(Labels.labels)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=weights,
+                                                                reduction="none")
+    assert float(loss[:, 0].sum()) == pytest.approx(float(np.log(2) * (3 * 1 + 3)), rel=1e-6)
 
 
 def test_warmup_cosine_schedule():

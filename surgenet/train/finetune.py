@@ -35,6 +35,7 @@ import torch
 
 from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
+from ..tasks import MULTI_LABEL_TASKS
 from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
 from .config import dump_yaml, load_config, to_dict
 from .runlog import MetricLog, records_until
@@ -69,7 +70,10 @@ class FinetuneConfig:
     device: str = "auto"
     # segmentation only
     dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * soft Dice
+    class_weighting: str = "inverse-sqrt"  # cross-entropy class weights: none, inverse-sqrt, median-frequency
     crop_scale: tuple[float, float] = (0.5, 1.0)  # share of the frame's area in a training crop
+    # cvs and tools only
+    label_weighting: str = "none"  # binary cross-entropy pos_weight: none, balanced ((1 - p) / p)
     # phase only
     cache_features: bool = True  # train the temporal model on frozen per-frame embeddings
     clip_length: int = 16  # end to end: frames per training clip
@@ -99,7 +103,7 @@ def _class_names_for(cfg: FinetuneConfig, data_names: list[str]) -> tuple[int, l
     if n < len(data_names) and cfg.task in ("segmentation", "phase"):
         raise InputError(f"--num-classes {n} is fewer than the {len(data_names)} classes of the training set "
                          f"({', '.join(data_names)}); use --num-classes {len(data_names)}.")
-    if n != len(data_names) and cfg.task in ("cvs", "tools"):
+    if n != len(data_names) and cfg.task in MULTI_LABEL_TASKS:
         raise InputError(f"--num-classes {n} differs from the {len(data_names)} labels of the training set "
                          f"({', '.join(data_names)}); drop --num-classes or fix it.")
     names = cfg.class_names or (list(data_names) if len(data_names) == n else None)
@@ -268,7 +272,8 @@ FINETUNE_HELP = __doc__.split("\n\n", 1)[1]
 def cmd_finetune(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     for key in ("task", "model", "weights", "num_classes", "train", "val", "image_size", "epochs", "batch_size",
-                "lr", "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers"):
+                "lr", "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers",
+                "class_weighting", "label_weighting"):
         value = getattr(args, key, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value, default=str)}")  # default: Path values
@@ -291,6 +296,8 @@ def register(sub) -> None:
     from ..cli.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
                               output_folder, positive_float, positive_int, zoo_name)
     from ..models import TASKS
+    from .finetune_tasks import LABEL_WEIGHTINGS
+    from .losses import CLASS_WEIGHTINGS
 
     p = sub.add_parser("finetune", help="train a segmentation, phase, CVS or tool-presence head on labelled data",
                        description=FINETUNE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,6 +318,10 @@ def register(sub) -> None:
     p.add_argument("--lr", type=positive_float, help="learning rate of the task layers")
     p.add_argument("--backbone-lr", type=non_negative_float,
                    help="learning rate of the backbone (default: lr/10); 0 freezes it")
+    p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
+                   help="segmentation: cross-entropy class weights from the training masks' pixel counts")
+    p.add_argument("--label-weighting", choices=LABEL_WEIGHTINGS,
+                   help="cvs, tools: weigh each label's positives by (1 - p) / p of the training labels")
     p.add_argument("--patience", type=non_negative_int,
                    help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")

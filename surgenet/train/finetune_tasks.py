@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .. import metrics
 from ..exceptions import InputError
 from .data.labelled import IGNORE_INDEX, LabelSamples, PhaseClips, SegmentationSamples, collate_masks
-from .losses import dice_ce_loss
+from .losses import CLASS_WEIGHTINGS, class_weights_from_pixels, dice_ce_loss
 from .seg_augment import SegmentationAugment
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class SegmentationTask:
         self.val_source = open_labelled(cfg.val, "segmentation", names) if cfg.val else None
         self.class_names = list(self.train_source.class_names)
         self.val_set = None
+        self.class_weight = segmentation_class_weight(self.train_source, cfg.class_weighting)
 
     def bind(self, model, transform) -> None:
         augment = SegmentationAugment(tuple(transform.size), scale=tuple(self.cfg.crop_scale))
@@ -76,11 +77,29 @@ class SegmentationTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         images, masks = (t.to(_device(model)) for t in batch)
-        return dice_ce_loss(model(images), masks, IGNORE_INDEX, dice_weight=self.cfg.dice_weight)
+        return dice_ce_loss(model(images), masks, IGNORE_INDEX, dice_weight=self.cfg.dice_weight,
+                            class_weight=self.class_weight)
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, Any]:
         return segmentation_scores(model, self.val_set, self.cfg.batch_size, self.cfg.num_workers)
+
+
+def segmentation_class_weight(source, scheme: str) -> torch.Tensor | None:
+    """Cross-entropy class weights from the training masks' pixel counts (read when the masks were
+    checked, so free), or None for ``none``; logged so a run records what it weighed."""
+    if scheme not in CLASS_WEIGHTINGS:
+        raise InputError(f"unknown class weighting {scheme!r}; valid: {', '.join(CLASS_WEIGHTINGS)}.")
+    if scheme == "none":
+        return None
+    pixels = np.asarray(getattr(source, "class_pixels", []), dtype=np.int64)
+    if pixels.size != len(source.class_names) or pixels.sum() == 0:
+        raise InputError(f"class weighting {scheme!r} needs the pixel counts of the training masks, which "
+                         f"this reader does not give; use --class-weighting none.")
+    weights = class_weights_from_pixels(pixels, scheme)
+    logger.info("class weights (%s): %s", scheme,
+                ", ".join(f"{n} {w:.3g}" for n, w in zip(source.class_names, weights)))
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -121,6 +140,7 @@ class MultiLabelTask:
         self.val_source = open_labelled(cfg.val, self.name, cfg.class_names) if cfg.val else None
         self.class_names = list(self.train_source.class_names)
         self.val_set = None
+        self.pos_weight = label_pos_weight(self.train_source, cfg.label_weighting)
 
     def bind(self, model, transform) -> None:
         self.train_set = LabelSamples(self.train_source, transform, train=True, seed=self.cfg.seed)
@@ -133,11 +153,38 @@ class MultiLabelTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         images, targets = (t.to(_device(model)) for t in batch)
-        return F.binary_cross_entropy_with_logits(model(images).float(), targets)
+        pos_weight = None if self.pos_weight is None else self.pos_weight.to(targets.device)
+        return F.binary_cross_entropy_with_logits(model(images).float(), targets, pos_weight=pos_weight)
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, Any]:
         return multilabel_scores(model, self.val_set, self.name, self.cfg.batch_size, self.cfg.num_workers)
+
+
+LABEL_WEIGHTINGS = ("none", "balanced")
+
+
+def label_pos_weight(source, scheme: str) -> torch.Tensor | None:
+    """``pos_weight`` of the binary cross-entropy per label, from the training labels' prevalence.
+
+    ``balanced``: ``(1 - p) / p`` with ``p`` the mean (soft) target of the label, so positives and
+    negatives weigh the same in total. The loss's minimiser then puts the 0.5 decision threshold
+    where balanced accuracy wants it rather than where a rare criterion (CVS) is never predicted;
+    ranking metrics (AP) do not depend on the threshold. A label that is never (or always) positive
+    keeps weight 1. ``none`` returns None.
+    """
+    if scheme not in LABEL_WEIGHTINGS:
+        raise InputError(f"unknown label weighting {scheme!r}; valid: {', '.join(LABEL_WEIGHTINGS)}.")
+    if scheme == "none":
+        return None
+    labels = np.asarray(source.labels, dtype=np.float64).reshape(len(source.labels), -1)
+    prevalence = labels.mean(0)
+    weights = np.ones_like(prevalence)
+    informative = (prevalence > 0) & (prevalence < 1)
+    weights[informative] = (1 - prevalence[informative]) / prevalence[informative]
+    logger.info("positive weights (%s): %s", scheme,
+                ", ".join(f"{n} {w:.3g}" for n, w in zip(source.class_names, weights)))
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 @torch.no_grad()
