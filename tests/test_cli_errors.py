@@ -186,6 +186,16 @@ def test_finetune_device_from_set_is_checked_before_the_data(tmp_path, capsys):
     assert_one_line(code, err, "surgenet-train: error:", "no CUDA GPU is visible")
 
 
+@pytest.mark.parametrize("setting,fragment", [
+    ("class_weighting=inverse", "class_weighting 'inverse' is not one of none, inverse-sqrt, median-frequency"),
+    ("label_weighting=auto", "label_weighting 'auto' is not one of none, balanced"),
+])
+def test_finetune_bad_loss_weighting_is_reported_before_the_data(tmp_path, capsys, setting, fragment):
+    # train.csv does not exist: the weighting is reported first
+    code, err = run(train_main, _finetune(tmp_path, "--set", setting), capsys)
+    assert_one_line(code, err, "surgenet-train: error:", fragment)
+
+
 def test_finetune_missing_csv(tmp_path, capsys):
     code, err = run(train_main, _finetune(tmp_path), capsys)
     assert_one_line(code, err, "train.csv", "does not exist")

@@ -62,6 +62,29 @@ def test_class_weights_from_pixel_counts_by_hand():
         class_weights_from_pixels([1, 1], "inverse")
 
 
+def test_segmentation_task_weighs_classes_by_the_training_masks(tmp_path):
+    from surgenet.train.finetune_tasks import SegmentationTask
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    # Two 4x4 frames: class 0 on 24 pixels, class 1 on 6, class 2 on 2 (of 32; none ignored).
+    masks = [np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)]
+    masks[0][0, :] = 1
+    masks[1][0, :2] = 1
+    masks[1][3, 3] = 2
+    masks[1][2, 3] = 2
+    for i, mask in enumerate(masks):
+        Image.new("RGB", (4, 4)).save(tmp_path / "images" / f"f{i}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"f{i}.png")
+    cfg = FinetuneConfig(task="segmentation", train=str(tmp_path), num_classes=3)
+    weight = SegmentationTask(cfg).class_weight.numpy()
+    shares = np.array([24, 6, 2]) / 32
+    expected = 1 / np.sqrt(shares)
+    np.testing.assert_allclose(weight, expected / (shares * expected).sum(), rtol=1e-6)
+    assert SegmentationTask(FinetuneConfig(task="segmentation", train=str(tmp_path), num_classes=3,
+                                           class_weighting="none")).class_weight is None
+
+
 def test_balanced_positive_weights_by_hand():
     class Labels:
         class_names = ["rare", "never", "soft"]

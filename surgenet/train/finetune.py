@@ -11,13 +11,16 @@ biases), linear warm-up over the first 10 % of steps then a cosine to 1 %, gradi
 norm 1, the task layers at ``--lr`` and the backbone at a tenth of it, pretrained or not (for a
 random backbone the tenth is the architecture's own recipe scaled to a small batch: CAFormer
 trains with 4e-3 at batch 4096, about 1.8e-4 at batch 8 by square-root scaling; the full 1e-3
-reached only 0.224 mIoU in the 3-epoch Endoscapes example of the README). Segmentation: cross-entropy + soft Dice (thin
-structures such as the cystic artery weigh as much as the gallbladder), 255 = ignore, random
-scale-crops with flips and colour jitter that keep the mask aligned; scores at each frame's own
-size. Each epoch ends with validation; training stops early after ``--patience`` epochs without a
-better score. The best model is written with ``save_pretrained`` to ``OUT/best`` (load it with
-``surgenet.load_model(OUT/best)``), the latest state to ``OUT/last.pth`` (``--resume`` continues
-exactly), every epoch to ``OUT/log.jsonl`` and the curves to ``OUT/curves.png``.
+reached only 0.224 mIoU in the 3-epoch Endoscapes example of the README). Segmentation:
+cross-entropy weighted per class by ``1 / sqrt(share of pixels)`` of the training masks
+(``--class-weighting``) plus soft Dice (thin structures such as the cystic artery weigh as much
+as the gallbladder), 255 = ignore, random scale-crops with flips and colour jitter that keep the
+mask aligned; scores at each frame's own size. CVS and tools: binary cross-entropy, optionally
+with balanced positive weights (``--label-weighting balanced``). Each epoch ends with validation;
+training stops early after ``--patience`` epochs without a better score. The best model is
+written with ``save_pretrained`` to ``OUT/best`` (load it with ``surgenet.load_model(OUT/best)``),
+the latest state to ``OUT/last.pth`` (``--resume`` continues exactly), every epoch to
+``OUT/log.jsonl`` and the curves to ``OUT/curves.png``.
 """
 
 from __future__ import annotations
@@ -144,6 +147,17 @@ def warmup_cosine(total_steps: int, warmup: float, final: float = 0.01) -> np.nd
     return np.concatenate([ramp, cosine]).astype(np.float64)
 
 
+def _check_weightings(cfg: FinetuneConfig) -> None:
+    """Loss weighting names from a config file or ``--set`` fail here, before any data is read."""
+    from .finetune_tasks import LABEL_WEIGHTINGS
+    from .losses import CLASS_WEIGHTINGS
+
+    for key, valid in (("class_weighting", CLASS_WEIGHTINGS), ("label_weighting", LABEL_WEIGHTINGS)):
+        if getattr(cfg, key) not in valid:
+            raise InputError(f"{key} {getattr(cfg, key)!r} is not one of {', '.join(valid)}; "
+                             f"fix --{key.replace('_', '-')} or the config.")
+
+
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg.task``'s model; returns the best validation metrics (``score`` and the rest)."""
     from .. import create_transform
@@ -155,6 +169,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         raise InputError(f"--task must be one of {', '.join(TASKS)}, not {cfg.task!r}.")
     if not cfg.train:
         raise InputError("pass --train (the training set; formats: surgenet-train finetune --help).")
+    _check_weightings(cfg)
     out = Path(out_dir)
     device = resolve_device(cfg.device)  # a device that is not there fails before data and model are touched
     state = load_checkpoint_state(out / LAST) if resume else None  # a missing state fails before data loading
@@ -319,9 +334,11 @@ def register(sub) -> None:
     p.add_argument("--backbone-lr", type=non_negative_float,
                    help="learning rate of the backbone (default: lr/10); 0 freezes it")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
-                   help="segmentation: cross-entropy class weights from the training masks' pixel counts")
+                   help="segmentation: cross-entropy class weights from the training masks' pixel counts "
+                        "(default inverse-sqrt: 1/sqrt(share); median-frequency; none)")
     p.add_argument("--label-weighting", choices=LABEL_WEIGHTINGS,
-                   help="cvs, tools: weigh each label's positives by (1 - p) / p of the training labels")
+                   help="cvs, tools: 'balanced' weighs each label's positives by (1 - p) / p of the training "
+                        "labels (default none)")
     p.add_argument("--patience", type=non_negative_int,
                    help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")
