@@ -29,6 +29,8 @@ TASK_TITLES = {
     "tools": "surgical tool presence (one sigmoid per instrument, multi-label)",
 }
 
+OUTPUT_UNITS = {"segmentation": "classes", "phase": "phases", "cvs": "criteria", "tools": "tools"}
+
 TASK_NOTE = "This model adds task layers to that backbone; see the task section.\n"
 
 _LICENSE_NAMES = {"cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0 (non-commercial, share-alike)", "apache-2.0": "Apache-2.0"}
@@ -82,8 +84,7 @@ def _usage(entry: ModelEntry, task: str | None, extra: dict[str, Any]) -> str:
 def _task_section(task: str, extra: dict[str, Any]) -> str:
     lines = [f"## Task: {TASK_TITLES[task]}", ""]
     if "num_classes" in extra:
-        lines.append(f"- Outputs: {extra['num_classes']} "
-                     f"{'criteria' if task == 'cvs' else 'phases' if task == 'phase' else 'classes'}")
+        lines.append(f"- Outputs: {extra['num_classes']} {OUTPUT_UNITS[task]}")
     names = extra.get("class_names")
     if names:
         lines.append("- Names: " + ", ".join(f"`{n}`" for n in names))

@@ -33,6 +33,7 @@ def test_backbone_card_header_parses_for_every_model(name):
     ("segmentation", "image-segmentation", "classes"),
     ("phase", "video-classification", "phases"),
     ("cvs", "image-classification", "criteria"),
+    ("tools", "image-classification", "tools"),
 ])
 def test_task_card_names_the_task_and_its_outputs(task, tag, unit):
     entry = get_entry("surgenet-pvtv2")
