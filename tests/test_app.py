@@ -13,10 +13,11 @@ pytest.importorskip("gradio", reason="the web demo needs the app extra: pip inst
 av = pytest.importorskip("av", reason="clips need PyAV: pip install 'surgenet[video]'")
 
 import surgenet  # noqa: E402
-from surgenet.app import ModelCatalog, analyse_clip, analyse_frame, phase_timeline_figure  # noqa: E402
-from surgenet.app.analysis import legend_html, legend_rows  # noqa: E402
+from surgenet.app import (LabelScores, ModelCatalog, analyse_clip, analyse_frame,  # noqa: E402
+                          labels_over_time_figure, phase_timeline_figure)
+from surgenet.app.analysis import legend_html, legend_rows, scores_html  # noqa: E402
 from surgenet.exceptions import InputError, UnknownModelError  # noqa: E402
-from surgenet.labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES  # noqa: E402
+from surgenet.labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, CHOLECT50_TOOLS, ENDOSCAPES_CLASSES  # noqa: E402
 from surgenet.results import palette  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402
@@ -56,7 +57,7 @@ def test_legend_shares_and_colours_by_hand():
 
 
 def test_catalog_offers_each_task_of_a_zoo_backbone(catalog):
-    for task in ("segmentation", "cvs", "phase"):
+    for task in ("segmentation", "cvs", "phase", "tools"):
         (choice,) = catalog.choices(task)
         assert choice.source == ZOO and not choice.trained and choice.backend == "pytorch"
         assert choice.licence == surgenet.model_info(ZOO)["license"]
@@ -148,3 +149,86 @@ def test_cli_user_mistakes_end_in_one_line(capsys):
         assert exit_code(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_scores_table_decides_at_the_threshold_by_hand():
+    scores = LabelScores("tools", {"Grasper": 0.8, "Hook": 0.5, "<b>": 0.2}, threshold=0.5)
+    assert scores.positive == ["Grasper", "Hook"]  # 0.5 reaches the threshold, 0.2 does not
+    page = scores_html(scores)
+    assert page.count("present") == 2 and page.count("absent") == 1
+    assert "80.0 %" in page and "&lt;b&gt;" in page and "<b>" not in page
+    cvs_page = scores_html(LabelScores("cvs", {"C1": 0.7, "C2": 0.1}, threshold=0.6))
+    assert cvs_page.count("not met") == 1 and cvs_page.count("met") == 2 and "at 0.6" in cvs_page
+
+
+def _tensor(model, image: np.ndarray) -> torch.Tensor:
+    return surgenet.create_transform(model)(image)
+
+
+def test_frame_tools_probabilities_are_the_models_sigmoid(catalog, frame_file):
+    seg, cvs, tools = (_label(catalog, t) for t in ("segmentation", "cvs", "tools"))
+    catalog.predictor(tools).threshold = 0.45  # the predictor's threshold decides presence, not a fixed 0.5
+    try:
+        result = analyse_frame(catalog, str(frame_file), seg, [cvs, tools])
+    finally:
+        catalog.predictor(tools).threshold = 0.5
+    assert set(result.scores) == {"cvs", "tools"} and set(result.seconds) == {seg, cvs, tools}
+    model = catalog.predictor(tools).model
+    x = _tensor(model, np.asarray(Image.open(frame_file).convert("RGB")))[None]
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(x))[0].numpy()
+    assert list(result.tools) == model.class_names == list(CHOLEC80_TOOLS)
+    np.testing.assert_allclose(list(result.tools.values()), expected, atol=1e-5)
+    scores = result.scores["tools"]
+    assert scores.threshold == 0.45
+    assert scores.positive == [n for n, p in zip(CHOLEC80_TOOLS, expected) if p >= 0.45]
+    with pytest.raises(InputError, match="at most one model per task"):
+        analyse_frame(catalog, str(frame_file), seg, [tools, tools])
+    with pytest.raises(InputError, match="is a phase model"):
+        analyse_frame(catalog, str(frame_file), seg, [_label(catalog, "phase")])
+
+
+def test_clip_tools_over_time_equal_the_model_per_frame(catalog, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, frames=20, fps=10, size=(96, 128), seed=2)  # analysed at 2 fps -> frames 0, 5, 10, 15
+    tools = _label(catalog, "tools")
+    result = analyse_clip(catalog, clip, tmp_path, multi_label=tools, fps=2)
+    assert result.video is None and result.phase_names == [] and result.label_task == "tools"
+    np.testing.assert_allclose(result.times, np.arange(4) * 0.5, atol=1e-6)
+    assert result.label_names == list(CHOLEC80_TOOLS) and result.label_probabilities.shape == (4, 7)
+    model = catalog.predictor(tools).model
+    with av.open(str(clip)) as container:
+        images = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i % 5 == 0]
+    with torch.no_grad():  # each frame on its own, independently of the app's batching
+        expected = np.stack([torch.sigmoid(model.eval()(_tensor(model, im)[None]))[0].numpy() for im in images])
+    np.testing.assert_allclose(result.label_probabilities, expected, atol=1e-5)
+    figure = labels_over_time_figure(result)
+    assert [line.get_label() for line in figure.axes[0].lines][:7] == list(CHOLEC80_TOOLS)
+    present_bars = sum(len(c.get_paths()) for c in figure.axes[1].collections)
+    assert present_bars == int((expected >= 0.5).sum())
+    with pytest.raises(InputError, match="is a segmentation model"):
+        analyse_clip(catalog, clip, tmp_path, multi_label=_label(catalog, "segmentation"))
+
+
+def test_catalog_takes_tools_folders_and_names_tasks_it_does_not_show(tmp_path):
+    model = surgenet.load_model(ZOO, task="tools", num_classes=len(CHOLECT50_TOOLS),
+                                class_names=list(CHOLECT50_TOOLS), pretrained=False)
+    model.save_pretrained(tmp_path / "my-tools")
+    export = tmp_path / "tools-export"  # listed from its sidecar; nothing is loaded until it is chosen
+    export.mkdir()
+    (export / "model.onnx").write_bytes(b"")
+    (export / "model.onnx.json").write_text('{"task": "tools", "backbone": "surgenetxl-caformer"}')
+    catalog = ModelCatalog([str(tmp_path / "my-tools"), str(export)], pretrained=False)
+    menu = catalog.choices("tools")
+    assert [(c.source, c.backend, c.trained) for c in menu] == [
+        (str(tmp_path / "my-tools"), "pytorch", True), (str(export), "onnxruntime", True),
+        (str(export), "openvino", True)]
+    assert menu[1].licence == surgenet.model_info(ZOO)["license"] and catalog.choices("segmentation") == []
+    answer = LabelScores.of("tools", catalog.predictor(menu[0].label).predict(np.zeros((48, 64, 3), np.uint8)))
+    assert list(answer.probabilities) == list(CHOLECT50_TOOLS)  # the tool names are the saved model's class_names
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"task": "detection"}')
+    with pytest.raises(InputError, match="task 'detection' is not one the app shows") as info:
+        ModelCatalog([str(odd)])
+    assert len(str(info.value).splitlines()) == 1 and "tools" in str(info.value)

@@ -1,7 +1,8 @@
 """The web demo (extra ``app``): ``surgenet app`` locally, or ``app.py`` as a Hugging Face Space.
 
-A frame in: the segmentation overlay, a legend of classes with their share of the image and the
-three CVS probabilities. A clip in: the overlaid video and the phase timeline. The functions
+A frame in: the segmentation overlay, a legend of classes with their share of the image, and the
+probabilities of the CVS criteria and of each tool, with those met / present at the threshold. A
+clip in: the overlaid video, the phase timeline and tool (or CVS) probabilities over time. The functions
 behind the page (:mod:`.analysis`) are plain Python, so they are tested without a browser.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .analysis import ClipAnalysis, FrameAnalysis, analyse_clip, analyse_frame, phase_timeline_figure
+from .analysis import (ClipAnalysis, FrameAnalysis, LabelScores, analyse_clip, analyse_frame,
+                       labels_over_time_figure, phase_timeline_figure)
 from .catalog import ModelCatalog, ModelChoice
 
-__all__ = ["ClipAnalysis", "FrameAnalysis", "ModelCatalog", "ModelChoice", "analyse_clip", "analyse_frame",
-           "create_demo", "phase_timeline_figure"]
+__all__ = ["ClipAnalysis", "FrameAnalysis", "LabelScores", "ModelCatalog", "ModelChoice", "analyse_clip",
+           "analyse_frame", "create_demo", "labels_over_time_figure", "phase_timeline_figure"]
 
 
 def create_demo(models: Sequence[str], pretrained: bool = True, device: str = "cpu"):

@@ -1,8 +1,10 @@
 """What the web demo computes, as plain functions of files and arrays (tested without a browser).
 
 ``analyse_frame``: a frame -> overlay at the frame's size, a legend of classes with their share of
-the image, the three CVS probabilities, and the time each model took. ``analyse_clip``: a short
-video -> an overlaid H.264 video, the phase probabilities over time and their timeline figure.
+the image, the probabilities of each multi-label model (CVS criteria, tools) with the labels at its
+threshold, and the time each model took. ``analyse_clip``: a short video -> an overlaid H.264
+video, the phase probabilities over time and their timeline figure, and a multi-label model's
+probabilities per frame with their presence figure.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..exceptions import InputError
 from ..io import as_rgb_array, iter_video
 from ..io.video import VideoWriter, import_av
-from ..results import palette
+from ..results import MultiLabelResult, palette
+from ..tasks import MULTI_LABEL_TASKS
 from .catalog import ModelCatalog
 
 MAX_FRAME_PIXELS = 6000 * 4000  # a surgical frame is at most 4K; larger uploads are refused, not decoded
@@ -26,13 +29,46 @@ DEFAULT_CLIP_FPS = 2.0  # frames analysed per second of video (phase labels are 
 DEFAULT_MAX_SECONDS = 60.0
 
 
+# How each multi-label task words a label at or above the threshold, and one below it.
+DECISION_WORDS = {"cvs": ("met", "not met"), "tools": ("present", "absent")}
+
+
+@dataclass
+class LabelScores:
+    """A multi-label model's answer for one frame (CVS criteria, tools): one sigmoid per label."""
+
+    task: str
+    probabilities: dict[str, float]  # label -> probability, in the model's class_names order
+    threshold: float  # the predictor's: a label at or above it is met / present
+
+    @classmethod
+    def of(cls, task: str, result: MultiLabelResult) -> "LabelScores":
+        return cls(task, {n: float(p) for n, p in zip(result.class_names, result.probabilities)},
+                   float(result.threshold))
+
+    @property
+    def positive(self) -> list[str]:
+        """The labels at or above the threshold (CVS: criteria met; tools: tools present)."""
+        return [n for n, p in self.probabilities.items() if p >= self.threshold]
+
+
 @dataclass
 class FrameAnalysis:
     overlay: np.ndarray  # (H, W, 3) uint8 at the frame's own size
     legend: list[dict[str, Any]]  # class, colour (#rrggbb), share (0..1), one row per class
-    cvs: dict[str, float] | None  # criterion -> probability
+    scores: dict[str, LabelScores]  # multi-label task (cvs, tools) -> its model's answer
     seconds: dict[str, float]  # model label -> wall time of its prediction
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cvs(self) -> dict[str, float] | None:
+        """Criterion -> probability, when a CVS model was chosen."""
+        return self.scores["cvs"].probabilities if "cvs" in self.scores else None
+
+    @property
+    def tools(self) -> dict[str, float] | None:
+        """Tool -> probability, when a tools model was chosen."""
+        return self.scores["tools"].probabilities if "tools" in self.scores else None
 
 
 @dataclass
@@ -43,6 +79,10 @@ class ClipAnalysis:
     phase_probabilities: np.ndarray  # (T, P)
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    label_task: str | None = None  # the multi-label model's task (cvs, tools), None without one
+    label_names: list[str] = field(default_factory=list)
+    label_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (T, C)
+    label_threshold: float = 0.5
 
     @property
     def phases(self) -> np.ndarray:
@@ -71,6 +111,18 @@ def legend_html(rows: list[dict[str, Any]]) -> str:
     return f'<table class="surgenet-legend"><tr><th></th><th>class</th><th>share of image</th></tr>{body}</table>'
 
 
+def scores_html(scores: LabelScores) -> str:
+    """A multi-label answer as a small HTML table: label, probability (bar and %), decision at the threshold."""
+    yes, no = DECISION_WORDS.get(scores.task, ("yes", "no"))
+    body = "".join(
+        f'<tr><td class="score-label">{html.escape(name)}</td>'
+        f'<td><span style="display:inline-block;width:{100 * p:.0f}px;height:0.8em;background:#4a90d9"></span></td>'
+        f'<td>{100 * p:.1f} %</td><td class="score-decision">{yes if p >= scores.threshold else no}</td></tr>'
+        for name, p in scores.probabilities.items())
+    head = f"<tr><th>{html.escape(scores.task)}</th><th></th><th>probability</th><th>at {scores.threshold:g}</th></tr>"
+    return f'<table class="surgenet-scores">{head}{body}</table>'
+
+
 def load_frame(image: Any) -> np.ndarray:
     """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame."""
     if image is None:
@@ -89,9 +141,18 @@ def load_frame(image: Any) -> np.ndarray:
     return as_rgb_array(image)
 
 
-def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str, cvs: str | None = None,
-                  alpha: float = 0.5) -> FrameAnalysis:
-    """Segment one frame (and score the CVS criteria when a CVS model is chosen)."""
+def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str,
+                  multi_label: str | Sequence[str | None] | None = None, alpha: float = 0.5) -> FrameAnalysis:
+    """Segment one frame, and score it with each multi-label model chosen (a CVS model, a tools
+    model: at most one per task; ``None`` entries are skipped)."""
+    labels = [multi_label] if isinstance(multi_label, str) else [m for m in (multi_label or ()) if m]
+    choices = [catalog.get(label) for label in labels]
+    for label, c in zip(labels, choices):
+        if c.task not in MULTI_LABEL_TASKS:
+            raise InputError(f"{label} is a {c.task} model; choose a {' or '.join(MULTI_LABEL_TASKS)} model there.")
+    tasks = [c.task for c in choices]
+    if len(set(tasks)) < len(tasks):
+        raise InputError(f"choose at most one model per task (got {', '.join(tasks)}).")
     frame = load_frame(image)
     seconds, notes = {}, []
     choice = catalog.get(segmentation)
@@ -104,17 +165,16 @@ def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str, cvs: str
     if not choice.trained:
         notes.append(f"{choice.source}: the segmentation layers are untrained, so this overlay is meaningless; "
                      "start the app with a fine-tuned folder (surgenet-train finetune) for real predictions.")
-    probabilities = None
-    if cvs:
-        cvs_choice, cvs_predictor = catalog.get(cvs), catalog.predictor(cvs)
+    scores: dict[str, LabelScores] = {}
+    for label, c in zip(labels, choices):
+        label_predictor = catalog.predictor(label)
         start = time.perf_counter()
-        cvs_result = cvs_predictor.predict(frame)
-        seconds[cvs] = time.perf_counter() - start
-        probabilities = {n: float(p) for n, p in zip(cvs_result.class_names, cvs_result.probabilities)}
-        if not cvs_choice.trained:
-            notes.append(f"{cvs_choice.source}: the CVS head is untrained; its probabilities are meaningless.")
+        scores[c.task] = LabelScores.of(c.task, label_predictor.predict(frame))
+        seconds[label] = time.perf_counter() - start
+        if not c.trained:
+            notes.append(f"{c.source}: the {c.task} head is untrained; its probabilities are meaningless.")
     return FrameAnalysis(overlay=result.overlay(alpha=alpha), legend=legend_rows(result.class_map, result.class_names),
-                         cvs=probabilities, seconds=seconds, notes=notes)
+                         scores=scores, seconds=seconds, notes=notes)
 
 
 def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
@@ -133,19 +193,25 @@ def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
 
 def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, phase: str | None = None,
                  segmentation: str | None = None, fps: float = DEFAULT_CLIP_FPS,
-                 max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5) -> ClipAnalysis:
-    """Phase probabilities over a clip and, with a segmentation model, the overlaid clip.
+                 max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5,
+                 multi_label: str | None = None) -> ClipAnalysis:
+    """Phase probabilities over a clip, a multi-label model's (tools, CVS) probabilities per frame
+    and, with a segmentation model, the overlaid clip.
 
     The clip is analysed at ``fps`` frames per second for its first ``max_seconds``; the phase
-    model runs online over those frames, as it would live.
+    model runs online over those frames, as it would live; the others see each frame on its own.
     """
     if video is None:
         raise InputError("no clip: upload a short video (MP4, AVI, MOV).")
     path = Path(video)
     if not path.is_file():
         raise InputError(f"{path} does not exist.")
-    if not phase and not segmentation:
-        raise InputError("choose a phase model, a segmentation model, or both.")
+    if not phase and not segmentation and not multi_label:
+        raise InputError("choose a phase, segmentation or multi-label (tools, CVS) model.")
+    label_choice = catalog.get(multi_label) if multi_label else None
+    if label_choice is not None and label_choice.task not in MULTI_LABEL_TASKS:
+        raise InputError(f"{multi_label} is a {label_choice.task} model; choose a "
+                         f"{' or '.join(MULTI_LABEL_TASKS)} model for the probabilities over time.")
     if fps <= 0 or max_seconds <= 0:
         raise InputError("fps and max_seconds must be positive.")
     stride, _ = _clip_stride(path, fps)
@@ -172,15 +238,30 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
                 writer.write(result.overlay(alpha=alpha))
         seconds[segmentation] = time.perf_counter() - start
         times = times or seg_times
+    label_names: list[str] = []
+    label_rows: list[np.ndarray] = []
+    threshold = 0.5
+    if label_choice is not None:  # frame by frame, like the predictor on a video
+        predictor = catalog.predictor(multi_label)
+        label_names, threshold = list(predictor.class_names), float(predictor.threshold)
+        label_times: list[float] = []
+        start = time.perf_counter()
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, label_times)):
+            label_rows.append(result.probabilities)
+        seconds[multi_label] = time.perf_counter() - start
+        times = times or label_times
     if not times:
         raise InputError(f"{path.name} holds no decodable frame.")
-    for label in (phase, segmentation):
+    for label in (phase, segmentation, multi_label):
         if label and not catalog.get(label).trained:
             choice = catalog.get(label)
             notes.append(f"{choice.source}: the {choice.task} layers are untrained; this output is meaningless.")
     probs = np.stack(probabilities) if probabilities else np.zeros((len(times), 0), np.float32)
+    label_probs = np.stack(label_rows) if label_rows else np.zeros((len(times), 0), np.float32)
     return ClipAnalysis(video=out_path, times=np.asarray(times, np.float64), phase_names=phase_names,
-                        phase_probabilities=probs, seconds=seconds, notes=notes)
+                        phase_probabilities=probs, seconds=seconds, notes=notes,
+                        label_task=label_choice.task if label_choice else None, label_names=label_names,
+                        label_probabilities=label_probs, label_threshold=threshold)
 
 
 class _Images:
@@ -224,6 +305,38 @@ def phase_timeline_figure(clip: ClipAnalysis):
     band.set_xlim(edges[0], edges[-1])
     band.legend(handles=[Patch(color=colours[p], label=n) for p, n in enumerate(names)], loc="upper center",
                 bbox_to_anchor=(0.5, -0.9), ncol=min(4, max(1, len(names))), fontsize=8, frameon=False)
+    return fig
+
+
+def labels_over_time_figure(clip: ClipAnalysis):
+    """A multi-label model over time: each label's probability (lines, the threshold dashed) above
+    one band per label, coloured where it is at or above the threshold (tools: present)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, task = clip.label_names, clip.label_task or "labels"
+    colours = palette(len(names) + 1)[1:] / 255.0
+    fig, (top, band) = plt.subplots(2, 1, figsize=(9, 2.6 + 0.25 * len(names)), sharex=True,
+                                    gridspec_kw={"height_ratios": [4, max(1, len(names)) / 2]},
+                                    constrained_layout=True)
+    for k, name in enumerate(names):
+        top.plot(clip.times, clip.label_probabilities[:, k], color=colours[k], lw=1.5, label=name)
+    top.axhline(clip.label_threshold, color="grey", ls="--", lw=1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("probability")
+    top.set_title(f"{task} over time (dashed: threshold {clip.label_threshold:g})")
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    edges = _edges(clip.times)
+    for k in range(len(names)):
+        on = clip.label_probabilities[:, k] >= clip.label_threshold
+        band.broken_barh([(edges[i], edges[i + 1] - edges[i]) for i in np.flatnonzero(on)], (k + 0.1, 0.8),
+                         color=colours[k])
+    band.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=8)
+    band.set_ylim(len(names), 0)
+    band.set_xlabel("time (s)")
+    band.set_xlim(edges[0], edges[-1])
     return fig
 
 

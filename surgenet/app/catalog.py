@@ -1,7 +1,7 @@
 """Which models the web demo offers, per task, and their predictors (loaded once, on first use).
 
-A source is a zoo name (its backbone with freshly initialised task layers for segmentation, CVS
-and phase: fine for trying the app, meaningless as predictions, and the page says so), a folder
+A source is a zoo name (its backbone with freshly initialised task layers for segmentation, CVS,
+phase and tools: fine for trying the app, meaningless as predictions, and the page says so), a folder
 written by ``save_pretrained`` / ``surgenet-train finetune`` (one task, trained), or an output
 folder of ``surgenet-export`` (ONNX Runtime / OpenVINO runners, when ``surgenet_export`` is
 installed). Every source is checked when the catalog is built, before the server starts.
@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import Sequence
 
 from ..exceptions import InputError, SurgeNetError
-from ..labels import CHOLEC80_PHASES, ENDOSCAPES_CLASSES
+from ..labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
 from ..models.loading import model_source
 from ..predict import Predictor
 from ..registry import get_entry
+from ..tasks import MULTI_LABEL_TASKS
 
-APP_TASKS = ("segmentation", "cvs", "phase")
-# What a zoo backbone gets as task layers in the demo: the label sets of the bundled real frames.
+# Segmentation and phase have their own displays; every multi-label task (CVS, tools, ...) shares one:
+# probabilities per label and the labels at the predictor's threshold.
+APP_TASKS: tuple[str, ...] = ("segmentation", "phase", *MULTI_LABEL_TASKS)
+# What a zoo backbone gets as task layers in the demo: the label sets of the bundled real frames
+# (segmentation, CVS) and of Cholec80 (phase, tools).
 ZOO_TASK_SETUP = {"segmentation": (len(ENDOSCAPES_CLASSES), list(ENDOSCAPES_CLASSES)),
                   "cvs": (3, None),
-                  "phase": (len(CHOLEC80_PHASES), list(CHOLEC80_PHASES))}
+                  "phase": (len(CHOLEC80_PHASES), list(CHOLEC80_PHASES)),
+                  "tools": (len(CHOLEC80_TOOLS), list(CHOLEC80_TOOLS))}
 EXPORT_BACKENDS = ("onnxruntime", "openvino")
 
 
@@ -72,13 +77,18 @@ def _export_sidecar(folder: Path) -> dict | None:
     return {}
 
 
+def _unshown(folder: Path, task: object) -> str:
+    return (f"{folder}: task {task!r} is not one the app shows; pass a model of one of these tasks: "
+            f"{', '.join(APP_TASKS)}.")
+
+
 def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
     kind = model_source(source)
     if kind == "zoo":
         entry = get_entry(source)
         note = "random backbone, untrained task layers" if not pretrained else "untrained task layers"
         return [ModelChoice(f"{entry.name} ({task}: {note})", task, entry.name, "pytorch", entry.license, False)
-                for task in APP_TASKS]
+                for task in APP_TASKS if task in ZOO_TASK_SETUP]
     folder = Path(source).expanduser()
     if not folder.is_dir():
         raise InputError(f"{source} is not a folder on this machine; the app takes zoo names, save_pretrained "
@@ -87,7 +97,7 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
     if sidecar is not None:
         task = sidecar.get("task") or (sidecar.get("config") or {}).get("task")
         if task not in APP_TASKS:
-            raise InputError(f"{folder}: exported task {task!r} is not one the app shows ({', '.join(APP_TASKS)}).")
+            raise InputError(_unshown(folder, task))
         try:
             import surgenet_export  # noqa: F401
         except ImportError as exc:
@@ -101,7 +111,7 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
     config = _read_config(folder)
     task = config.get("task")
     if task not in APP_TASKS:
-        raise InputError(f"{folder}: task {task!r} is not one the app shows ({', '.join(APP_TASKS)}).")
+        raise InputError(_unshown(folder, task))
     licence = config.get("license") or _licence_of(config.get("backbone"))
     return [ModelChoice(f"{folder.name} ({task}, fine-tuned)", task, str(folder), "pytorch", licence, True)]
 
