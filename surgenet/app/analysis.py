@@ -29,7 +29,8 @@ DEFAULT_CLIP_FPS = 2.0  # frames analysed per second of video (phase labels are 
 DEFAULT_MAX_SECONDS = 60.0
 
 
-# How each multi-label task words a label at or above the threshold, and one below it.
+# How each multi-label task names its labels, and words one at or above the threshold and one below it.
+LABEL_NOUNS = {"cvs": "CVS criterion", "tools": "tool"}
 DECISION_WORDS = {"cvs": ("met", "not met"), "tools": ("present", "absent")}
 
 
@@ -119,7 +120,7 @@ def scores_html(scores: LabelScores) -> str:
         f'<td><span style="display:inline-block;width:{100 * p:.0f}px;height:0.8em;background:#4a90d9"></span></td>'
         f'<td>{100 * p:.1f} %</td><td class="score-decision">{yes if p >= scores.threshold else no}</td></tr>'
         for name, p in scores.probabilities.items())
-    head = f"<tr><th>{html.escape(scores.task)}</th><th></th><th>probability</th><th>at {scores.threshold:g}</th></tr>"
+    head = f"<tr><th>{html.escape(LABEL_NOUNS.get(scores.task, scores.task))}</th><th></th><th>probability</th><th>at {scores.threshold:g}</th></tr>"
     return f'<table class="surgenet-scores">{head}{body}</table>'
 
 
