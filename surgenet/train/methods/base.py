@@ -40,6 +40,17 @@ class PretrainMethod(abc.ABC):
     def views(self) -> MultiCrop:
         """The augmentation: ``views()(image, rng)`` gives the list of views of one image."""
 
+    def seeded_views(self, specs: Sequence[CropSpec]) -> MultiCrop:
+        """``specs`` on the engine's seeded augmentation, normalised with the run's statistics (or
+        the model's).
+
+        Used instead of lightly's transforms: lightly draws from the global torch/numpy random
+        state, so crops would depend on the worker count and would not repeat after a resume;
+        these are a pure function of (seed, epoch, slot).
+        """
+        crops = self.config.crops
+        return MultiCrop(specs=list(specs), mean=crops.mean or self.entry.mean, std=crops.std or self.entry.std)
+
     def schedules(self, epochs: int, steps_per_epoch: int, global_batch: int) -> Any:
         """Per-step values (``.at(step)`` gives a dict with at least ``lr`` and ``weight_decay``)."""
         return StepSchedules.common(self.config.optim, epochs, steps_per_epoch, global_batch)

@@ -73,16 +73,9 @@ class BYOL(PretrainMethod):
         self.loss_fn = _Loss()
 
     def views(self) -> MultiCrop:
-        """Two 224 crops with the notebook's colour jitter and blur.
-
-        Written on the engine's seeded augmentation rather than lightly's ``BYOLTransform``:
-        lightly draws from the global torch/numpy random state, so crops would depend on worker
-        count and would not repeat after a resume; ours are a pure function of (seed, epoch, slot).
-        """
+        """Two 224 crops with the notebook's colour jitter and blur, seeded (not lightly's ``BYOLTransform``)."""
         c = self.config.byol
-        crops = self.config.crops
-        return MultiCrop(specs=view_specs(c.view_size, c.view_scale, 2, c),
-                         mean=crops.mean or self.entry.mean, std=crops.std or self.entry.std)
+        return self.seeded_views(view_specs(c.view_size, c.view_scale, 2, c))
 
     def forward(self, model: nn.Module, crops: list[torch.Tensor], values: dict[str, float]):
         p0, p1 = model(crops[:2])

@@ -112,17 +112,12 @@ class MSN(PretrainMethod):
                                regularization_weight=c.me_max_weight, gather_distributed=True)
 
     def views(self) -> MultiCrop:
-        """A target view and an anchor view (random crops), then the focal views (small crops).
-
-        Written on the engine's seeded augmentation rather than lightly's ``MSNTransform``:
-        lightly draws from the global torch/numpy random state, so crops would depend on worker
-        count and would not repeat after a resume; ours are a pure function of (seed, epoch, slot).
-        """
+        """A target view and an anchor view (random crops), then the focal views (small crops);
+        seeded, not lightly's ``MSNTransform``."""
         c = self.config.msn
-        crops = self.config.crops
         specs = view_specs(c.random_size, c.random_scale, 2, c) + view_specs(c.focal_size, c.focal_scale,
                                                                              c.focal_views, c)
-        return MultiCrop(specs=specs, mean=crops.mean or self.entry.mean, std=crops.std or self.entry.std)
+        return self.seeded_views(specs)
 
     def forward(self, model: nn.Module, crops: list[torch.Tensor], values: dict[str, float]):
         with torch.no_grad():

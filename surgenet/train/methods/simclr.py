@@ -50,16 +50,10 @@ class SimCLR(PretrainMethod):
         self.loss_fn = NTXentLoss(temperature=c.temperature, gather_distributed=c.gather_distributed)
 
     def views(self) -> MultiCrop:
-        """Two crops with SimCLR's colour distortion (strength 1) and blur.
-
-        Written on the engine's seeded augmentation rather than lightly's ``SimCLRTransform``:
-        lightly draws from the global torch/numpy random state, so crops would depend on worker
-        count and would not repeat after a resume; ours are a pure function of (seed, epoch, slot).
-        """
+        """Two crops with SimCLR's colour distortion (strength 1) and blur, seeded (not lightly's
+        ``SimCLRTransform``)."""
         c = self.config.simclr
-        crops = self.config.crops
-        return MultiCrop(specs=view_specs(c.view_size, c.view_scale, 2, c),
-                         mean=crops.mean or self.entry.mean, std=crops.std or self.entry.std)
+        return self.seeded_views(view_specs(c.view_size, c.view_scale, 2, c))
 
     def schedules(self, epochs: int, steps_per_epoch: int, global_batch: int):
         return StepSchedules.common(self.config.optim, epochs, steps_per_epoch, global_batch, momentum=False)
