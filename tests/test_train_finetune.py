@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from surgenet.train.finetune import FinetuneConfig, finetune
+from tests.helpers.killed import finetune_killed_saving_epoch
 
 SIZE = 32  # tiny frames: the FPN head learns the disc in a few steps on a frozen backbone
 
@@ -192,23 +193,11 @@ def test_phase_end_to_end_from_the_command_line(tmp_path, capsys):
 
 
 def test_resume_after_a_kill_logs_each_epoch_once(tmp_path, monkeypatch):
-    from surgenet.train import finetune as finetune_module
-
     data = _phase_data(tmp_path / "phase")
     cfg = FinetuneConfig(task="phase", model="surgenetxl-caformer", pretrained=False, num_classes=3,
                          train=str(data), val=str(data), image_size=32, epochs=3, num_workers=0,
                          model_kwargs={"num_layers": 2, "channels": 8})
-    save = finetune_module.atomic_torch_save
-
-    def killed_saving_epoch_2(state, path):
-        if state["epoch"] == 2:  # epoch 2 is logged, last.pth still holds epoch 1
-            raise KeyboardInterrupt
-        save(state, path)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(finetune_module, "atomic_torch_save", killed_saving_epoch_2)
-        with pytest.raises(KeyboardInterrupt):
-            finetune(cfg, tmp_path / "out")
+    finetune_killed_saving_epoch(cfg, tmp_path / "out", 2, monkeypatch)  # epoch 2 logged, last.pth at epoch 1
     log_path = tmp_path / "out" / "log.jsonl"
     assert [json.loads(line)["epoch"] for line in log_path.read_text().splitlines()] == [1, 2]
     finetune(cfg, tmp_path / "out", resume=True)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +16,9 @@ pytest.importorskip("yaml")
 
 from surgenet.train.config import load_config  # noqa: E402
 from surgenet.train.pretrain import Pretrainer, pretrain  # noqa: E402
-from tests.test_train_pretrain import _free_port, read_jsonl, write_frames  # noqa: E402
+from tests.helpers.torchrun import one_and_two_processes  # noqa: E402
+from tests.test_train_pretrain import read_jsonl, write_frames  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["train.precision=fp32", "train.batch_size=4", "train.epochs=4", "optim.warmup_epochs=1",
          "train.log_every=1", "data.num_workers=0", "byol.view_size=32", "simclr.view_size=32",
          "msn.random_size=32", "msn.focal_size=16",
@@ -264,15 +261,7 @@ def test_two_process_torchrun_matches_one_process_for_simclr(frames, tmp_path):
     sets = SMALL + ["model.drop_path_rate=0", "simclr.batch_norm=false"]
     args = ["pretrain", "--method", "simclr", "--config", "tiny", "--data", str(frames), "--steps", "2",
             *(x for s in sets for x in ("--set", s))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(REPO), str(REPO / "export"), os.environ.get("PYTHONPATH", "")])}
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "surgenet.train", *args, "--out", str(one)], env=env, check=True,
-                   capture_output=True, timeout=120)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={_free_port()}", "-m", "surgenet.train", *args, "--out", str(two)],
-                          env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = one_and_two_processes(args, tmp_path)
     log1, log2 = read_jsonl(one / "log.jsonl"), read_jsonl(two / "log.jsonl")
     assert [r["loss"] for r in log2] == pytest.approx([r["loss"] for r in log1], rel=1e-5)
     a = torch.load(one / "checkpoint.pth", weights_only=True)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +15,8 @@ pytest.importorskip("yaml")
 
 from surgenet.train.config import load_config  # noqa: E402
 from surgenet.train.pretrain import Pretrainer, pretrain  # noqa: E402
+from tests.helpers.torchrun import one_and_two_processes  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # CAFormer-S18 (the SurgeNetXL network) at 32/16 px crops with a 256-prototype head; the learning
 # rate is the tiny config's own.
 SMALL = ["crops.global_size=32", "crops.local_size=16", "crops.local_crops=2", "train.precision=fp32",
@@ -199,26 +195,12 @@ def test_resume_refuses_a_changed_recipe(frames, tmp_path):
         run(frames, tmp_path, "train.max_steps=2", "optim.lr=0.1", resume=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_torchrun_matches_one_process(frames, tmp_path):
     """Global batch 4 on one process vs 2 x 2 on two gloo processes: same losses, centre, teacher."""
     args = ["pretrain", "--config", "tiny", "--data", str(frames), "--steps", "3",
             *(x for s in SMALL + ["model.drop_path_rate=0"] for x in ("--set", s))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(REPO), str(REPO / "export"), os.environ.get("PYTHONPATH", "")])}
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "surgenet.train", *args, "--out", str(one)], env=env, check=True,
-                   capture_output=True, timeout=120)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={_free_port()}", "-m", "surgenet.train", *args, "--out", str(two)],
-                          env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = one_and_two_processes(args, tmp_path)
     assert json.loads((two / "run.json").read_text())["world_size"] == 2
     log1 = [json.loads(x) for x in (one / "log.jsonl").read_text().splitlines()]
     log2 = [json.loads(x) for x in (two / "log.jsonl").read_text().splitlines()]

@@ -19,6 +19,7 @@ from surgenet.train.finetune import FinetuneConfig, finetune, warmup_cosine
 from surgenet.train.finetune_tasks import label_pos_weight
 from surgenet.train.losses import class_weights_from_pixels, dice_ce_loss, soft_dice_loss
 from surgenet.train.seg_augment import SegmentationAugment
+from tests.helpers.killed import finetune_killed_saving_epoch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -245,8 +246,6 @@ def _seg_folder(root: Path, n: int, seed: int) -> Path:
 
 
 def test_segmentation_resume_is_exact_and_unknown_ids_are_ignored(tmp_path, monkeypatch):
-    from surgenet.train import finetune as finetune_module
-
     data = _seg_folder(tmp_path / "seg", 4, 0)
     cfg = FinetuneConfig(task="segmentation", model="surgenetxl-caformer", pretrained=False, num_classes=3,
                          train=str(data), val=str(data), image_size=32, epochs=2, batch_size=2, num_workers=0)
@@ -254,17 +253,7 @@ def test_segmentation_resume_is_exact_and_unknown_ids_are_ignored(tmp_path, monk
         warnings.simplefilter("always")
         finetune(cfg, tmp_path / "straight")
     assert any("read as 255" in str(w.message) for w in caught)  # id 9 named in a warning, not a crash
-    save = finetune_module.atomic_torch_save
-
-    def killed_after_epoch_1(state, path):
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-        save(state, path)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(finetune_module, "atomic_torch_save", killed_after_epoch_1)
-        with pytest.raises(KeyboardInterrupt):
-            finetune(cfg, tmp_path / "resumed")
+    finetune_killed_saving_epoch(cfg, tmp_path / "resumed", 2, monkeypatch)
     finetune(cfg, tmp_path / "resumed", resume=True)  # epoch 2 again, from last.pth of epoch 1
     a, b = _state(tmp_path / "straight" / "last.pth"), _state(tmp_path / "resumed" / "last.pth")
     for key in a:
