@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .. import metrics
 from ..exceptions import InputError
 from .data.labelled import IGNORE_INDEX, LabelSamples, PhaseClips, SegmentationSamples, collate_masks
-from .losses import CLASS_WEIGHTINGS, class_weights_from_pixels, dice_ce_loss
+from .losses import class_weights_from_pixels, dice_ce_loss
 from .seg_augment import SegmentationAugment
 
 logger = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ class SegmentationTask:
 def segmentation_class_weight(source, scheme: str) -> torch.Tensor | None:
     """Cross-entropy class weights from the training masks' pixel counts (read when the masks were
     checked, so free), or None for ``none``; logged so a run records what it weighed."""
-    if scheme not in CLASS_WEIGHTINGS:
-        raise InputError(f"unknown class weighting {scheme!r}; valid: {', '.join(CLASS_WEIGHTINGS)}.")
-    if scheme == "none":
+    if scheme == "none":  # other names are checked by finetune() before any data is read
         return None
     pixels = np.asarray(getattr(source, "class_pixels", []), dtype=np.int64)
     if pixels.size != len(source.class_names) or pixels.sum() == 0:
@@ -173,10 +171,10 @@ def label_pos_weight(source, scheme: str) -> torch.Tensor | None:
     ranking metrics (AP) do not depend on the threshold. A label that is never (or always) positive
     keeps weight 1. ``none`` returns None.
     """
-    if scheme not in LABEL_WEIGHTINGS:
-        raise InputError(f"unknown label weighting {scheme!r}; valid: {', '.join(LABEL_WEIGHTINGS)}.")
-    if scheme == "none":
+    if scheme == "none":  # other names are checked by finetune() before any data is read
         return None
+    if scheme not in LABEL_WEIGHTINGS:
+        raise ValueError(f"unknown label weighting {scheme!r}; valid: {', '.join(LABEL_WEIGHTINGS)}.")
     labels = np.asarray(source.labels, dtype=np.float64).reshape(len(source.labels), -1)
     prevalence = labels.mean(0)
     weights = np.ones_like(prevalence)
