@@ -302,78 +302,80 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     warn_if_busy()
     if BASELINE not in names:
         names = [BASELINE, *names]
-    workdir = Path(tempfile.mkdtemp(prefix="surgenet-latency-"))
-    ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads, args.calib, args.calib_size)
-    runners: dict[str, Any] = {}
-    unavailable: dict[str, str] = {}
-    for name in names:
-        try:
-            runners[name] = BACKENDS[name][1](ctx)
-        except Unavailable as exc:
-            unavailable[name] = str(exc)
-        except Exception as exc:  # a backend that fails to build is reported, not fatal to the others
-            unavailable[name] = f"failed to build: {type(exc).__name__}: {exc}"
-    gflops = {f"{h}x{w}": gflops_per_frame(model, (h, w)) for h, w in sizes}
-    results = []
-    frame_source = ""
-    fidelity: dict[tuple[str, tuple[int, int]], dict[str, Any]] = {}
-    for hw in sizes:
-        frames, frame_source = agreement_frames(config, hw, args.frames)
-        reference_preds: list[np.ndarray] | None = None
-        for batch in args.batch:
-            x = np.ascontiguousarray(np.resize(frames, (batch, *frames.shape[1:])))
-            ref = None
-            for name in [n for n in names if n in runners]:
-                runner = runners[name]
-                reset = getattr(runner, "reset", None)
-                try:
-                    start = time.perf_counter()
-                    out = np.asarray(runner(x), dtype=np.float32)  # first call: compile/plan time
-                    first_ms = (time.perf_counter() - start) * 1e3
-                    sync = torch.cuda.synchronize if BACKENDS[name][0] == "cuda" else None
-                    times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
-                    if pairs and (name, hw) not in fidelity:  # once per backend and size, at batch 1
-                        fidelity[(name, hw)], preds = judge_fidelity(runner, pairs, hw, config, reference_preds)
-                        if name == BASELINE:
-                            reference_preds = preds
-                except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
-                    unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
-                    continue
-                if reset:
-                    reset()
-                if name == BASELINE:
-                    ref = out
-                row = {"backend": name, "device": BACKENDS[name][0], "batch": batch, "imgsz": list(hw),
-                       **latency_stats(times, batch), "first_call_ms": first_ms,
-                       "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
-                row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
-                row["max_abs_err"] = float(np.abs(out - ref).max())
-                if (name, hw) in fidelity:
-                    row.update(fidelity[(name, hw)])
-                results.append(row)
-            base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
-                         and r["imgsz"] == list(hw)), None)
-            for r in results:
-                if base and r["batch"] == batch and r["imgsz"] == list(hw):
-                    r["speedup"] = base["median_ms"] / r["median_ms"]
-                    if "miou" in r and "miou" in base:
-                        r["miou_drop"] = 100.0 * (base["miou"] - r["miou"])
-    machine = machine_info()
-    machine["gemm_gflops"] = gemm_gflops() if not args.no_roofline else {}
-    judged = bool(pairs)
-    return {
-        "machine": machine,
-        "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
-                  "weights": _weights_label(args),
-                  "gflops_per_frame": gflops},
-        "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
-                     "threads": args.threads or torch.get_num_threads(),
-                     "agreement_frames": frame_source, **ctx.notes},
-        "fidelity": {"judged": judged, "how": fidelity_note, "max_miou_drop": args.max_miou_drop},
-        "results": results,
-        "summary": fastest_backends(results, max_miou_drop=args.max_miou_drop if judged else None) if results else [],
-        "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
-    }
+    # The ONNX, int8 and engine files are scratch: removed when the benchmark ends, whatever happens.
+    with tempfile.TemporaryDirectory(prefix="surgenet-latency-") as scratch:
+        workdir = Path(scratch)
+        ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads, args.calib, args.calib_size)
+        runners: dict[str, Any] = {}
+        unavailable: dict[str, str] = {}
+        for name in names:
+            try:
+                runners[name] = BACKENDS[name][1](ctx)
+            except Unavailable as exc:
+                unavailable[name] = str(exc)
+            except Exception as exc:  # a backend that fails to build is reported, not fatal to the others
+                unavailable[name] = f"failed to build: {type(exc).__name__}: {exc}"
+        gflops = {f"{h}x{w}": gflops_per_frame(model, (h, w)) for h, w in sizes}
+        results = []
+        frame_source = ""
+        fidelity: dict[tuple[str, tuple[int, int]], dict[str, Any]] = {}
+        for hw in sizes:
+            frames, frame_source = agreement_frames(config, hw, args.frames)
+            reference_preds: list[np.ndarray] | None = None
+            for batch in args.batch:
+                x = np.ascontiguousarray(np.resize(frames, (batch, *frames.shape[1:])))
+                ref = None
+                for name in [n for n in names if n in runners]:
+                    runner = runners[name]
+                    reset = getattr(runner, "reset", None)
+                    try:
+                        start = time.perf_counter()
+                        out = np.asarray(runner(x), dtype=np.float32)  # first call: compile/plan time
+                        first_ms = (time.perf_counter() - start) * 1e3
+                        sync = torch.cuda.synchronize if BACKENDS[name][0] == "cuda" else None
+                        times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
+                        if pairs and (name, hw) not in fidelity:  # once per backend and size, at batch 1
+                            fidelity[(name, hw)], preds = judge_fidelity(runner, pairs, hw, config, reference_preds)
+                            if name == BASELINE:
+                                reference_preds = preds
+                    except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
+                        unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    if reset:
+                        reset()
+                    if name == BASELINE:
+                        ref = out
+                    row = {"backend": name, "device": BACKENDS[name][0], "batch": batch, "imgsz": list(hw),
+                           **latency_stats(times, batch), "first_call_ms": first_ms,
+                           "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
+                    row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
+                    row["max_abs_err"] = float(np.abs(out - ref).max())
+                    if (name, hw) in fidelity:
+                        row.update(fidelity[(name, hw)])
+                    results.append(row)
+                base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
+                             and r["imgsz"] == list(hw)), None)
+                for r in results:
+                    if base and r["batch"] == batch and r["imgsz"] == list(hw):
+                        r["speedup"] = base["median_ms"] / r["median_ms"]
+                        if "miou" in r and "miou" in base:
+                            r["miou_drop"] = 100.0 * (base["miou"] - r["miou"])
+        machine = machine_info()
+        machine["gemm_gflops"] = gemm_gflops() if not args.no_roofline else {}
+        judged = bool(pairs)
+        return {
+            "machine": machine,
+            "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
+                      "weights": _weights_label(args),
+                      "gflops_per_frame": gflops},
+            "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
+                         "threads": args.threads or torch.get_num_threads(),
+                         "agreement_frames": frame_source, **ctx.notes},
+            "fidelity": {"judged": judged, "how": fidelity_note, "max_miou_drop": args.max_miou_drop},
+            "results": results,
+            "summary": fastest_backends(results, max_miou_drop=args.max_miou_drop if judged else None) if results else [],
+            "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
+        }
 
 
 def fastest_backends(results: list[dict[str, Any]], min_agreement: float = 0.995,

@@ -6,6 +6,8 @@ message in the page (``gr.Error``), never as a stack trace.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,8 @@ def build_app(catalog: ModelCatalog, examples: list[str] | None = None):
     phase_menu = [c.label for c in catalog.choices("phase")] + [NO_MODEL]
     # Tools first: what is in view over time is the clip's natural multi-label question.
     clip_label_menu = [c.label for task in reversed(MULTI_LABEL_TASKS) for c in catalog.choices(task)] + [NO_MODEL]
-    workdir = Path(tempfile.mkdtemp(prefix="surgenet-app-"))
+    workdir = Path(tempfile.mkdtemp(prefix="surgenet-app-"))  # the clips the app writes; gone when it exits
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
 
     def on_frame(image: Any, seg_label: str, alpha: float, *label_choices: str):
         chosen = [None if label == NO_MODEL else label for label in label_choices]
