@@ -107,7 +107,7 @@ class BatchModel:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-        import torch.nn.functional as F
+        from ..labelmaps import upsampled_argmax
 
         markers = np.asarray(batch["marker"], dtype=bool)
         n = len(markers)
@@ -128,9 +128,7 @@ class BatchModel:
                     logits = self.model(x).float()
                     for j, i in enumerate(real):
                         size = (int(batch["height"][i]), int(batch["width"][i]))
-                        full = F.interpolate(logits[j:j + 1], size=size, mode="bilinear", align_corners=False)[0]
-                        labels = (full[0] > 0).long() if full.shape[0] == 1 else full.argmax(0)
-                        class_map = labels.cpu().numpy().astype(np.uint8)
+                        class_map = upsampled_argmax(logits[j], size).cpu().numpy().astype(np.uint8)
                         counts = np.bincount(class_map.ravel(), minlength=self.width)[: self.width]
                         values[i] = counts / class_map.size
                         pngs[i] = _png(class_map)
