@@ -143,8 +143,27 @@ def test_catalog_takes_a_fine_tuned_folder_and_refuses_bad_sources(tmp_path):
         ModelCatalog([])
 
 
+def test_catalog_threshold_reaches_every_predictor_and_decides(tmp_path, frame_file):
+    model = surgenet.load_model(ZOO, task="cvs", pretrained=False)
+    model.save_pretrained(tmp_path / "my-cvs")
+    x = _tensor(model, np.asarray(Image.open(frame_file).convert("RGB")))[None]
+    with torch.no_grad():
+        probs = torch.sigmoid(model.eval()(x))[0].numpy()
+    threshold = float(np.sort(probs)[1])  # between the values: some criteria met, some not
+    catalog = ModelCatalog([str(tmp_path / "my-cvs"), ZOO], pretrained=False, threshold=threshold)
+    assert {catalog.predictor(c.label).threshold for t in ("cvs", "tools") for c in catalog.choices(t)} == {threshold}
+    seg, cvs = catalog.choices("segmentation")[0].label, catalog.choices("cvs")[0].label
+    scores = analyse_frame(catalog, str(frame_file), seg, [cvs]).scores["cvs"]
+    assert scores.threshold == threshold
+    assert scores.positive == [n for n, p in zip(model.class_names, probs) if p >= threshold]
+    assert 0 < len(scores.positive) < len(probs)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        ModelCatalog([ZOO], pretrained=False, threshold=1.5)
+
+
 def test_cli_user_mistakes_end_in_one_line(capsys):
     for argv, message in ((["app", "--port", "0"], "not a TCP port"),
+                          (["app", "--threshold", "1.2", "--no-pretrained"], "between 0 and 1"),
                           (["app", "--model", "./no/such/folder", "--no-pretrained"], "no folder")):
         assert exit_code(argv) == 2
         err = capsys.readouterr().err

@@ -20,13 +20,15 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the web demo needs the app extra: pip install 'surgenet[app]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright (pip install playwright)")
 
-from surgenet.labels import ENDOSCAPES_CLASSES  # noqa: E402
+from surgenet.labels import CHOLEC80_TOOLS, CVS_CRITERIA, ENDOSCAPES_CLASSES  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes" / "val" / "images"
 # Flags for a sandboxed root container without a network (see the project's CI notes).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+THRESHOLD = "0.3"  # not the default, so the page shows that --threshold reached the tables
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 
@@ -56,7 +58,8 @@ def server(tmp_path):
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "surgenet", "app", "--no-pretrained", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "surgenet", "app", "--no-pretrained", "--port", str(port),
+                             "--threshold", THRESHOLD],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 240
@@ -101,6 +104,7 @@ def test_upload_a_real_frame_and_see_the_overlay(server, tmp_path):
             size = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
             legend = page.locator("#legend").inner_text(timeout=60_000)
             page.locator("#frame-info").get_by_text("Time per prediction").wait_for(timeout=60_000)
+            tables = {task: page.locator(f"#{task} table tr").all_inner_texts() for task in ("tools", "cvs")}
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             if os.environ.get("SURGENET_APP_SCREENSHOT"):  # how the README picture is made
                 page.screenshot(path=os.environ["SURGENET_APP_SCREENSHOT"], full_page=True)
@@ -110,3 +114,14 @@ def test_upload_a_real_frame_and_see_the_overlay(server, tmp_path):
     for name in ENDOSCAPES_CLASSES:
         assert name in legend
     assert (tmp_path / "app.png").stat().st_size > 10_000
+    for task, labels, words in (("tools", CHOLEC80_TOOLS, ("present", "absent")),
+                                ("cvs", CVS_CRITERIA, ("met", "not met"))):
+        head, *rows = tables[task]
+        assert f"at {THRESHOLD}" in head, head
+        assert len(rows) == len(labels)
+        for label, row in zip(labels, rows):
+            cells = [c.strip() for c in row.split("\t") if c.strip()]
+            assert cells[0] == label and cells[-1] in words, row
+            probability = float(cells[-2].rstrip(" %")) / 100
+            if abs(probability - float(THRESHOLD)) > 1e-3:  # the page rounds to 0.1 %
+                assert (cells[-1] == words[0]) == (probability >= float(THRESHOLD)), row

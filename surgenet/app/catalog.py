@@ -123,12 +123,16 @@ class ModelCatalog:
         sources: zoo names and folders (see the module docstring).
         pretrained: load the released backbone weights of zoo names (False: random, no download).
         device: where PyTorch models run.
+        threshold: the probability at which a CVS criterion counts as met and a tool as present.
     """
 
-    def __init__(self, sources: Sequence[str], pretrained: bool = True, device: str = "cpu") -> None:
+    def __init__(self, sources: Sequence[str], pretrained: bool = True, device: str = "cpu",
+                 threshold: float = 0.5) -> None:
         if not sources:
             raise InputError("give at least one model: a zoo name (surgenet list) or a fine-tuned folder.")
-        self.pretrained, self.device = pretrained, device
+        if not 0.0 <= threshold <= 1.0:
+            raise InputError(f"threshold must be a probability between 0 and 1, got {threshold}.")
+        self.pretrained, self.device, self.threshold = pretrained, device, float(threshold)
         self._choices: list[ModelChoice] = []
         for source in sources:
             for choice in _choices_for(str(source), pretrained):
@@ -168,7 +172,8 @@ class ModelCatalog:
         if choice.backend != "pytorch":
             from surgenet_export import load_runner
 
-            return Predictor(load_runner(choice.source, backend=choice.backend), batch_size=1)
+            return Predictor(load_runner(choice.source, backend=choice.backend), batch_size=1,
+                             threshold=self.threshold)
         from ..models import load_model
 
         if model_source(choice.source) == "zoo":
@@ -178,4 +183,4 @@ class ModelCatalog:
                                pretrained=self.pretrained, **extra)
         else:
             model = load_model(choice.source)
-        return Predictor(model, device=self.device, batch_size=4)
+        return Predictor(model, device=self.device, batch_size=4, threshold=self.threshold)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import fraction
+
 
 def _port(text: str) -> int:
     value = int(text)
@@ -21,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
+    p.add_argument("--threshold", type=fraction, default=0.5,
+                   help="probability at which a CVS criterion is met and a tool present (default 0.5)")
     p.add_argument("--max-file-size", default="100mb", help="largest upload accepted, e.g. 20mb")
     p.set_defaults(func=run)
 
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     _gradio()  # the extra is checked before any model is loaded
     catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
-                           device=args.device)
+                           device=args.device, threshold=args.threshold)
     catalog.warm_up()
     demo = build_app(catalog)
     print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
