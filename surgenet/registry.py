@@ -178,6 +178,19 @@ _ENTRIES: tuple[ModelEntry, ...] = (
 )
 
 
+def input_size_for(entry: ModelEntry, network_kwargs: dict[str, Any] | None = None) -> list[int]:
+    """The (3, H, W) a network of ``entry`` is fed: the entry's, unless ``img_size`` rebuilt it.
+
+    A ViT pretrained with ``network_kwargs={img_size: 32}`` has position embeddings for 32x32; its
+    default transform must resize there, not to the released model's 224.
+    """
+    size = (network_kwargs or {}).get("img_size")
+    if size is None:
+        return list(entry.input_size)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return [entry.input_size[0], int(height), int(width)]
+
+
 def _build_table(entries: tuple[ModelEntry, ...]) -> dict[str, ModelEntry]:
     table: dict[str, ModelEntry] = {}
     for entry in entries:

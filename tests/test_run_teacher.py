@@ -65,7 +65,11 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_the_run_config_records_the_arguments(tmp_path, trained):
     run = _run(tmp_path, trained[0], KWARGS)
-    assert json.loads((run / "teacher" / "config.json").read_text())["network_kwargs"] == KWARGS
+    config = json.loads((run / "teacher" / "config.json").read_text())
+    assert config["network_kwargs"] == KWARGS
+    # The network was built for 32x32, so its default transform resizes there, not to the zoo's 224.
+    assert config["input_size"] == [3, 32, 32]
+    assert surgenet.create_transform(run / "teacher").size == (32, 32)
 
 
 def test_load_backbone_rebuilds_the_recorded_network_from_each_run_file(tmp_path, trained):
@@ -94,6 +98,7 @@ def test_load_model_on_a_run_uses_its_network_and_saves_it(tmp_path, trained, we
         assert all(torch.equal(a, b) for a, b in zip(model.backbone(x), expected))
         out = model(x)
     assert out.shape == (2, 3, 32, 32)
+    assert model.config["input_size"] == [3, 32, 32]  # what the Predictor resizes frames to
     # The saved folder records the arguments, so it rebuilds the same network offline.
     restored = surgenet.load_model(model.save_pretrained(tmp_path / "saved"))
     assert {k: restored.config["backbone_kwargs"][k] for k in KWARGS} == KWARGS

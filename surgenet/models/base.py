@@ -24,7 +24,7 @@ from ..checkpoint import load_strict, read_file
 from ..exceptions import CheckpointError, InputError
 from ..factory import load_backbone
 from ..io.atomic import atomic_target, atomic_write_text
-from ..registry import ModelEntry, get_entry
+from ..registry import ModelEntry, get_entry, input_size_for
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class SurgeNetModel(nn.Module):
         names = list(class_names) if class_names is not None else self.default_class_names(int(num_classes))
         if len(names) != int(num_classes):
             raise InputError(f"{len(names)} class_names given for num_classes={num_classes}; give one name per class.")
-        size = list(input_size) if input_size is not None else list(entry.input_size)
+        size = list(input_size) if input_size is not None else input_size_for(entry, backbone_kwargs)
         if len(size) == 2:
             size = [3, *size]
         if len(size) != 3 or size[0] != 3 or min(size) < 1:

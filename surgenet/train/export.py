@@ -14,7 +14,7 @@ import torch
 
 from .._version import __version__
 from ..io.atomic import atomic_target, atomic_write_bytes
-from ..registry import get_entry
+from ..registry import get_entry, input_size_for
 from .checkpointing import load_checkpoint
 
 
@@ -30,7 +30,8 @@ def export_teacher(network: torch.nn.Module, name: str, out_dir: str | Path,
     with atomic_target(out_dir / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "arch": entry.arch})
     config = {"arch": entry.arch, "name": entry.name, "source": "surgenet-train", "surgenet_version": __version__,
-              "input_size": list(entry.input_size), "mean": list(entry.mean), "std": list(entry.std),
+              "input_size": input_size_for(entry, (extra or {}).get("network_kwargs")),
+              "mean": list(entry.mean), "std": list(entry.std),
               **(extra or {})}
     atomic_write_bytes(out_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     return out_dir
