@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from .checks import fraction
 
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
                            device=args.device, threshold=args.threshold)
     catalog.warm_up()
     demo = build_app(catalog)
+    # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the
+    # clip folder the app registered for removal at exit is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
                 show_error=False, quiet=True)
