@@ -104,6 +104,28 @@ def test_stride_and_max_frames_bound_the_frames_read(clip):
     assert report.source_fps == pytest.approx(25 / 3)
 
 
+class ThreadRecordingBackend(SleepyBackend):
+    """Records the torch threads of the thread that runs the model."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.threads = torch.get_num_threads()
+        return super().__call__(x)
+
+
+def test_helper_stages_run_torch_on_one_thread_and_the_callers_setting_is_kept(clip):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = ThreadRecordingBackend(0.0)
+        seen: list[int] = []
+        run_video(surgenet.Predictor(backend, batch_size=2), clip, sink=lambda r: seen.append(torch.get_num_threads()))
+        assert set(seen) == {1}  # the writer: postprocessing and the sink
+        assert backend.threads == 1  # an exported model: torch only stacks frames in the main thread
+        assert torch.get_num_threads() == 2  # restored for the caller
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_stage_time_is_the_mean_and_the_interpolated_90th_percentile():
     t = stage_time([float(v) for v in range(1, 11)])
     # 90th percentile of 1..10: position 0.9 * (10 - 1) = 8.1 -> 9 + 0.1 * (10 - 9) = 9.1
