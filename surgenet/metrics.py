@@ -181,22 +181,30 @@ def balanced_accuracy(scores: np.ndarray, targets: np.ndarray, threshold: float 
     return np.array([_nanmean(np.array([a, b])) for a, b in zip(tpr, tnr)])
 
 
+def precision_recall_curve(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Recall and precision of one label at each distinct score taken as the threshold, highest first.
+
+    Tied scores form one threshold (the last position of each run). None without positives.
+    """
+    s, t = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(targets).astype(bool).ravel()
+    if not t.any():
+        return None
+    order = np.argsort(-s, kind="mergesort")
+    s, t = s[order], t[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(t)[last]
+    return tp / t.sum(), tp / (last + 1)
+
+
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per criterion, AP = sum over score thresholds of (recall step) x precision; NaN without positives."""
-    scores, targets = _as_2d(scores).astype(np.float64), _as_2d(targets).astype(bool)
+    scores, targets = _as_2d(scores), _as_2d(targets)
     out = np.full(scores.shape[1], np.nan)
     for k in range(scores.shape[1]):
-        s, t = scores[:, k], targets[:, k]
-        if not t.any():
-            continue
-        order = np.argsort(-s, kind="mergesort")
-        s, t = s[order], t[order]
-        # Evaluate only at the last position of each run of tied scores: ties form one threshold.
-        last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-        tp = np.cumsum(t)[last]
-        precision = tp / (last + 1)
-        recall = tp / t.sum()
-        out[k] = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+        curve = precision_recall_curve(scores[:, k], targets[:, k])
+        if curve is not None:
+            recall, precision = curve
+            out[k] = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
     return out
 
 

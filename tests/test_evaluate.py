@@ -27,6 +27,34 @@ def test_multilabel_map_by_hand():
     assert m["balanced_accuracy"][0] == pytest.approx(0.5)
 
 
+def test_precision_recall_curve_by_hand_and_ap_is_its_sum():
+    # Ranked: 0.9 pos | 0.8 neg, 0.8 pos (tied: one threshold) | 0.3 neg.
+    recall, precision = metrics.precision_recall_curve([0.8, 0.9, 0.3, 0.8], [0, 1, 0, 1])
+    np.testing.assert_allclose(recall, [0.5, 1.0, 1.0])
+    np.testing.assert_allclose(precision, [1.0, 2 / 3, 0.5])
+    ap = metrics.average_precision(np.array([0.8, 0.9, 0.3, 0.8])[:, None], np.array([0, 1, 0, 1], bool)[:, None])
+    assert ap[0] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert metrics.precision_recall_curve([0.2, 0.4], [0, 0]) is None  # no positives: no curve
+
+
+def test_figures_are_written_as_pictures(tmp_path):
+    from surgenet.train import eval_plots
+
+    rng = np.random.default_rng(0)
+    targets = rng.random((40, 3)) < 0.3
+    targets[:, 2] = False  # a label that never occurs is listed, not drawn
+    probabilities = np.clip(targets * 0.4 + rng.random((40, 3)) * 0.6, 0, 1)
+    eval_plots.pr_curves(probabilities, targets, ["a", "b", "never"], tmp_path / "pr.png", threshold=0.5)
+    truth = np.repeat([0, 1, 2], 20)
+    eval_plots.phase_timeline({"v1": (np.roll(truth, 3), truth), "v2": (truth[:30], truth[:30])},
+                              ["p0", "p1", "p2"], tmp_path / "timeline.png", title="phases")
+    eval_plots.confusion_figure(np.array([[90, 10], [0, 0]]), ["background", "tool"], tmp_path / "cm.png")
+    for name, min_height in (("pr.png", 300), ("timeline.png", 250), ("cm.png", 150)):
+        picture = Image.open(tmp_path / name)
+        assert picture.format == "PNG" and picture.height >= min_height and picture.width >= 300
+    assert not list(tmp_path.glob(".*"))  # atomic writes leave no temporary files
+
+
 def _folder(root: Path, n: int = 3) -> Path:
     """images/ + masks/ + classes.txt: left half class 1, a corner ignored, the rest 0 (40x60 frames)."""
     (root / "images").mkdir(parents=True)
@@ -79,6 +107,8 @@ def test_surgenet_evaluate_writes_json_table_and_contact_sheet(tmp_path, capsys)
     assert "tool" in printed and f"{expected['mean_iou']:.3f}" in printed
     sheet = Image.open(tmp_path / "eval" / "contact_sheet.png")
     assert sheet.width == 3 * 320 + 8 and sheet.height > 2 * round(320 * 40 / 60)  # 3 panels, 2 rows
+    assert Image.open(tmp_path / "eval" / "confusion.png").format == "PNG"
+    assert "confusion.png, contact_sheet.png" in printed
 
 
 def test_evaluate_refuses_data_with_more_classes_than_the_model(tmp_path, capsys):
@@ -93,3 +123,36 @@ def test_evaluate_refuses_data_with_more_classes_than_the_model(tmp_path, capsys
     assert main(["evaluate", "--model", str(tmp_path / "model"), "--data", f"folder:{data}",
                  "--out", str(tmp_path / "eval")]) == 2
     assert "3 segmentation classes" in capsys.readouterr().err
+
+
+def test_surgenet_evaluate_cvs_scores_and_curves_match_an_independent_computation(tmp_path, capsys):
+    import surgenet
+    from surgenet.cli import main
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "cvs"
+    (root / "images").mkdir(parents=True)
+    rows = ["file,video,c1,c2,c3"]
+    votes = np.array([[0, 0.3333, 1], [0.6667, 1, 0], [1, 0, 0.6667], [0, 0, 0], [0.3333, 0.6667, 1], [1, 1, 0]])
+    for i, v in enumerate(votes):
+        name = f"{i + 1}_{100 * (i + 1)}.jpg"
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(root / "images" / name)
+        rows.append(f"{name},{i + 1}," + ",".join(f"{x:.4f}" for x in v))
+    (root / "cvs.csv").write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    model = surgenet.load_model("surgenetxl-caformer", task="cvs", pretrained=False, input_size=[3, 32, 32])
+    model.save_pretrained(tmp_path / "model")
+    assert main(["evaluate", "--model", str(tmp_path / "model"), "--data", f"endoscapes:{root}",
+                 "--out", str(tmp_path / "eval")]) == 0
+    result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+    transform = surgenet.create_transform(model)
+    with torch.no_grad():
+        x = torch.stack([transform(np.asarray(Image.open(root / "images" / f"{i + 1}_{100 * (i + 1)}.jpg")))
+                         for i in range(len(votes))])
+        probabilities = torch.sigmoid(model.eval()(x)).numpy()
+    expected = metrics.cvs_metrics(probabilities, votes >= 0.5)
+    np.testing.assert_allclose(result["ap"], expected["ap"], rtol=1e-6)
+    assert result["mAP"] == pytest.approx(expected["mAP"], rel=1e-6)
+    assert Image.open(tmp_path / "eval" / "pr_curves.png").format == "PNG"
+    assert "pr_curves.png" in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """``surgenet evaluate``: score a fine-tuned task model on a labelled dataset.
 
 Writes ``OUT/metrics.json`` and ``OUT/metrics.md`` and prints the table: per-class IoU and Dice
-with mIoU (segmentation; plus ``OUT/contact_sheet.png``: frame | ground truth | prediction),
-per-criterion AP and balanced accuracy with mAP (cvs, labels c >= 0.5), per-tool AP with mAP
-(tools), per-video accuracy and macro F1 (phase). The data is ``FORMAT:PATH`` or a path whose
+with mIoU (segmentation; plus ``OUT/confusion.png`` and ``OUT/contact_sheet.png``: frame | ground
+truth | prediction), per-criterion AP and balanced accuracy with mAP (cvs, labels c >= 0.5), per-tool
+AP with mAP (tools; both with ``OUT/pr_curves.png``), per-video accuracy and macro F1 (phase, with
+``OUT/phase_timeline.png``). The data is ``FORMAT:PATH`` or a path whose
 format is detected (Endoscapes, CholecT50, Cholec80, CholecSeg8k, CSV, surgenet's folders).
 
 example:
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: give a positive number of frames per batch.")
     try:
+        from ..train.eval_plots import FIGURE_OF_TASK
         from ..train.task_eval import evaluate_model, table_rows
     except ModuleNotFoundError as exc:  # the readers live in the training extra
         raise MissingExtraError(f"surgenet evaluate needs the training extra ({exc.name} is missing): "
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result['task']} on {args.data}: {result['frames']} frames")
     print(format_table(header, rows))
     out = Path(args.out)
-    extra = ", contact_sheet.png" if (out / "contact_sheet.png").is_file() and result["task"] == "segmentation" else ""
+    extra = "".join(f", {name}" for name in (FIGURE_OF_TASK[result["task"]], "contact_sheet.png")
+                    if (out / name).is_file())
     print(f"written: {out / 'metrics.json'}, metrics.md{extra}")
     return 0

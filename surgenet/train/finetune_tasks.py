@@ -186,16 +186,21 @@ def label_pos_weight(source, scheme: str) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def multilabel_scores(model, samples, task: str, batch_size: int, workers: int) -> dict[str, Any]:
-    """mAP, per-label AP and balanced accuracy (targets binarised at 0.5, e.g. CVS votes)."""
+def multilabel_scores(model, samples, task: str, batch_size: int, workers: int,
+                      with_predictions: bool = False) -> dict[str, Any]:
+    """mAP, per-label AP and balanced accuracy (targets binarised at 0.5, e.g. CVS votes); with
+    ``with_predictions`` also the ``probabilities`` and boolean ``targets`` they were computed from."""
     scores, targets = [], []
     for images, target in _progress(_loader(samples, batch_size, False, workers, 0, 0), "validation"):
         scores.append(torch.sigmoid(model(images.to(_device(model))).float()).cpu().numpy())
         targets.append(target.numpy())
     s, t = np.concatenate(scores), np.concatenate(targets) >= 0.5
     m = metrics.cvs_metrics(s, t) if task == "cvs" else metrics.multilabel_metrics(s, t)
-    return {"score": m["mAP"], "mAP": m["mAP"], "mean_balanced_accuracy": m["mean_balanced_accuracy"],
-            "ap": [float(x) for x in m["ap"]], "balanced_accuracy": [float(x) for x in m["balanced_accuracy"]]}
+    out = {"score": m["mAP"], "mAP": m["mAP"], "mean_balanced_accuracy": m["mean_balanced_accuracy"],
+           "ap": [float(x) for x in m["ap"]], "balanced_accuracy": [float(x) for x in m["balanced_accuracy"]]}
+    if with_predictions:
+        out.update(probabilities=s, targets=t)
+    return out
 
 
 class CVSTask(MultiLabelTask):

@@ -33,9 +33,11 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
                    sheet_frames: int = 6) -> dict[str, Any]:
     """Score ``model`` (a surgenet task model) on the labelled dataset ``spec`` (``FORMAT:PATH`` or a path).
 
-    With ``out_dir``: writes ``metrics.json``, ``metrics.md`` (the table) and, for segmentation,
-    ``contact_sheet.png`` with ``sheet_frames`` frames spread over the dataset.
+    With ``out_dir``: writes ``metrics.json``, ``metrics.md`` (the table), a figure (see
+    :mod:`.eval_plots`: ``pr_curves.png``, ``phase_timeline.png`` or ``confusion.png``) and, for
+    segmentation, ``contact_sheet.png`` with ``sheet_frames`` frames spread over the dataset.
     """
+    from . import eval_plots
     from .. import create_transform
     from .data.labelled import LabelSamples, SegmentationSamples
     from .finetune_tasks import multilabel_scores, open_labelled, segmentation_scores
@@ -69,12 +71,21 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
         scores = segmentation_scores(model, SegmentationSamples(source, transform), batch_size, workers, keep)
         result.update({k: scores[k] for k in ("mean_iou", "mean_dice", "iou", "dice", "confusion")})
     elif task in MULTI_LABEL_TASKS:
-        scores = multilabel_scores(model, LabelSamples(source, transform), task, batch_size, workers)
+        scores = multilabel_scores(model, LabelSamples(source, transform), task, batch_size, workers,
+                                   with_predictions=True)
         result.update({k: scores[k] for k in ("mAP", "ap", "mean_balanced_accuracy", "balanced_accuracy")})
     else:
-        result.update(phase_scores(model, source.videos, transform, batch_size))
+        sequences: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        result.update(phase_scores(model, source.videos, transform, batch_size, sequences))
     if out_dir is not None:
         write_report(result, out_dir)
+        title, figure = f"{task} on {spec} ({len(source)} frames)", Path(out_dir) / eval_plots.FIGURE_OF_TASK[task]
+        if task == "segmentation":
+            eval_plots.confusion_figure(np.asarray(result["confusion"]), names, figure, title)
+        elif task in MULTI_LABEL_TASKS:
+            eval_plots.pr_curves(scores["probabilities"], scores["targets"], names, figure, title=title)
+        else:
+            eval_plots.phase_timeline(sequences, names, figure, title)
         if sheet:
             contact_sheet([(source.paths[i], pred, target) for i, pred, target in sorted(sheet)], names,
                           Path(out_dir) / "contact_sheet.png")
@@ -86,8 +97,10 @@ def _inferred(names: Sequence[str]) -> bool:
 
 
 @torch.no_grad()
-def phase_scores(model, videos: Sequence[Any], transform, batch_size: int = 32) -> dict[str, Any]:
-    """Per-video accuracy and macro F1 of the phase model run over each whole video, and their means."""
+def phase_scores(model, videos: Sequence[Any], transform, batch_size: int = 32,
+                 sequences: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Per-video accuracy and macro F1 of the phase model run over each whole video, and their means;
+    ``sequences`` (if given) receives each video's (prediction, ground truth) per frame."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -99,6 +112,8 @@ def phase_scores(model, videos: Sequence[Any], transform, batch_size: int = 32) 
             feats.append(model.embed(x).float())
         pred = model.forward_temporal(torch.cat(feats)[None])[0].argmax(-1).cpu().numpy()
         target = np.asarray(video.phases)
+        if sequences is not None:
+            sequences[video.name] = (pred, target)
         m = metrics.phase_metrics(pred, target, model.num_classes)
         per_video[video.name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "frames": int(len(target))}
         correct += int((pred == target).sum())
