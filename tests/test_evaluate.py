@@ -156,3 +156,33 @@ def test_surgenet_evaluate_cvs_scores_and_curves_match_an_independent_computatio
     assert result["mAP"] == pytest.approx(expected["mAP"], rel=1e-6)
     assert Image.open(tmp_path / "eval" / "pr_curves.png").format == "PNG"
     assert "pr_curves.png" in capsys.readouterr().out
+
+
+def test_phase_scores_hand_each_videos_sequence_to_the_timeline(tmp_path):
+    import surgenet
+    from surgenet.train.data.labelled import PhaseVideo
+    from surgenet.train.eval_plots import phase_timeline
+    from surgenet.train.task_eval import phase_scores
+
+    rng = np.random.default_rng(2)
+    videos = []
+    for name, length in (("v1", 7), ("v2", 5)):
+        frames = []
+        for i in range(length):
+            frames.append(tmp_path / f"{name}_{i}.png")
+            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(frames[-1])
+        videos.append(PhaseVideo(name, frames, rng.integers(0, 3, length)))
+    torch.manual_seed(0)
+    model = surgenet.load_model("surgenetxl-caformer", task="phase", num_classes=3, pretrained=False,
+                                input_size=[3, 32, 32]).eval()
+    sequences: dict = {}
+    scores = phase_scores(model, videos, surgenet.create_transform(model), batch_size=4, sequences=sequences)
+    assert list(sequences) == ["v1", "v2"]
+    for video in videos:
+        pred, truth = sequences[video.name]
+        np.testing.assert_array_equal(truth, video.phases)
+        assert pred.shape == truth.shape and pred.min() >= 0 and pred.max() < 3
+        assert scores["videos"][video.name]["accuracy"] == pytest.approx(float(np.mean(pred == truth)))
+    pooled = sum(int(np.sum(p == t)) for p, t in sequences.values()) / 12
+    assert scores["frame_accuracy"] == pytest.approx(pooled)
+    assert Image.open(phase_timeline(sequences, ["a", "b", "c"], tmp_path / "t.png")).format == "PNG"
