@@ -16,7 +16,8 @@ on it, as ``surgenet-train finetune --val`` does). Each task records its wall ti
 time of this process and its data workers, and the CPU model. Writes ``OUT/results.json``,
 ``OUT/results.md``, each task's run under ``OUT/<task>/`` (the fine-tuned segmentation model at
 ``OUT/segmentation/best``, loadable with ``surgenet.load_model``; the latency benchmark takes it
-with ``--model``) and its evaluation under ``OUT/<task>/eval/`` (a figure per task, see ``surgenet evaluate``; segmentation: also a contact sheet).
+with ``--model``) and its evaluation under ``OUT/<task>/eval/`` (a figure per task, see
+``surgenet evaluate``; segmentation: also a contact sheet).
 
     python benchmarks/real_data.py --data ../shared/data --out runs/real --epochs 3
 """
