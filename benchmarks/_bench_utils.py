@@ -16,7 +16,7 @@ import numpy as np
 from surgenet.cli.table import format_table as _format_table
 from surgenet.devices import cpu_flags  # noqa: F401 - re-exported for the benchmarks
 from surgenet.devices import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
-from surgenet.io.atomic import atomic_target, atomic_write_text
+from surgenet.io.atomic import atomic_write_text
 from surgenet.metrics import decision_agreement as argmax_agreement  # noqa: F401 - shared with the export checks
 
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
@@ -125,11 +125,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Median latency per backend, one group of bars per (batch, size)."""
-    import matplotlib
+    from surgenet.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     groups = sorted({(r["batch"], tuple(r["imgsz"])) for r in results})
     backends = list(dict.fromkeys(r["backend"] for r in results))
     width = 0.8 / max(1, len(backends))
@@ -150,6 +148,4 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> N
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..exceptions import InputError
+from ..figures import pyplot
 from ..io import as_rgb_array, iter_video
 from ..io.video import VideoWriter, import_av
 from ..results import MultiLabelResult, palette
@@ -283,10 +284,7 @@ class _Images:
 
 def phase_timeline_figure(clip: ClipAnalysis):
     """Phase probabilities over time (lines) above the predicted phase as a coloured band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     names = clip.phase_names
@@ -312,10 +310,7 @@ def phase_timeline_figure(clip: ClipAnalysis):
 def labels_over_time_figure(clip: ClipAnalysis):
     """A multi-label model over time: each label's probability (lines, the threshold dashed) above
     one band per label, coloured where it is at or above the threshold (tools: present)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names, task = clip.label_names, clip.label_task or "labels"
     colours = palette(len(names) + 1)[1:] / 255.0

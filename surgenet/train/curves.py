@@ -10,18 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io.atomic import atomic_target
+from ..figures import pyplot, save_figure
 
 PLOT_FILE = "curves.png"
 
 
 def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Draw ``records`` (one dict per epoch with ``epoch``, ``train_loss``, ``val_*``) into ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [r["epoch"] for r in records]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     losses = [(r["epoch"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
@@ -46,8 +42,4 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

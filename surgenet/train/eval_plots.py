@@ -16,33 +16,16 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import metrics
-from ..io.atomic import atomic_target
+from ..figures import pyplot, save_figure
 
 PR_FILE, TIMELINE_FILE, CONFUSION_FILE = "pr_curves.png", "phase_timeline.png", "confusion.png"
 FIGURE_OF_TASK = {"segmentation": CONFUSION_FILE, "cvs": PR_FILE, "tools": PR_FILE, "phase": TIMELINE_FILE}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    _pyplot().close(fig)
-    return path
-
-
 def pr_curves(probabilities: np.ndarray, targets: np.ndarray, names: Sequence[str], path: str | Path,
               threshold: float = 0.5, title: str = "") -> Path:
     """One precision-recall curve per label of ``probabilities`` ``(N, L)`` against boolean ``targets``."""
-    plt = _pyplot()
+    plt = pyplot()
     probabilities, targets = np.asarray(probabilities, dtype=np.float64), np.asarray(targets, dtype=bool)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     colours = plt.get_cmap("tab10")
@@ -68,13 +51,13 @@ def pr_curves(probabilities: np.ndarray, targets: np.ndarray, names: Sequence[st
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def phase_timeline(videos: Mapping[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str],
                    path: str | Path, title: str = "") -> Path:
     """Per video (name -> (prediction, ground truth), one phase id per frame): two colour bands."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -95,12 +78,12 @@ def phase_timeline(videos: Mapping[str, tuple[np.ndarray, np.ndarray]], names: S
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, (legend_inches - 0.2) / height, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_figure(confusion: np.ndarray, names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """The pixel confusion matrix (rows: true class, columns: predicted), each row divided by its total."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(confusion, dtype=np.float64)
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
@@ -118,4 +101,4 @@ def confusion_figure(confusion: np.ndarray, names: Sequence[str], path: str | Pa
     ax.set_title(title or "pixels of each true class, by predicted class", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
