@@ -153,8 +153,18 @@ def backbone_state_dict(obj: Mapping[str, Any], source: str) -> tuple[StateDict,
 def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> None:
     """Load every tensor, reshaping only where the shapes differ by size-1 dimensions alone
     (a Linear weight vs a 1x1 conv kernel, a (1, D) vs (1, 1, D) token); anything missing,
-    unexpected or of another shape (a transposed matrix included) raises :class:`KeyMismatchError`."""
+    unexpected or of another shape (a transposed matrix included) raises :class:`KeyMismatchError`.
+
+    The one relaxation is named by the network itself: a submodule's ``optional_state()`` lists
+    state that files may leave out and the value it then takes (DINOv3 RoPE periods, which only
+    some files hold). After loading, a submodule's ``check_loaded_state(source)`` may refuse what
+    it was given (periods that the authors' code cannot have computed)."""
     target = module.state_dict()
+    optional = _optional_state(module)
+    defaulted = {k: v for k, v in optional.items() if k in target and k not in state_dict}
+    if defaulted:
+        logger.info("%s holds no %s: using the values the architecture computes", source, ", ".join(sorted(defaulted)))
+    state_dict = {**state_dict, **defaulted}
     missing = set(target) - set(state_dict)
     unexpected = set(state_dict) - set(target)
     fixed: StateDict = {}
@@ -170,6 +180,20 @@ def load_strict(module: torch.nn.Module, state_dict: StateDict, source: str) -> 
     if missing or unexpected or bad_shape:
         raise KeyMismatchError(source, missing, unexpected, bad_shape)
     module.load_state_dict(fixed, strict=True)
+    for submodule in module.modules():
+        check = getattr(submodule, "check_loaded_state", None)
+        if callable(check):
+            check(source)
+
+
+def _optional_state(module: torch.nn.Module) -> StateDict:
+    """``prefix.name -> default`` for the state that submodules allow a file to leave out."""
+    out: StateDict = {}
+    for prefix, submodule in module.named_modules():
+        optional = getattr(submodule, "optional_state", None)
+        if callable(optional):
+            out.update({f"{prefix}.{k}" if prefix else k: v for k, v in optional().items()})
+    return out
 
 
 def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:

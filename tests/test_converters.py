@@ -101,7 +101,8 @@ def test_dinov3_meta_layout():
         "blocks.0.ls1.gamma": torch.full((dim,), 2.0), "blocks.0.ls2.gamma": torch.full((dim,), 3.0),
     }
     converted, dropped = CONVERTERS["dinov3"](sd)
-    assert sorted(dropped) == ["mask_token", "rope_embed.periods"]
+    assert sorted(dropped) == ["mask_token"]
+    assert torch.equal(converted["rope.periods"], sd["rope_embed.periods"])  # kept: Meta computes with it
     assert not any("bias_mask" in k for k in converted)
     assert torch.equal(converted["reg_token"], sd["storage_tokens"])
     assert torch.equal(converted["blocks.0.attn.q_bias"], qkv_bias[:dim])

@@ -11,9 +11,10 @@ from functools import partial
 from typing import Any
 
 import timm
-import torch
 import torch.nn as nn
 from timm.layers import LayerNorm
+
+from .dinov3 import keep_stored_rope_periods, make_key_bias_a_weight
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Architecture:
     default_out_indices: tuple[int, ...] | None = (0, 1, 2, 3)
     native_size: int | None = None  # image size the ViT position embeddings were trained at
     learned_key_bias: bool = False  # attention key bias is a weight (timm's Eva fixes it at zero)
+    stored_rope_periods: bool = False  # DINOv3 RoPE periods are state loaded from the file (dinov3.py)
 
 
 _VIT = {"dynamic_img_size": True}
@@ -51,13 +53,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         "vit_large_patch14_reg4_dinov2", {**_VIT, "dynamic_img_pad": True}, "vit", (4, 11, 17, 23), 336),
     # DINOv3 as SurgeNetDINO pretrained it (its configs: n_storage_tokens 0, mask_k_bias false,
     # norm_layer layernorm): RoPE (base 100), layer scale, no storage tokens, LayerNorm eps 1e-6 and
-    # a learned key bias, which timm's DINOv3 keeps as a fixed zero buffer (see create_network).
+    # a learned key bias, which timm's DINOv3 keeps as a fixed zero buffer (see dinov3.py), and
+    # RoPE periods held in the file in bf16, which timm would recompute in fp32 (see dinov3.py).
     "vit_small_patch16_dinov3_surgenet": Architecture(
-        "vit_small_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True),
+        "vit_small_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True,
+        stored_rope_periods=True),
     "vit_base_patch16_dinov3_surgenet": Architecture(
-        "vit_base_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True),
+        "vit_base_patch16_dinov3_qkvb", _DINOV3, "vit", (2, 5, 8, 11), 336, learned_key_bias=True,
+        stored_rope_periods=True),
     "vit_large_patch16_dinov3_surgenet": Architecture(
-        "vit_large_patch16_dinov3_qkvb", _DINOV3, "vit", (4, 11, 17, 23), 336, learned_key_bias=True),
+        "vit_large_patch16_dinov3_qkvb", _DINOV3, "vit", (4, 11, 17, 23), 336, learned_key_bias=True,
+        stored_rope_periods=True),
 }
 
 
@@ -93,17 +99,7 @@ def create_network(arch: str, **overrides: Any) -> nn.Module:
     kwargs.update(overrides)
     network = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **kwargs)
     if spec.learned_key_bias:
-        _make_key_bias_a_weight(network)
+        make_key_bias_a_weight(network)
+    if spec.stored_rope_periods:
+        keep_stored_rope_periods(network)
     return network
-
-
-def _make_key_bias_a_weight(network: nn.Module) -> None:
-    """timm's Eva attention adds ``k_bias``, a zero buffer left out of the state dict; here it
-    becomes a parameter like the query and value biases, so it is loaded, saved and trained
-    (with RoPE a key bias changes the attention, so it cannot be dropped)."""
-    for module in network.modules():
-        k_bias = module._buffers.get("k_bias") if "k_bias" in getattr(module, "_buffers", {}) else None
-        if isinstance(k_bias, torch.Tensor):
-            del module._buffers["k_bias"]
-            module._non_persistent_buffers_set.discard("k_bias")
-            module.k_bias = nn.Parameter(torch.zeros_like(k_bias))

@@ -6,9 +6,10 @@ import re
 
 import torch
 
-# Pretraining-only tensors: DINOv2/v3 mask token, DINOv3 RoPE periods (recomputed) and DINOv3's
-# local-crop class norm. (The key-bias mask of Meta's DINOv3 runs is applied by convert_dinov3.)
-UNUSED = (r"mask_token", r"rope_embed\.periods", r"local_cls_norm\.(weight|bias)", r"head\.(weight|bias)")
+# Pretraining-only tensors: DINOv2/v3 mask token and DINOv3's local-crop class norm. (The key-bias
+# mask of Meta's DINOv3 runs is applied by convert_dinov3; its RoPE periods are kept: the file's
+# bf16 values are what Meta's code computes with, see surgenet/backbones/rope.py.)
+UNUSED = (r"mask_token", r"local_cls_norm\.(weight|bias)", r"head\.(weight|bias)")
 
 
 def convert_dinov1(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -41,7 +42,8 @@ def convert_dinov2(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def convert_dinov3(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Storage tokens -> ``reg_token``, ``lsN.gamma`` -> ``gamma_N``, the fused qkv bias split
+    """Storage tokens -> ``reg_token``, ``lsN.gamma`` -> ``gamma_N``, ``rope_embed.periods`` ->
+    ``rope.periods`` (kept as stored), the fused qkv bias split
     into ``q_bias``/``k_bias``/``v_bias``. Where the file has a ``bias_mask`` (Meta's runs with
     ``mask_k_bias``) it is applied, so a masked key bias loads as the zero it computes with. A
     file without biases gets zero biases, which computes the same function."""
@@ -49,7 +51,7 @@ def convert_dinov3(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     for key, value in state_dict.items():
         if key.endswith(".attn.qkv.bias_mask"):
             continue
-        new = key.replace("storage_tokens", "reg_token")
+        new = "rope.periods" if key == "rope_embed.periods" else key.replace("storage_tokens", "reg_token")
         new = re.sub(r"\.ls([12])\.gamma$", r".gamma_\1", new)
         if new.endswith(".attn.qkv.bias"):
             mask = state_dict.get(key + "_mask")

@@ -4,7 +4,8 @@ Written from scratch from the DINOv3 description (facebookresearch/dinov3) and t
 pretraining configs: patch embedding, ``cls_token``, optional ``storage_tokens`` (after the class
 token), ``mask_token`` (unused at inference), no absolute position embedding; 2-D RoPE on the
 patch tokens only (base 100, coordinates of patch centres scaled to [-1, 1] per axis, periods
-``base ** (2i / (D_head / 2))``, rotate-half layout), stored as the ``rope_embed.periods`` buffer;
+``base ** (2i / (D_head / 2))`` evaluated in the run's RoPE dtype, bf16 for SurgeNetDINO, rotate-half
+layout), stored as the ``rope_embed.periods`` buffer and used in fp32 as Meta's hub loader does;
 blocks ``x + ls1(attn(norm1(x)))``, ``x + ls2(mlp(norm2(x)))`` with a fused qkv whose bias may be
 masked on the key part (``qkv.bias_mask``, Meta's ``mask_k_bias``); LayerNorm eps 1e-6 and a
 final ``norm`` on every token. Explicit softmax attention, no timm.
@@ -22,15 +23,22 @@ def _rotate_half(x):
 
 
 class RopeEmbed(nn.Module):
-    def __init__(self, head_dim, base=100.0):
+    """Meta's ``RopePositionEmbedding`` (base 100, ``normalize_coords: separate``): the periods are
+    computed in the run's RoPE dtype (SurgeNetDINO: ``pos_embed_rope_dtype: bf16``, so in bf16
+    arithmetic) and kept as a persistent buffer of that dtype; the forward is Meta's hub style, the
+    stored values copied to fp32 and everything computed in fp32."""
+
+    def __init__(self, head_dim, base=100.0, dtype=torch.bfloat16):
         super().__init__()
-        self.register_buffer("periods", base ** (2 * torch.arange(head_dim // 4) / (head_dim // 2)))
+        periods = base ** (2 * torch.arange(head_dim // 4, dtype=dtype) / (head_dim // 2))
+        self.register_buffer("periods", periods)
 
     def forward(self, h, w):
+        periods = self.periods.float()
         ys = torch.arange(0.5, h) / h
         xs = torch.arange(0.5, w) / w
         coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(h * w, 2) * 2.0 - 1.0
-        angles = 2 * math.pi * coords[:, :, None] / self.periods[None, None, :]  # (HW, 2, D/4)
+        angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (HW, 2, D/4)
         angles = angles.reshape(h * w, -1)
         angles = torch.cat([angles, angles], dim=-1)  # (HW, D)
         return angles.sin(), angles.cos()
@@ -97,7 +105,8 @@ class Block(nn.Module):
 
 
 class DINOv3Ref(nn.Module):
-    def __init__(self, patch_size=16, embed_dim=384, depth=12, num_heads=6, n_storage_tokens=0, mask_k_bias=False):
+    def __init__(self, patch_size=16, embed_dim=384, depth=12, num_heads=6, n_storage_tokens=0, mask_k_bias=False,
+                 rope_dtype=torch.bfloat16):
         super().__init__()
         self.patch_size = patch_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -106,7 +115,7 @@ class DINOv3Ref(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size, patch_size)
-        self.rope_embed = RopeEmbed(embed_dim // num_heads)
+        self.rope_embed = RopeEmbed(embed_dim // num_heads, dtype=rope_dtype)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mask_k_bias) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
 
