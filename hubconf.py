@@ -1,6 +1,6 @@
 """torch.hub entry points, derived from the surgenet registry (no second list of models).
 
-    torch.hub.load("OWNER/surgenet", "surgenetxl_caformer")            # a backbone, released weights
+    torch.hub.load("path/to/surgenet", "surgenetxl_caformer", source="local")  # a backbone, released weights
     torch.hub.load(".", "backbone", "surgenet-pvtv2", source="local")
     torch.hub.load(".", "model", "surgenetxl-caformer", task="segmentation", num_classes=13, source="local")
 """

@@ -1,4 +1,4 @@
-"""Real-time video for issue 12: decoding, preprocessing, inference and writing overlapped.
+"""Real-time video: decoding, preprocessing, inference and writing overlapped.
 
 A video runs through three threads so that no stage waits for another one's work:
 

@@ -15,7 +15,7 @@ from .exceptions import UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Statistics of surgical frames used by the authors' downstream benchmark (REFERENCE.md).
+# Statistics of surgical frames with which the SurgeNet authors normalised their downstream benchmark.
 SURGICAL_MEAN = (0.4689, 0.2954, 0.2871)
 SURGICAL_STD = (0.2469, 0.2103, 0.2119)
 
@@ -165,7 +165,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
          "dinov3", 336, 85_665_792, 46.4, "ViT-B/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
     _vit("surgenetxl-dinov3-vitl16", "vit_large_patch16_dinov3_surgenet", "DINOv3_ViTl16_size336_SurgeNetXL.pth",
          "dinov3", 336, 303_149_056, 162.1, "ViT-L/16 with RoPE pretrained with DINOv3 on SurgeNetXL at 336 px."),
-    # Not a SurgeNet model: the ImageNet MSN starting point of the MSN seed (transformers layout).
+    # Not a SurgeNet model: Meta's ImageNet MSN ViT-S/16, the usual starting point of surgical MSN runs
+    # (Hirsch et al.'s endoscopic MSN recipe; transformers layout).
     ModelEntry(
         name="vit-msn-small", arch="vit_small_patch16_msn", family="vit", repo_id="facebook/vit-msn-small",
         filename="pytorch_model.bin", layout="vit_msn", input_size=(3, 224, 224),
@@ -173,7 +174,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         paper=PAPER_MSN, pretraining_method="MSN", epochs=600, license="apache-2.0",
         num_params=21_665_664, gflops_256=12.3,
         description="ViT-S/16 pretrained with MSN on ImageNet-1K by Meta AI (a general-domain starting point "
-                    "for surgical MSN pretraining, as the MSN seed used).",
+                    "for surgical MSN pretraining, as in the endoscopic MSN recipe of Hirsch et al.).",
     ),
 )
 

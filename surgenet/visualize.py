@@ -169,13 +169,15 @@ def _fit(draw: Any, text: str, font: Any, width: int) -> str:
     return text + "..."
 
 
-def save_png(picture: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 RGB array as a PNG, atomically (a half-written file is never left behind)."""
+def save_png(picture: np.ndarray, path: str | Path, optimize: bool = True) -> Path:
+    """Write a uint8 array (RGB, or one channel of labels) as a PNG, atomically (a half-written
+    file is never left behind). ``optimize=False`` skips PNG's slow best-compression search, for
+    a mask per video frame."""
     from PIL import Image
 
     path = Path(path)
     with atomic_target(path) as tmp:
-        Image.fromarray(picture).save(tmp, format="PNG", optimize=True)
+        Image.fromarray(picture).save(tmp, format="PNG", optimize=optimize)
     return path
 
 

@@ -27,6 +27,31 @@ def test_every_task_has_a_model_class_and_the_command_lines_offer_them():
     assert _task_choices(build_parser(), "predict") == TASKS
 
 
+def test_models_datasets_and_fine_tuning_read_the_one_task_list():
+    import surgenet.models
+    from surgenet.train import formats
+    from surgenet.train.finetune_tasks import TASKS as FINETUNE_TASKS
+
+    assert surgenet.models.TASKS is TASKS and formats.TASKS is TASKS
+    assert set(FINETUNE_TASKS) == set(TASKS)
+
+
+def test_the_ignore_label_and_the_image_suffixes_are_defined_once():
+    # Values equal by chance would pass an equality test: read where each fact is assigned.
+    import re
+    from pathlib import Path
+
+    import surgenet
+
+    root = Path(surgenet.__file__).parent
+    sources = {p: p.read_text() for p in root.rglob("*.py")}
+    for fact in ("IGNORE_INDEX", "IMAGE_EXTENSIONS", "IMAGE_SUFFIXES"):
+        homes = sorted(str(p.relative_to(root)) for p, text in sources.items()
+                       if re.search(rf"^{fact}\s*(:[^=]+)?=", text, flags=re.M))
+        assert len(homes) <= 1, f"{fact} is assigned in {homes}"
+    assert not any("IMAGE_SUFFIXES" in text for text in sources.values())
+
+
 def test_export_command_offers_the_same_tasks():
     pytest.importorskip("onnx")
     from surgenet_export.cli import build_parser

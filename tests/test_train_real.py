@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from surgenet import metrics
-from surgenet.train.finetune import FinetuneConfig, finetune, warmup_cosine
+from surgenet.train.finetune import FinetuneConfig, finetune, lr_factors
 from surgenet.train.finetune_tasks import label_pos_weight
 from surgenet.train.losses import class_weights_from_pixels, dice_ce_loss, soft_dice_loss
 from surgenet.train.seg_augment import SegmentationAugment
@@ -104,7 +104,7 @@ def test_balanced_positive_weights_by_hand():
 
 
 def test_warmup_cosine_schedule():
-    f = warmup_cosine(20, 0.1)
+    f = lr_factors(20, 0.1)
     assert len(f) == 20
     np.testing.assert_allclose(f[:2], [1 / 3, 2 / 3])  # linear ramp over 2 steps, then the peak
     assert f[2] == pytest.approx(1.0) and f[-1] > 0.01 and np.all(np.diff(f[2:]) < 0)

@@ -70,8 +70,8 @@ def eval_pairs(folder: str | Path) -> tuple[list[Path], list[Path]]:
 
     folder = Path(folder).expanduser()
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
-        raise InputError(f"{folder} must hold images/ and masks/ (PNG class ids, 255 = ignore), e.g. "
-                         "../shared/data/endoscapes/val.")
+        raise InputError(f"{folder} must hold images/ and masks/ (PNG class ids, 255 = ignore), as an "
+                         "Endoscapes split folder does.")
     images = image_files(folder / "images")
     masks = [folder / "masks" / (f.stem + ".png") for f in images]
     missing = [m.name for m in masks if not m.is_file()]

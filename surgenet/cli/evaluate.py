@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:  # the readers live in the training extra
         raise MissingExtraError(f"surgenet evaluate needs the training extra ({exc.name} is missing): "
                                 "pip install 'surgenet[train]'.") from exc
-    from ..train.distributed import resolve_device
+    from ..devices import resolve_device
     from .table import format_table
 
     model = load_model(args.model)

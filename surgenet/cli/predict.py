@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..backends import BACKENDS
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
@@ -79,13 +77,6 @@ def _total(path: Path, stride: int, recursive: bool) -> int | None:
     return 1
 
 
-def _save_png(array: np.ndarray, target: Path) -> None:
-    from PIL import Image
-
-    with atomic_target(target) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 def _frame_name(result: Any, root: Path, kind: str) -> Path:
     """Output name of a frame: its path relative to the input folder, the image's name, or frame_NNNNNN."""
     if kind == "folder":
@@ -111,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import is_video
     from ..models import load_model
     from ..predict import Predictor
+    from ..visualize import save_png
 
     from tqdm import tqdm  # a core dependency
 
@@ -150,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
             if name in names:  # a.jpg beside a.png: keep the extension so neither mask is lost
                 name = Path(result.source).relative_to(source)
             names.add(name)
-            _save_png(result.class_map, out / "masks" / f"{name}.png")
+            save_png(result.class_map, out / "masks" / f"{name}.png", optimize=False)
             if not args.no_overlay:
-                _save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png")
+                save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png", optimize=False)
             count += 1
             bar.update(1)
         written = f"{out / 'masks'}" + ("" if args.no_overlay else f" and {out / 'overlays'}")
@@ -221,6 +213,7 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
 
     from ..io.video import VideoWriter, video_info
     from ..realtime import format_report, run_video
+    from ..visualize import save_png
 
     out.mkdir(parents=True, exist_ok=True)
     info = video_info(source)
@@ -237,11 +230,11 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
                 rows.append(result.row())
                 return
             name = _frame_name(result, source, "video")
-            _save_png(result.class_map, out / "masks" / f"{name}.png")
+            save_png(result.class_map, out / "masks" / f"{name}.png", optimize=False)
             if movie is not None:
                 movie.write(result.overlay(alpha=args.alpha))
             elif not args.no_overlay:
-                _save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png")
+                save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png", optimize=False)
 
         try:
             report = run_video(predictor, source, sink=sink, realtime=args.realtime, stride=args.stride,

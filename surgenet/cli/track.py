@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from ..video.tracks import InstrumentTracker, TrackWriter
     from tqdm import tqdm
 
-    from .predict import _save_png, _warn_if_untrained
+    from ..visualize import save_png
+    from .predict import _warn_if_untrained
 
     _check(args)
     source, out = Path(args.input), Path(args.out)
@@ -158,13 +159,14 @@ def run(args: argparse.Namespace) -> int:
     count, ok = 0, False
     try:
         for tf in outputs:
-            _save_png(tf.class_map, out / "masks" / f"{tf.name}.png")
+            save_png(tf.class_map, out / "masks" / f"{tf.name}.png", optimize=False)
             rows = tracker.update(tf.class_map, tf.warp_labels, tf.index, tf.name) if tracker is not None else []
             if not args.no_overlay:
                 result = SegmentationResult(index=tf.index, source=tf.source, class_names=class_names,
                                             class_map=tf.class_map, image=tf.image)
                 picture = result.overlay(alpha=args.alpha)
-                _save_png(draw_tracks(picture, rows) if rows else picture, out / "overlays" / f"{tf.name}.png")
+                save_png(draw_tracks(picture, rows) if rows else picture, out / "overlays" / f"{tf.name}.png",
+                         optimize=False)
             if writer is not None:
                 writer.write(rows)
             count += 1

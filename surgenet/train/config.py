@@ -92,7 +92,8 @@ class BYOLConfig:
     projection_dim: int = 256
     view_size: int = 224
     view_scale: tuple[float, float] = (0.08, 1.0)
-    # The pituitary notebook's views: colour jitter (0.6, 0.4, 0.5, 0.5) with p 0.6, blur p 0.6.
+    # Views of the BYOL pituitary-surgery phase-recognition recipe: colour jitter (0.6, 0.4, 0.5, 0.5)
+    # with p 0.6, blur p 0.6.
     jitter: tuple[float, float, float, float] = (0.6, 0.4, 0.5, 0.5)
     jitter_p: float = 0.6
     gray_p: float = 0.0
@@ -108,7 +109,7 @@ class SimCLRConfig:
     num_layers: int = 2
     batch_norm: bool = True  # SyncBatchNorm on GPUs under torchrun (global statistics, as SimCLR)
     temperature: float = 0.1
-    gather_distributed: bool = True  # negatives from every process, as the multi-GPU seed
+    gather_distributed: bool = True  # negatives from every process, as multi-GPU SimCLR does
     view_size: int = 224
     view_scale: tuple[float, float] = (0.08, 1.0)
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)  # strength 1
@@ -124,7 +125,7 @@ class MSNConfig:
     hidden_dim: int = 2048
     projection_dim: int = 256
     num_prototypes: int = 1024
-    mask_ratio: float = 0.5  # share of the anchor views' patches dropped (the MSN seed's 50 %)
+    mask_ratio: float = 0.5  # share of the anchor views' patches dropped (50 %, as the endoscopic MSN recipe)
     temperature: float = 0.1  # anchor and target prototype softmax
     target_temperature: float = 0.025  # sharpening of the target (0.25 of the anchor temperature)
     me_max_weight: float = 1.0  # mean-entropy maximisation regulariser

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,14 +30,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU. A device that does not
-    exist here (``cuda`` without a GPU, ``gpu``) is an InputError before any model is built."""
-    from ..devices import resolve_device as checked_device
-
-    return checked_device(name, local_rank)
 
 
 def init_distributed(device: str = "auto", timeout_minutes: int = 30) -> DistInfo:

@@ -42,6 +42,7 @@ from ..tasks import MULTI_LABEL_TASKS
 from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
 from .config import dump_yaml, load_config, to_dict
 from .runlog import MetricLog, records_until
+from .schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +138,10 @@ def _optimizer(model, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups)
 
 
-def warmup_cosine(total_steps: int, warmup: float, final: float = 0.01) -> np.ndarray:
-    """Factor of each step's lr: linear from 1/(w+1) to 1 over ``warmup`` of the steps, then a half
-    cosine from 1 to ``final``."""
-    warm = int(round(total_steps * warmup))
-    ramp = np.arange(1, warm + 1) / (warm + 1) if warm else np.array([])
-    rest = np.arange(total_steps - warm)
-    cosine = final + 0.5 * (1 - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
-    return np.concatenate([ramp, cosine]).astype(np.float64)
+def lr_factors(total_steps: int, warmup: float, final: float = 0.01) -> np.ndarray:
+    """Factor of each step's lr: linear from 1/(w+1) towards 1 over the share ``warmup`` of the
+    steps, then a half cosine from 1 to ``final``."""
+    return warmup_cosine(total_steps, int(round(total_steps * warmup)), 1.0, final, warmup_ends_at_base=False)
 
 
 def _check_weightings(cfg: FinetuneConfig) -> None:
@@ -162,7 +159,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     """Train ``cfg.task``'s model; returns the best validation metrics (``score`` and the rest)."""
     from .. import create_transform
     from .curves import PLOT_FILE, plot_curves
-    from .distributed import resolve_device
+    from ..devices import resolve_device
     from .finetune_tasks import TASKS
 
     if cfg.task not in TASKS:
@@ -186,7 +183,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         model.train()
     optimizer = _optimizer(model, cfg)
     steps_per_epoch = max(1, len(task.train_batches(0)))
-    factor = warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup)
+    factor = lr_factors(cfg.epochs * steps_per_epoch, cfg.warmup)
     start_epoch, best = 0, {"score": -float("inf")}
     if state is not None:
         model.load_state_dict(state["model"])

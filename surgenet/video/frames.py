@@ -11,6 +11,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from ..io import is_video, iter_video, list_images, read_image
+from ..io.masks import IGNORE_INDEX, read_label_image
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +101,8 @@ def read_first_mask(path: str | Path, size: tuple[int, int] | None = None) -> np
     other ids, 255 means unlabelled and becomes background. ``size`` (H, W): the frames' size,
     which the mask must have.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            labels = np.asarray(img)
-    except FileNotFoundError as exc:
-        raise InputError(f"mask {path} does not exist.") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot read mask {path}: {exc}. Pass a PNG of class ids.") from exc
+    labels, mode = read_label_image(path)
     if labels.ndim != 2 or mode not in ("L", "P", "1", "I", "I;16"):
         raise InputError(f"mask {path} is a {mode} image; pass a one-channel PNG of class ids (0 background, "
                          "1, 2, ... objects) or a 0/255 binary mask.")
@@ -122,7 +113,7 @@ def read_first_mask(path: str | Path, size: tuple[int, int] | None = None) -> np
     values = set(np.unique(labels).tolist())
     if values <= {0, 255}:
         return (labels == 255).astype(np.int64)
-    if 255 in values:
-        logger.warning("mask %s: value 255 (unlabelled) taken as background", path)
-        labels[labels == 255] = 0
+    if IGNORE_INDEX in values:
+        logger.warning("mask %s: value %d (unlabelled) taken as background", path, IGNORE_INDEX)
+        labels[labels == IGNORE_INDEX] = 0
     return labels

@@ -65,7 +65,7 @@ def build_sequence(data_root: str | Path, num_frames: int = 24, size: tuple[int,
     root = Path(data_root)
     clip_path = root / "clips" / clip
     if not clip_path.is_file():
-        raise InputError(f"clip {clip_path} not found; pass the shared data folder (../shared/data).")
+        raise InputError(f"clip {clip_path} not found; pass a data folder that holds clips/{clip}.")
     rng = np.random.default_rng(seed)
     width, height = size
     start = int(rng.integers(0, max(1, 800 - num_frames)))

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from ...exceptions import InputError
+from ...io.masks import IGNORE_INDEX
 from ..seg_augment import SegmentationAugment, colour_jitter, image_to_tensor, resize_image
-
-IGNORE_INDEX = 255
 
 
 class _Normalise:

@@ -81,7 +81,7 @@ def frame_list(path: Path) -> ImageFiles:
     """A ``.txt`` (one path a line) or ``.csv`` (a ``path``/``image``/``frame`` column, else the
     first column) of frame paths; relative paths are relative to the list's folder.
 
-    The SimCLR seed's ``<path>,<label>`` lists (no header) read as the first column: the label
+    SimCLR tutorials' ``<path>,<label>`` lists (no header) read as the first column: the label
     is for downstream tasks and pretraining ignores it."""
     root = path.parent
     if path.suffix.lower() == ".csv":

@@ -9,19 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schedules import warmup_cosine
+
 
 def cosine_schedule(base: float, final: float, epochs: int, steps_per_epoch: int,
                     warmup_epochs: int = 0, warmup_start: float = 0.0) -> np.ndarray:
     """Linear warm-up from ``warmup_start`` to ``base`` over ``warmup_epochs``, then a half cosine
     from ``base`` to ``final``; one value per step, ``epochs * steps_per_epoch`` values."""
-    total = epochs * steps_per_epoch
-    warmup_steps = min(warmup_epochs * steps_per_epoch, total)
     # DINO's warm-up reaches ``base`` on its last step (linspace with the endpoint).
-    warmup = np.linspace(warmup_start, base, warmup_steps) if warmup_steps else np.array([])
-    steps = np.arange(total - warmup_steps)
-    length = max(len(steps), 1)
-    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / length))
-    return np.concatenate([warmup, cosine]).astype(np.float64)
+    return warmup_cosine(epochs * steps_per_epoch, warmup_epochs * steps_per_epoch, base, final, warmup_start)
 
 
 def teacher_temp_schedule(temp: float, warmup_temp: float, warmup_epochs: int, epochs: int,

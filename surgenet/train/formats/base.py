@@ -29,12 +29,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ...exceptions import InputError
+from ...io.images import IMAGE_EXTENSIONS
+from ...io.masks import IGNORE_INDEX, read_index_mask
+from ...tasks import TASKS
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
-TASKS = ("segmentation", "cvs", "phase", "tools")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -187,30 +186,6 @@ def images_with_masks(root: Path, layout_hint: str) -> tuple[list[Path], list[Pa
     return images, masks
 
 
-def read_index_mask(path: Path) -> np.ndarray:
-    """A one-channel class-index PNG as uint8 ``(H, W)``; a three-channel mask must repeat one
-    channel (Endoscapes ``semseg/`` masks do), anything else is an InputError naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            array = np.asarray(img)
-    except FileNotFoundError as exc:
-        raise InputError(f"mask {path} does not exist.") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot read mask {path}: {exc}. Check that the file is a complete PNG.") from exc
-    if mode in ("L", "P") and array.ndim == 2:
-        return array.astype(np.uint8, copy=False)
-    if mode in ("I;16", "I") and array.ndim == 2 and array.max(initial=0) <= 255:
-        return array.astype(np.uint8)
-    if array.ndim == 3 and array.shape[2] in (3, 4) and mode in ("RGB", "RGBA"):
-        first = array[..., 0]
-        if np.array_equal(first, array[..., 1]) and np.array_equal(first, array[..., 2]):
-            return first.astype(np.uint8, copy=False)
-    raise InputError(f"mask {path} (mode {mode}) is not a class-index mask: it needs one channel of class ids "
-                     "(or three identical channels).")
-
-
 class SegmentationDataset(RawDataset):
     """Frames with class-index masks. The constructor reads every mask once: a mask whose size
     differs from its image is an InputError naming both; ids that are neither a class nor 255
@@ -309,9 +284,9 @@ def select_videos(available: Sequence[str], wanted: Sequence[str] | None, source
 
 
 def sorted_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-__all__ = ["IGNORE_INDEX", "IMAGE_SUFFIXES", "LabelDataset", "RawDataset", "SegmentationDataset", "TASKS",
+__all__ = ["IGNORE_INDEX", "LabelDataset", "RawDataset", "SegmentationDataset", "TASKS",
            "check_task", "image_size", "load_rgb", "parse_float", "parse_int", "read_delimited", "read_header",
            "read_index_mask", "require_file", "select_videos", "sorted_images"]

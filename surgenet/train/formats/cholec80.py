@@ -34,8 +34,9 @@ from typing import Sequence
 import numpy as np
 
 from ...exceptions import InputError
+from ...io.images import IMAGE_EXTENSIONS
 from ..data.labelled import PhaseVideo
-from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, parse_int, read_delimited, select_videos
+from .base import LabelDataset, RawDataset, check_task, parse_int, read_delimited, select_videos
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _frame_folder(root: Path, video: str) -> Path:
 def _frames(folder: Path) -> dict[int, Path]:
     frames = {}
     for p in folder.iterdir():
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         if not _FRAME_FILE.match(p.stem):
             raise InputError(f"{p} is not named by frame index (NNNNNN.jpg); extract the frames again with "

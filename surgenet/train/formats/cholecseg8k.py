@@ -35,9 +35,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ...exceptions import InputError
+from ...io.masks import read_label_image
 from .base import IGNORE_INDEX, RawDataset, SegmentationDataset, check_task
 
 NAME = "cholecseg8k"
@@ -62,14 +62,7 @@ def _lut() -> np.ndarray:
 def decode_watershed(path: Path) -> np.ndarray:
     """A watershed mask as its grey level per pixel (uint8 ``(H, W)``); pixels whose R, G, B differ
     become 254, which no class uses, so that they are reported as unknown."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise InputError(f"mask {path} does not exist.") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot read mask {path}: {exc}. Check that the file is a complete PNG.") from exc
+    rgb, _ = read_label_image(path, mode="RGB")
     grey = rgb[..., 0].copy()
     grey[(rgb[..., 1] != grey) | (rgb[..., 2] != grey)] = _NOT_GREY
     return grey

@@ -32,8 +32,9 @@ from typing import Sequence
 import numpy as np
 
 from ...exceptions import InputError
+from ...io.images import IMAGE_EXTENSIONS
 from ..data.labelled import PhaseVideo
-from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, select_videos
+from .base import LabelDataset, RawDataset, check_task, select_videos
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class _Video:
             frames.append((frame, image, tools, triplets, phases.pop() if phases else -1))
         frames.sort(key=lambda f: f[0])
         self.frames = frames
-        on_disk = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        on_disk = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if on_disk > len(frames):
             logger.info("%s: %d frames in %s have no annotation and are left out", path.name,
                         on_disk - len(frames), folder)

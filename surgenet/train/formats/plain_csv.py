@@ -16,8 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from ...exceptions import InputError
+from ...io.images import IMAGE_EXTENSIONS
 from ..data.labelled import PhaseVideo
-from .base import IMAGE_SUFFIXES, LabelDataset, RawDataset, check_task, read_delimited, require_file
+from .base import LabelDataset, RawDataset, check_task, read_delimited, require_file
 
 NAME = "csv"
 DESCRIPTION = "plain <path>,<label> CSV (SimCLR tutorial frame lists), paths relative to the CSV; phase"
@@ -35,9 +36,9 @@ def detect(path: Path) -> bool:
     try:
         rows = read_delimited(path)
         for _, fields in rows:
-            if len(fields) == 2 and _is_int(fields[1]) and Path(fields[0]).suffix.lower() in IMAGE_SUFFIXES:
+            if len(fields) == 2 and _is_int(fields[1]) and Path(fields[0]).suffix.lower() in IMAGE_EXTENSIONS:
                 return True
-            if len(fields) == 2 and not _is_int(fields[1]) and Path(fields[0]).suffix.lower() not in IMAGE_SUFFIXES:
+            if len(fields) == 2 and not _is_int(fields[1]) and Path(fields[0]).suffix.lower() not in IMAGE_EXTENSIONS:
                 if [f.lower() for f in fields] == ["frame", "phase"]:
                     return False  # the folder format's per-video phase CSV
                 continue  # a header row
@@ -58,7 +59,7 @@ def open_dataset(path: Path, task: str, class_names: Sequence[str] | None = None
         if len(fields) != 2:
             raise InputError(f"{where}: {len(fields)} columns, expected 2 (<path>,<label>).")
         image, label = fields
-        if n == 0 and not _is_int(label) and label not in index and Path(image).suffix.lower() not in IMAGE_SUFFIXES:
+        if n == 0 and not _is_int(label) and label not in index and Path(image).suffix.lower() not in IMAGE_EXTENSIONS:
             continue  # header
         if label in index:
             value = index[label]
