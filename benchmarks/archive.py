@@ -17,17 +17,14 @@ import json
 import os
 import platform
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from surgenet.batch import BatchJob, ModelSpec, run_job  # noqa: E402
-from surgenet.cli.table import format_table  # noqa: E402
-from surgenet.io.atomic import atomic_write_text  # noqa: E402
-from surgenet.tasks import TASKS  # noqa: E402
+from surgenet.batch import BatchJob, ModelSpec, run_job
+from surgenet.cli.table import format_table
+from surgenet.io.atomic import atomic_write_text
+from surgenet.tasks import TASKS
 
 
 class PeakMemory:

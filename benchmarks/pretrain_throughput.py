@@ -18,16 +18,13 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from surgenet.cli.table import format_table  # noqa: E402
-from surgenet.io.atomic import atomic_write_text  # noqa: E402
-from surgenet.registry import REGISTRY  # noqa: E402
-from surgenet.train.config import load_config  # noqa: E402
+from surgenet.cli.table import format_table
+from surgenet.io.atomic import atomic_write_text
+from surgenet.registry import REGISTRY
+from surgenet.train.config import load_config
 
 # One zoo name per architecture (the first of each).
 DEFAULT_NAMES = list({e.arch: name for name, e in reversed(list(REGISTRY.items()))}.values())[::-1]

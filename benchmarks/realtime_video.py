@@ -32,13 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bench_utils import format_table, machine_info, write_json
 
-from _bench_utils import format_table, machine_info, write_json  # noqa: E402
-
-from surgenet.cli import CommandParser  # noqa: E402
-from surgenet.cli.checks import existing_file, model_reference, positive_int  # noqa: E402
-from surgenet.exceptions import InputError  # noqa: E402
+from surgenet.cli import CommandParser
+from surgenet.cli.checks import existing_file, model_reference, positive_int
+from surgenet.exceptions import InputError
 
 WRITERS = ("video", "png", "none")
 

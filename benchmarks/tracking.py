@@ -25,14 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bench_utils import format_table, machine_info, write_json
 
-from _bench_utils import format_table, machine_info, write_json  # noqa: E402
-
-from surgenet.metrics import davis_scores  # noqa: E402
-from surgenet.video.frames import Frame, iter_frames  # noqa: E402
-from surgenet.video.propagate import create_propagator, labels_of  # noqa: E402
-from surgenet.video.semi import propagate_mask  # noqa: E402
+from surgenet.metrics import davis_scores
+from surgenet.video.frames import Frame, iter_frames
+from surgenet.video.propagate import create_propagator, labels_of
+from surgenet.video.semi import propagate_mask
 
 
 def rss_mb() -> tuple[float, float]:
