@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 OUT ?= out/demo
 MODEL ?= surgenetxl-caformer
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The documentation site (docs/mkdocs.yml), built strictly: a broken link or a vanished API object fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -f docs/mkdocs.yml
+
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

@@ -2,7 +2,8 @@
 
 ``<!-- cli-reference -->`` becomes the help of every ``surgenet``, ``surgenet-train`` and
 ``surgenet-export`` command, read from their argparse parsers; ``<!-- zoo-table -->`` becomes the
-registry's zoo table (the one the README carries, checked by a test).
+registry's zoo table (the one the README carries, checked by a test), and
+``<!-- training-data -->`` the registry's pretraining data per model.
 """
 
 from __future__ import annotations
@@ -55,9 +56,21 @@ def zoo_table() -> str:
     return zoo_table_markdown()
 
 
+def training_data_table() -> str:
+    """What each released model was pretrained on, from the registry."""
+    _import_paths()
+    from surgenet.cli.table import format_table
+    from surgenet.registry import REGISTRY
+
+    rows = [[f"`{e.name}`", e.pretraining_data, e.license] for e in REGISTRY.values()]
+    return format_table(["model", "pretraining data", "weights licence"], rows, markdown=True)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' signature
     if "<!-- cli-reference -->" in markdown:
         markdown = markdown.replace("<!-- cli-reference -->", cli_reference())
     if "<!-- zoo-table -->" in markdown:
         markdown = markdown.replace("<!-- zoo-table -->", zoo_table())
+    if "<!-- training-data -->" in markdown:
+        markdown = markdown.replace("<!-- training-data -->", training_data_table())
     return markdown

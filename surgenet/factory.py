@@ -38,14 +38,15 @@ def load_backbone(
             a full DINO checkpoint, a ``.safetensors``, or a folder written by ``save_pretrained``
             or by ``surgenet-train`` (the network arguments a run recorded rebuild it as trained).
         out_indices: stages (CNNs, default all four) or blocks (ViTs, default four evenly spaced).
-        revision, cache_dir: passed to huggingface_hub (pin a commit, use another cache).
+        revision: passed to huggingface_hub (pin a commit of the weights' repository).
+        cache_dir: passed to huggingface_hub (another cache than the default one).
         vit_pyramid: for ViTs, resample the four maps to strides 4/8/16/32.
-        network_kwargs: extra timm arguments (e.g. ``drop_path_rate``).
+        **network_kwargs: extra timm arguments (e.g. ``drop_path_rate``).
 
     Returns:
         A :class:`FeatureBackbone`: ``bb(x)`` is a list of NCHW maps; ``bb.feature_info``.
 
-    Example:
+    Examples:
         >>> bb = surgenet.load_backbone("surgenetxl-caformer")
         >>> [f.shape[1] for f in bb(torch.randn(1, 3, 256, 256))]
         [64, 128, 320, 512]

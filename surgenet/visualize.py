@@ -112,7 +112,7 @@ def feature_pca(model: Any, image: Any, *, layer: int | None = None, short_side:
         foreground: optional threshold (see :func:`pca_rgb`).
         pretrained, weights: with a zoo name, as in :func:`surgenet.load_backbone`.
 
-    Example:
+    Examples:
         >>> from surgenet.visualize import feature_pca
         >>> picture = feature_pca("surgenetxl-caformer", "frame.jpg")   # (H, W, 3) uint8
     """

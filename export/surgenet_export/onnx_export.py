@@ -60,7 +60,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, config: Mapping[str, Any]
         model: a surgenet task model (or any module with a ``config``); it is copied, never changed.
         path: the ``.onnx`` file to write; ``path.json`` receives the sidecar report.
         config: the config to embed when the model has none (task, num_classes, mean, std, input_size).
-        batch, imgsz: the export shape; ``imgsz`` (H, W) defaults to the model's input size.
+        batch: the export batch size.
+        imgsz: the export image size (H, W); defaults to the model's input size.
         dynamic: dynamic batch, height and width (validated at two batch sizes and two sizes).
         opset: 17 to 20 (TensorRT 10 parses all of them).
         dynamo: use the ``torch.export``-based exporter; ``None`` (default) picks it for ViTs, whose

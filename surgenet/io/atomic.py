@@ -29,7 +29,7 @@ def atomic_target(target: str | Path, durable: bool = False) -> Iterator[Path]:
         durable: flush the data to the disk before the rename, and the folder's entry after it
             (checkpoints: survive a power cut).
 
-    Example:
+    Examples:
         >>> with atomic_target("out/model.safetensors") as tmp:
         ...     save_file(tensors, str(tmp))
     """

@@ -81,7 +81,7 @@ class VideoWriter:
     """Writes RGB frames to an H.264 video (MPEG-4 ``mpeg4`` where libx264 is missing), one at a
     time; the file appears under its name only once closed without error (atomic).
 
-    Example:
+    Examples:
         >>> with VideoWriter("out/overlay.mp4", fps=25) as writer:
         ...     writer.write(rgb_frame)
     """

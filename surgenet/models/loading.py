@@ -35,7 +35,7 @@ def load_model(name_or_dir: str | Path, task: str | None = None, num_classes: in
         model_kwargs: more constructor options of the task class, e.g. ``class_names``,
             ``normalization="surgical"``, ``input_size``, ``temporal="lstm"``.
 
-    Example:
+    Examples:
         >>> model = surgenet.load_model("surgenetxl-caformer", task="segmentation", num_classes=8)
         >>> model(torch.randn(1, 3, 256, 256)).shape
         torch.Size([1, 8, 256, 256])
