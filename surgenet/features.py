@@ -181,7 +181,7 @@ def _checked_layer(arch: str, layer: int | None) -> int | None:
     spec = ARCHITECTURES.get(arch)
     if layer is None or spec is None or not spec.default_out_indices:
         return layer
-    if spec.family == "vit":
+    if spec.structure == "vit":
         depth = spec.default_out_indices[-1] + 1
         what = f"ViT block (0..{depth - 1}, or -1 for the last)"
     else:

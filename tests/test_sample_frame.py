@@ -1,8 +1,7 @@
-"""The shipped sample frame is what benchmarks/make_sample_frame.py generates, and looks as it says."""
+"""The shipped sample frame is what tests/helpers/sample_frame.py generates, and looks as it says."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ SHIPPED = ROOT / "surgenet" / "assets" / "sample_frame.png"
 
 @pytest.fixture(scope="module")
 def generator():
-    spec = importlib.util.spec_from_file_location("make_sample_frame", ROOT / "benchmarks" / "make_sample_frame.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tests.helpers import sample_frame
+
+    return sample_frame
 
 
 @pytest.fixture(scope="module")

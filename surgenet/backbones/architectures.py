@@ -23,7 +23,9 @@ class Architecture:
 
     timm_name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    family: str = "cnn"  # cnn: hierarchical feature maps; vit: plain ViT blocks
+    # How features come out (not the registry's ``family``, which names the model family):
+    # cnn: hierarchical feature maps; vit: plain ViT blocks.
+    structure: str = "cnn"
     # None (timm architecture names): the last four stages, or four evenly spaced ViT blocks
     default_out_indices: tuple[int, ...] | None = (0, 1, 2, 3)
     native_size: int | None = None  # image size the ViT position embeddings were trained at

@@ -34,7 +34,7 @@ class FeatureBackbone(nn.Module):
         self.model = network
         self.arch = arch
         self.layout_kwargs: dict = {}  # network arguments read off the weights (set by load_backbone)
-        self.is_vit = spec.family == "vit"
+        self.is_vit = spec.structure == "vit"
         self.vit_pyramid = vit_pyramid
         n_levels = len(network.blocks) if self.is_vit else len(network.feature_info)
         default = spec.default_out_indices

@@ -5,7 +5,7 @@ texture, yellow fat, vessels, specular reflections, a metallic instrument and th
 field of view of a laparoscope. It is no real patient data; it exists so that demos and tests
 have a frame of the right size and look without shipping medical images.
 
-    python benchmarks/make_sample_frame.py [--out PATH]
+    python -m tests.helpers.sample_frame [--out PATH]      # from the repository root
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image
 
 WIDTH, HEIGHT = 640, 360
 SEED = 20240517
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "surgenet" / "assets" / "sample_frame.png"
 
 
 def _smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
