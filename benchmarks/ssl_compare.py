@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from surgenet.io.atomic import atomic_write_text
+from surgenet.train.methods import METHODS
 
-METHODS = ("dino", "byol", "simclr", "msn")
 IMAGE = 64  # pixels of every pretraining view and probe image (the small budget)
 # The same backbone for all: a 6-block ViT-Tiny with 8 px patches (MSN needs patch tokens).
 NETWORK = "model.network_kwargs={patch_size: 8, depth: 6, img_size: 64}"

@@ -211,7 +211,7 @@ class Predictor:
         """
         from .video.frames import check_source, iter_frames
         from .video.keyframes import KeyframePolicy, KeyframeSegmenter
-        from .video.propagate import create_propagator
+        from .video.methods import create_propagator
 
         if self.task != "segmentation":
             raise InputError(f"keyframe mode propagates masks; this model does {self.task}.")

@@ -13,7 +13,8 @@ cv2 = pytest.importorskip("cv2")
 from surgenet.exceptions import InputError  # noqa: E402
 from surgenet.metrics import davis_j  # noqa: E402
 from surgenet.video.flow import DISFlowPropagator, FlowPropagator  # noqa: E402
-from surgenet.video.propagate import create_propagator, labels_of, one_hot  # noqa: E402
+from surgenet.video.methods import create_propagator  # noqa: E402
+from surgenet.video.propagate import labels_of, one_hot  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ENDOSCAPES_FRAME = DATA / "endoscapes" / "val" / "images"

@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 from ..exceptions import InputError
+from ..video.methods import METHODS
 from .checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
 
-METHODS = ("flow", "raft", "features")
 INSTRUMENT_WORDS = ("tool", "instrument", "grasper", "hook", "clipper", "scissors", "irrigator", "forceps",
                     "bipolar", "trocar", "needle")
 
@@ -87,7 +87,7 @@ def _instrument_classes(args: argparse.Namespace, class_names: list[str]) -> lis
 def run(args: argparse.Namespace) -> int:
     from ..results import SegmentationResult
     from ..video.frames import check_source, iter_frames, read_first_mask
-    from ..video.propagate import create_propagator
+    from ..video.methods import create_propagator
     from ..video.track_draw import draw_tracks
     from ..video.tracks import InstrumentTracker, TrackWriter
     from tqdm import tqdm

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..exceptions import InputError
 from ..io.images import IMAGE_EXTENSIONS
 from ..transforms import ImageTransform
+from .config import EVAL_METHODS
 
 
 @dataclass
@@ -134,17 +135,14 @@ def _features(backbone, train, val, image_size, mean, std):
     return train_set, val_set, f_train, f_val
 
 
-METHODS = ("knn", "linear", "both")
-
-
 def probe_evaluate(backbone: nn.Module, train: str | Path, val: str | Path, method: str = "both",
                    image_size: int = 224, k: int = 20, temperature: float = 0.07, linear_epochs: int = 200,
                    linear_lr: float = 0.01, mean: Sequence[float] = (0.485, 0.456, 0.406),
                    std: Sequence[float] = (0.229, 0.224, 0.225)) -> dict[str, dict[str, float]]:
     """``{"knn": ..., "linear": ...}`` accuracies (those ``method`` names: knn, linear or both);
     the features are extracted once for both."""
-    if method not in METHODS:
-        raise InputError(f"evaluation method must be one of {', '.join(METHODS)}, not {method!r}.")
+    if method not in EVAL_METHODS:
+        raise InputError(f"evaluation method must be one of {', '.join(EVAL_METHODS)}, not {method!r}.")
     train_set, val_set, f_train, f_val = _features(backbone, train, val, image_size, mean, std)
     n = len(train_set.classes)
     y_train, y_val = torch.from_numpy(train_set.labels), torch.from_numpy(val_set.labels)

@@ -4,6 +4,7 @@ One module per job:
 
 * :mod:`.frames`: ordered frames of a video or a folder, first-frame masks.
 * :mod:`.propagate`: the interface every propagation method has (:class:`Propagator`).
+* :mod:`.methods`: the methods by name (:func:`create_propagator`).
 * :mod:`.flow`: OpenCV DIS optical flow with a forward-backward consistency check.
 * :mod:`.raft`: torchvision RAFT (small / large) from the local torch hub cache.
 * :mod:`.features`: label propagation by backbone feature affinity (the DINO DAVIS protocol).
@@ -23,7 +24,7 @@ from typing import Any
 
 _LAZY = {
     "Propagator": "propagate", "PropagationStep": "propagate", "TrackedFrame": "propagate",
-    "create_propagator": "propagate", "DISFlowPropagator": "flow", "RAFTPropagator": "raft",
+    "create_propagator": "methods", "DISFlowPropagator": "flow", "RAFTPropagator": "raft",
     "FeaturePropagator": "features", "propagate_mask": "semi", "KeyframePolicy": "keyframes",
     "KeyframeSegmenter": "keyframes", "InstrumentTracker": "tracks", "iter_frames": "frames",
     "read_first_mask": "frames", "draw_tracks": "track_draw", "track_colour": "track_draw",

@@ -4,21 +4,19 @@ A :class:`Propagator` holds the last frame and its per-class probabilities ``(H,
 (channels last, as OpenCV stores images). ``step(frame)`` carries them onto the next frame and
 says how much it trusts the result; ``correct(probs)`` replaces the state after a fresh
 prediction (keyframes). Methods: ``flow`` (:class:`~.flow.DISFlowPropagator`), ``raft``
-(:class:`~.raft.RAFTPropagator`), ``features`` (:class:`~.features.FeaturePropagator`).
+(:class:`~.raft.RAFTPropagator`), ``features`` (:class:`~.features.FeaturePropagator`), each in
+its own module and chosen by name in :mod:`.methods`, so this base knows none of them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from ..exceptions import InputError
-
-METHODS = ("flow", "raft", "features")
-
 
 @dataclass
 class PropagationStep:
@@ -134,21 +132,3 @@ def labels_of(probs: np.ndarray) -> np.ndarray:
         labels[better] = c
         np.maximum(best, plane, out=best)
     return labels
-
-
-def create_propagator(method: str, model: Any = None, **kwargs: Any) -> Propagator:
-    """``flow`` (no weights), ``raft`` (torchvision weights in the torch hub cache), or
-    ``features`` (needs ``model``: a surgenet task model or backbone, whose features it uses)."""
-    if method == "flow":
-        from .flow import DISFlowPropagator
-        return DISFlowPropagator(**kwargs)
-    if method == "raft":
-        from .raft import RAFTPropagator
-        return RAFTPropagator(**kwargs)
-    if method == "features":
-        if model is None:
-            raise InputError("--method features needs a model whose backbone gives the features: pass --model "
-                             "NAME_OR_DIR (or use --method flow, which needs no weights).")
-        from .features import FeaturePropagator
-        return FeaturePropagator(model, **kwargs)
-    raise InputError(f"unknown propagation method {method!r}; valid: {', '.join(METHODS)}.")
