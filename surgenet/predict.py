@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from .devices import resolve_device
 from .exceptions import InputError
 from .io import as_rgb_array, is_video, iter_video, list_images
-from .labelmaps import upsampled_argmax
 from .models.base import SurgeNetModel
+from .postprocess import label_names, label_probabilities, segmentation_labels
 from .results import MULTI_LABEL_RESULTS, FrameResult, PhaseResult, SegmentationResult
 from .tasks import MULTI_LABEL_TASKS, TASKS
 from .transforms import create_transform
@@ -296,7 +296,7 @@ class Predictor:
             results = []
             for i, frame in enumerate(chunk):
                 logits, state = self.model.step_features(features[i:i + 1], state)
-                probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+                probs = label_probabilities(logits[0], "phase")
                 results.append(PhaseResult(index=frame.index, source=frame.source, time=frame.time,
                                            class_names=self.class_names, phase=int(probs.argmax()),
                                            probabilities=probs))
@@ -313,7 +313,7 @@ class Predictor:
             feeds = {input_name: frames[i:i + 1], **dict(zip(self.config["state_names"], state))}
             logits, *state = self.backend.run(feeds)
             state = [np.asarray(s, dtype=np.float32) for s in state]
-            probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)[0]), dim=0).numpy()
+            probs = label_probabilities(torch.from_numpy(np.asarray(logits, dtype=np.float32)[0]), "phase")
             results.append(PhaseResult(index=frame.index, source=frame.source, time=frame.time,
                                        class_names=self.class_names, phase=int(probs.argmax()),
                                        probabilities=probs))
@@ -322,12 +322,8 @@ class Predictor:
     def _postprocess(self, frame: _Frame, logits: torch.Tensor) -> FrameResult:
         common = dict(index=frame.index, source=frame.source, time=frame.time, class_names=self.class_names)
         if self.task in MULTI_LABEL_TASKS:  # CVS criteria, tools: one sigmoid per label
-            probs = torch.sigmoid(logits).cpu().numpy()
+            probs = label_probabilities(logits, self.task)
             return MULTI_LABEL_RESULTS[self.task](**common, probabilities=probs, threshold=self.threshold)
-        if logits.shape[0] == 1:  # one logit: foreground where sigmoid > 0.5 (the authors' binary default)
-            common["class_names"] = ["background", *self.class_names]
-        with torch.inference_mode():  # resize-then-argmax, interpolating only the borders (labelmaps)
-            labels = upsampled_argmax(logits, frame.image.shape[:2])
-        dtype = np.uint8 if len(self.class_names) <= 256 else np.int32
-        return SegmentationResult(**common, class_map=labels.cpu().numpy().astype(dtype),
+        common["class_names"] = label_names(self.class_names, logits.shape[0])
+        return SegmentationResult(**common, class_map=segmentation_labels(logits, frame.image.shape[:2]),
                                   image=frame.image if self.keep_images else None)

@@ -211,9 +211,11 @@ def _phase_probabilities(model, embeddings: np.ndarray) -> np.ndarray:
     """The causal temporal model over one input's frame embeddings, in frame order."""
     import torch
 
+    from ..postprocess import label_probabilities
+
     with torch.inference_mode():
         logits = model.forward_temporal(torch.from_numpy(embeddings))
-    return torch.softmax(logits.float(), dim=-1).numpy()
+    return label_probabilities(logits, "phase")
 
 
 def _progress(total: int, enabled: bool):

@@ -101,13 +101,18 @@ class BatchModel:
         self.width = self._output_width()
 
     def _output_width(self) -> int:
+        from ..postprocess import label_count
+
         if self.spec.mode in ("phase", "embed"):
             return int(getattr(self.model, "embed_dim", 0) or self.model.backbone.embed_dim)
-        return int(self.model.num_classes)
+        if self.spec.mode in MULTI_LABEL_TASKS:
+            return int(self.model.num_classes)
+        return label_count(self.model.num_classes)  # segmentation: a binary model labels two classes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-        from ..labelmaps import upsampled_argmax
+
+        from ..postprocess import class_shares, label_probabilities, segmentation_labels
 
         markers = np.asarray(batch["marker"], dtype=bool)
         n = len(markers)
@@ -123,14 +128,13 @@ class BatchModel:
                 elif self.spec.mode == "phase":
                     values[real] = self.model.embed(x).float().cpu().numpy()
                 elif self.spec.mode in MULTI_LABEL_TASKS:
-                    values[real] = torch.sigmoid(self.model(x).float()).cpu().numpy()
+                    values[real] = label_probabilities(self.model(x), self.spec.mode)
                 else:
                     logits = self.model(x).float()
                     for j, i in enumerate(real):
                         size = (int(batch["height"][i]), int(batch["width"][i]))
-                        class_map = upsampled_argmax(logits[j], size).cpu().numpy().astype(np.uint8)
-                        counts = np.bincount(class_map.ravel(), minlength=self.width)[: self.width]
-                        values[i] = counts / class_map.size
+                        class_map = segmentation_labels(logits[j], size)
+                        values[i] = class_shares(class_map, logits.shape[1])
                         pngs[i] = _png(class_map)
         out = {key: np.asarray(value) for key, value in batch.items() if key != "pixels"}
         out["values"], out["png"] = values, pngs
