@@ -75,7 +75,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def positive_fps(text: str) -> float:
     """argparse type of ``--fps``: a positive rate (0 would divide by zero, < 0 never stop)."""
-    from .data.video import check_fps
+    from ..io.sampling import check_fps
 
     try:
         return check_fps(text)

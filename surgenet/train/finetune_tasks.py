@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from .. import metrics
 from ..exceptions import InputError
-from .data.labelled import IGNORE_INDEX, LabelSamples, PhaseClips, SegmentationSamples, collate_masks
+from ..io.masks import IGNORE_INDEX
+from .data.labelled import LabelSamples, PhaseClips, SegmentationSamples, collate_masks
 from .losses import class_weights_from_pixels, dice_ce_loss
 from .seg_augment import SegmentationAugment
 

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from ...exceptions import InputError
-from ...io.masks import IGNORE_INDEX
 from ..seg_augment import SegmentationAugment, colour_jitter, image_to_tensor, resize_image
 
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from ...exceptions import InputError
 from ...io.images import IMAGE_EXTENSIONS
-from .video import (VIDEO_EXTENSIONS, UnreadableVideoError, check_fps, list_videos, num_samples, read_frame_at,
-                    video_duration)
+from ...io.sampling import check_fps, num_samples
+from .video import VIDEO_EXTENSIONS, UnreadableVideoError, list_videos, read_frame_at, video_duration
 
 logger = logging.getLogger(__name__)
 LIST_COLUMNS = ("path", "image", "frame", "file", "filename")

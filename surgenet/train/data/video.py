@@ -1,16 +1,13 @@
 """Frames of a video at N frames per second, with PyAV.
 
-The frame sampled at time ``t`` is the first decoded frame whose timestamp, counted from the
-video stream's start time, is at or after ``t`` (within a millisecond), both when decoding a whole
-video (:func:`iter_sampled_frames`) and when seeking to one frame (:func:`read_frame_at`), so
-extracted folders and on-the-fly sampling agree. Counting from the stream's start matters for
-recordings whose first frame is not at 0 s (MPEG transport streams usually start near 1.4 s):
-absolute times would give the first frame to every sample time before it.
+Which frames: :mod:`surgenet.io.sampling` (sample ``k`` at ``k / fps`` s from the stream's start,
+taken by the first frame at or after it), both when decoding a whole video
+(:func:`iter_sampled_frames`) and when seeking to one frame (:func:`read_frame_at`), so extracted
+folders, on-the-fly sampling and ``surgenet batch`` agree.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,9 +16,9 @@ from PIL import Image
 
 from ...exceptions import InputError
 from ...io.atomic import atomic_target
+from ...io.sampling import TOLERANCE_S as _EPS
+from ...io.sampling import FpsSampler, check_fps
 from ...io.video import VIDEO_EXTENSIONS, import_av  # noqa: F401 - one list for prediction and training
-
-_EPS = 1e-3  # seconds: container timestamps are rounded
 
 
 class UnreadableVideoError(InputError):
@@ -30,20 +27,6 @@ class UnreadableVideoError(InputError):
 
 def _av():
     return import_av("train")  # the one PyAV import helper; training names its own extra
-
-
-def check_fps(fps: float) -> float:
-    """``fps`` as a float if it is a positive, finite rate; else an InputError that says so.
-
-    0 would divide by zero and a negative or infinite rate would sample without end.
-    """
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"fps must be a positive number of frames per second (e.g. 1), not {fps!r}.")
-    return value
 
 
 @contextmanager
@@ -112,11 +95,6 @@ def _stream_end(container, stream) -> float | None:
     return end
 
 
-def num_samples(duration: float, fps: float) -> int:
-    """Number of sample times ``k / fps`` that fall inside a video of ``duration`` seconds."""
-    return max(0, math.ceil(duration * check_fps(fps) - _EPS))
-
-
 def iter_sampled_frames(path: str | Path, fps: float) -> Iterator[tuple[int, Image.Image]]:
     """Decode ``path`` once and yield ``(k, frame)`` for the frames sampled at ``k / fps`` seconds.
 
@@ -132,16 +110,13 @@ def _sampled_frames(path: Path, fps: float) -> Iterator[tuple[int, Image.Image]]
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start = _start_seconds(stream)
-        k = 0
+        sampler = FpsSampler(fps)
         for frame in container.decode(stream):
-            t = frame.time - start if frame.time is not None else 0.0
-            if t + _EPS < k / fps:
-                continue
-            image = frame.to_image()
-            # A long gap between frames covers several sample times: each gets this frame.
-            while t + _EPS >= k / fps:
-                yield k, image
-                k += 1
+            samples = sampler.take(frame.time - start if frame.time is not None else 0.0)
+            if samples:  # a long gap between frames covers several sample times: each gets this frame
+                image = frame.to_image()
+                for k in samples:
+                    yield k, image
 
 
 def read_frame_at(container, t: float) -> Image.Image:

@@ -8,7 +8,8 @@ to its labels by that number, whatever the sampling rate: at 1 fps a 25 fps vide
 000025, 000050, ...
 
 The frame taken for sample time ``k / F`` is the first frame whose timestamp, counted from the
-stream's start, is at or after it (as :mod:`surgenet.train.data.video` samples for pretraining).
+stream's start, is at or after it (:class:`surgenet.io.sampling.FpsSampler`, the rule of every
+reader: pretraining, ``surgenet batch``).
 Each JPEG is written atomically; frames already on disk are skipped without re-encoding, so an
 interrupted extraction resumes where it stopped.
 """
@@ -20,9 +21,9 @@ from typing import Iterator
 
 from PIL import Image
 
-from ..data.video import (_EPS, UnreadableVideoError, _av, _reading, _start_seconds, _video_stream, check_fps,
-                          num_samples, video_duration)
 from ...io.atomic import atomic_target
+from ...io.sampling import FpsSampler, check_fps, num_samples
+from ..data.video import UnreadableVideoError, _av, _reading, _start_seconds, _video_stream, video_duration
 
 FRAME_DIGITS = 6
 
@@ -43,14 +44,11 @@ def _indexed(path: Path, fps: float) -> Iterator[tuple[int, object]]:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start = _start_seconds(stream)
-        k = 0
+        sampler = FpsSampler(fps)
         for index, frame in enumerate(container.decode(stream)):
             t = frame.time - start if frame.time is not None else index / float(stream.average_rate or 25)
-            if t + _EPS < k / fps:
-                continue
-            yield index, frame
-            while t + _EPS >= k / fps:  # a long gap covers several sample times: one file
-                k += 1
+            if sampler.take(t):  # a long gap covers several sample times: still one file
+                yield index, frame
 
 
 def extract_indexed_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, quality: int = 95,
