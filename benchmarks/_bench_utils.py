@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from surgenet.cli.table import format_table as _format_table
+from surgenet.console.table import format_table as _format_table
 from surgenet.devices import cpu_flags  # noqa: F401 - re-exported for the benchmarks
 from surgenet.devices import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
 from surgenet.io.atomic import atomic_write_text

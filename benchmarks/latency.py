@@ -493,7 +493,7 @@ def _weights_label(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from surgenet.cli import run_command
+    from surgenet.console import run_command
 
     return run_command(build_parser(), argv)
 

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from surgenet.cli.table import format_table
+from surgenet.console.table import format_table
 from surgenet.io.atomic import atomic_write_text
 from surgenet.registry import REGISTRY
 from surgenet.train.config import load_config

@@ -34,8 +34,8 @@ from typing import Any
 
 from _bench_utils import format_table, machine_info, write_json
 
-from surgenet.cli import CommandParser
-from surgenet.cli.checks import existing_file, model_reference, positive_int
+from surgenet.console import CommandParser
+from surgenet.console.checks import existing_file, model_reference, positive_int
 from surgenet.exceptions import InputError
 
 WRITERS = ("video", "png", "none")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from surgenet.cli import run_command
+    from surgenet.console import run_command
 
     return run_command(build_parser(), argv)
 

@@ -36,6 +36,7 @@ def cli_reference() -> str:
     """Markdown with the help of every command and subcommand, as argparse prints it."""
     _import_paths()
     os.environ.setdefault("COLUMNS", "100")  # argparse wraps help to the terminal width
+    from surgenet.cli import PLUGIN_HELP
     from surgenet.cli import build_parser as surgenet_parser
     from surgenet.train.cli import build_parser as train_parser
     from surgenet_export.cli import build_parser as export_parser
@@ -45,6 +46,10 @@ def cli_reference() -> str:
                             ("surgenet-export", export_parser())):
         lines += _help_block(command, parser, "##")
         for name, sub in _subcommands(parser):
+            if command == "surgenet" and name in PLUGIN_HELP:  # its own parser follows, under its alias
+                lines += [f"### `surgenet {name}`", "", f"{PLUGIN_HELP[name]}: `surgenet {name} ...` takes the "
+                          f"arguments of `surgenet-{name}` below.", ""]
+                continue
             lines += _help_block(f"{command} {name}", sub, "###")
     return "\n".join(lines)
 
@@ -59,7 +64,7 @@ def zoo_table() -> str:
 def training_data_table() -> str:
     """What each released model was pretrained on, from the registry."""
     _import_paths()
-    from surgenet.cli.table import format_table
+    from surgenet.console.table import format_table
     from surgenet.registry import REGISTRY
 
     rows = [[f"`{e.name}`", e.pretraining_data, e.license] for e in REGISTRY.values()]

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import surgenet
-from surgenet.cli import CommandParser, run_command
+from surgenet.console import CommandParser, run_command
 from surgenet.cli import main as surgenet_main
 from surgenet.devices import resolve_device
 from surgenet.exceptions import InputError, UnknownModelError

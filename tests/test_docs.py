@@ -138,6 +138,8 @@ def test_every_command_of_the_readme_and_the_docs_exists():
                 words = ["surgenet-train", *words[words.index("surgenet.train") + 1:]] if "surgenet.train" in words else []
             if not words:
                 continue
+            if words[0] == "surgenet" and len(words) > 1 and f"surgenet-{words[1]}" in trees:
+                words = [f"surgenet-{words[1]}", *words[2:]]  # `surgenet train ...` is `surgenet-train ...`
             head = words[0]
             if head in trees:
                 issues = _check_cli(words[1:], trees[head])

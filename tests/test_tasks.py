@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from surgenet.cli.table import format_table
+from surgenet.console.table import format_table
 from surgenet.metrics import decision_agreement
 from surgenet.tasks import MULTI_LABEL_TASKS, TASKS
 

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from surgenet.cli import run_command
+    from surgenet.console import run_command
 
     return run_command(build_parser(), list(argv) if argv is not None else None)
 

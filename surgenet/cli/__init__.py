@@ -1,34 +1,45 @@
-"""The ``surgenet`` command: one module per subcommand (zoo, predict, evaluate, features, track, batch, app).
+"""The ``surgenet`` command: one module per subcommand (zoo, predict, evaluate, features, track, batch, app),
+plus the commands that other parts of surgenet plug in: ``surgenet train ...`` (``surgenet.train``,
+also ``surgenet-train``) and ``surgenet export ...`` (``surgenet_export``, also ``surgenet-export``).
 
-Each module has a ``register(subparsers)`` function; a module not installed yet is skipped.
+Each module has a ``register(subparsers)`` function; a module not installed yet is skipped. The
+plugged-in commands are found through the ``surgenet.commands`` entry points of the installed
+packages, so this core imports neither ``surgenet.train`` nor ``surgenet_export``: ``surgenet
+train ARGS`` runs the entry point's ``main(ARGS)``.
 Every surgenet command (``surgenet``, ``surgenet-train``, ``surgenet-export``) builds its parser
-with :class:`CommandParser` and runs it with :func:`run_command`, so a user mistake is one line
-on stderr and exit code 2 wherever it is caught: by argparse or by the library.
+with :class:`~surgenet.console.CommandParser` and runs it with :func:`~surgenet.console.run_command`
+(both in :mod:`surgenet.console`, below every command line), so a user mistake is one line on
+stderr and exit code 2 wherever it is caught: by argparse or by the library.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
-from typing import NoReturn, Sequence
+from typing import Any
 
 from .._version import __version__
-from ..exceptions import SurgeNetError
+from ..console import CommandParser, run_command
 
 SUBCOMMAND_MODULES = ("zoo", "predict", "evaluate", "features", "track", "batch", "app")
+PLUGIN_GROUP = "surgenet.commands"
+# One line each for ``surgenet --help`` (loading the plugin for its help would import torch).
+PLUGIN_HELP = {
+    "train": "pretraining, fine-tuning, distillation, backbone probes, frame extraction (also surgenet-train)",
+    "export": "ONNX, TensorRT and int8 export, checked against PyTorch (also surgenet-export)",
+}
+PLUGIN_EXTRA = {"train": "train", "export": "export"}
 
 
-class CommandParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``PROG: error: ...``) instead of the usage
-    block, as for the errors raised later; sub-commands inherit the class."""
+def plugin_commands() -> dict[str, Any]:
+    """The ``surgenet.commands`` entry points of the installed packages, by command name."""
+    from importlib.metadata import entry_points
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     parser = CommandParser(prog="surgenet", description="SurgeNet surgical foundation models.")
     parser.add_argument("--version", action="version", version=f"surgenet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -41,33 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for name in plugin_commands() if plugins is None else plugins:
+        # Listed for --help; the arguments go to the plugin's own parser (see main).
+        sub.add_parser(name, help=PLUGIN_HELP.get(name, f"the {name} commands"), add_help=False)
     return parser
 
 
-def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse, set up logging (``-v``), run ``args.func`` and return its exit code.
-
-    The one runner of every surgenet command. A :class:`~surgenet.exceptions.SurgeNetError` (a
-    user mistake, raised where it is found: a missing input, a device that is not there, a
-    damaged checkpoint, a missing extra) becomes ``PROG: error: MESSAGE`` on stderr and exit
-    code 2; Ctrl-C exits 130 without a traceback. Anything else is a bug and keeps its traceback.
-    Argument errors exit 2 from ``parse_args`` (a ``SystemExit``), before any work starts.
-    """
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except SurgeNetError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:
+        try:
+            command = plugins[argv[0]].load()
+        except ImportError as exc:  # the plugin's package is installed, an extra it needs is not
+            extra = PLUGIN_EXTRA.get(argv[0], argv[0])
+            print(f"surgenet: error: surgenet {argv[0]} needs {exc.name or exc}: pip install 'surgenet[{extra}]'.",
+                  file=sys.stderr)
+            return 2
+        return int(command(argv[1:]) or 0)
+    return run_command(build_parser(plugins), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from .checks import fraction
+from ..console.checks import fraction
 
 
 def _port(text: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..tasks import TASKS
-from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
+from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from ..backends import BACKENDS
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
-from .checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
+from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..exceptions import InputError
 from ..video.methods import METHODS
-from .checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
+from ..console.checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
 
 INSTRUMENT_WORDS = ("tool", "instrument", "grasper", "hook", "clipper", "scissors", "irrigator", "forceps",
                     "bipolar", "trocar", "needle")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..exceptions import InputError
 from ..registry import REGISTRY, get_entry, list_models
-from .checks import output_folder
-from .table import format_table
+from ..console.checks import output_folder
+from ..console.table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from .._version import __version__
-from ..cli import CommandParser, run_command
-from ..cli.checks import existing_path, output_folder, positive_int, zoo_name
+from ..console import CommandParser, run_command
+from ..console.checks import existing_path, output_folder, positive_int, zoo_name
 from ..exceptions import InputError
+from .config import EVAL_METHODS
 
 PRETRAIN_EPILOG = """\
 examples:
@@ -190,14 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("evaluate", help="kNN / linear-probe accuracy of a backbone on labelled frames",
+    # "probe", not "evaluate": `surgenet evaluate` scores a fine-tuned task model; this scores a backbone
+    # by the classifiers its frozen features support. "evaluate" stays as an alias.
+    p = sub.add_parser("probe", aliases=["evaluate"],
+                       help="kNN / linear-probe accuracy of a backbone on labelled frames (alias: evaluate)",
                        description="Labelled frames: a folder of class folders, or a CSV with columns image,label.")
     p.add_argument("--model", required=True, type=zoo_name, help="zoo name (fixes the architecture)")
     p.add_argument("--weights", type=existing_path,
                    help="a file or folder (e.g. RUN/teacher); default: the released weights")
     p.add_argument("--train", required=True, type=existing_path, help="labelled frames the classifier learns from")
     p.add_argument("--val", required=True, type=existing_path, help="labelled frames it is scored on")
-    p.add_argument("--method", choices=("knn", "linear", "both"), default="both")
+    p.add_argument("--method", choices=EVAL_METHODS, default="both")
     p.add_argument("--k", type=positive_int, default=20)
     p.add_argument("--epochs", type=positive_int, default=200, help="linear-probe epochs")
     p.add_argument("--image-size", type=positive_int, default=224)

@@ -305,7 +305,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..cli.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
+    from ..console.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
                               output_folder, positive_float, positive_int, zoo_name)
     from ..models import TASKS
     from .finetune_tasks import LABEL_WEIGHTINGS
