@@ -21,9 +21,10 @@ pytest.importorskip("gradio", reason="the web demo needs the app extra: pip inst
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright (pip install playwright)")
 
 from surgenet.labels import CHOLEC80_TOOLS, CVS_CRITERIA, ENDOSCAPES_CLASSES  # noqa: E402
+from tests.helpers.paths import SHARED_DATA
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SHARED_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes" / "val" / "images"
+SHARED_FRAMES = SHARED_DATA / "endoscapes" / "val" / "images"
 # Flags for a sandboxed root container without a network (see the project's CI notes).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -23,9 +23,10 @@ from surgenet.batch.frames import _sampled_video  # noqa: E402
 from surgenet.exceptions import InputError  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402
+from tests.helpers.paths import SHARED_DATA
 
 ZOO = "surgenetxl-caformer"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from surgenet.cli import main as surgenet_main
 from surgenet.devices import resolve_device
 from surgenet.exceptions import InputError, UnknownModelError
 from surgenet.train.cli import main as train_main
+from tests.helpers.paths import REPO
 
 NO_GPU = not torch.cuda.is_available()
 needs_no_gpu = pytest.mark.skipif(not NO_GPU, reason="checks the message on a machine without CUDA")
@@ -260,7 +261,7 @@ def test_train_command_without_pyyaml_names_the_extra(tmp_path):
     code = ("import sys; sys.modules['yaml'] = None\n"
             "from surgenet.train.cli import main\n"
             f"sys.exit(main(['pretrain', '--config', 'tiny', '--out', {str(tmp_path / 'run')!r}]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert_one_line(proc.returncode, proc.stderr, "PyYAML", "pip install 'surgenet[train]'")
 

@@ -16,8 +16,8 @@ import yaml
 
 from surgenet.registry import REGISTRY
 from surgenet.zoo_cards import write_zoo_cards, zoo_table_markdown
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_model_cards_match_the_registry():

@@ -21,8 +21,8 @@ from surgenet.visualize import feature_pca, pca_rgb, side_by_side
 from tests.helpers.released import teacher_file
 from tests.reference import randomize_
 from tests.reference.metaformer_ref import SurgeNetCAFormerRef
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _two_regions(h: int = 12, w: int = 20, split: int = 5, channels: int = 16, seed: int = 0) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -10,8 +9,8 @@ import surgenet
 from surgenet.cli import main
 from tests.helpers.released import teacher_file
 from tests.reference.pvtv2_ref import PVTv2Ref
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_hub_has_one_entry_per_zoo_model():

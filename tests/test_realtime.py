@@ -13,6 +13,7 @@ import surgenet
 from surgenet.cli import main
 from surgenet.exceptions import InputError
 from surgenet.realtime import run_video, stage_time
+from tests.helpers.paths import REPO
 
 av = pytest.importorskip("av")
 
@@ -324,7 +325,7 @@ def test_realtime_benchmark_writes_the_overlay_video_and_a_json_row(seg_model, c
     import json
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
     import realtime_video
 
     folder = seg_model.save_pretrained(tmp_path / "seg")

@@ -15,8 +15,9 @@ from PIL import Image
 
 from surgenet.exceptions import InputError
 from surgenet.train.formats import detect_format, list_formats, open_dataset
+from tests.helpers.paths import SHARED_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL = SHARED_DATA
 
 
 def rgb(path: Path, value: int = 100, size=(6, 4)) -> Path:

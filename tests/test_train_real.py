@@ -20,8 +20,9 @@ from surgenet.train.finetune_tasks import label_pos_weight
 from surgenet.train.losses import class_weights_from_pixels, dice_ce_loss, soft_dice_loss
 from surgenet.train.seg_augment import SegmentationAugment
 from tests.helpers.killed import finetune_killed_saving_epoch
+from tests.helpers.paths import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 # -- the loss ---------------------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from surgenet.video.keyframes import KeyframePolicy, KeyframeSegmenter  # noqa: 
 from surgenet.video.propagate import one_hot  # noqa: E402
 from surgenet.video.semi import propagate_mask  # noqa: E402
 from surgenet.video.tracks import InstrumentTracker  # noqa: E402
+from tests.helpers.paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from surgenet.metrics import davis_j  # noqa: E402
 from surgenet.video.flow import DISFlowPropagator, FlowPropagator  # noqa: E402
 from surgenet.video.methods import create_propagator  # noqa: E402
 from surgenet.video.propagate import labels_of, one_hot  # noqa: E402
+from tests.helpers.paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ENDOSCAPES_FRAME = DATA / "endoscapes" / "val" / "images"
 
 
