@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import surgenet
-from surgenet_export.errors import ExportError
+from surgenet.runtime.errors import ExportError
 from surgenet_export.trt_build import make_profile
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
