@@ -220,6 +220,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise InputError(f"unknown backends {', '.join(unknown)}; valid: {', '.join(BACKENDS)}.")
     names = list(dict.fromkeys(registry.get_backend(n).name for n in names))
+    if registry.get_backend(args.reference).precision != "fp32":
+        raise InputError(f"--reference {args.reference} is not an FP32 backend; the others are checked against it.")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # random weights (and untrained heads) are the same draw in every run
@@ -229,8 +231,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     sizes = list(dict.fromkeys(args.imgsz))
     pairs, fidelity_note = fidelity_plan(args, config)
     warn_if_busy()
-    if BASELINE not in names:
-        names = [BASELINE, *names]
+    baseline = registry.get_backend(args.reference).name
+    names = [baseline, *[n for n in names if n != baseline]]  # first: the others are checked against it
     # The ONNX, int8 and engine files are scratch: removed when the benchmark ends, whatever happens.
     with tempfile.TemporaryDirectory(prefix="surgenet-latency-") as scratch:
         workdir = Path(scratch)
@@ -265,14 +267,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
                         if pairs and (name, hw) not in fidelity:  # once per backend and size, at batch 1
                             fidelity[(name, hw)], preds = judge_fidelity(runner, pairs, hw, config, reference_preds)
-                            if name == BASELINE:
+                            if name == baseline:
                                 reference_preds = preds
                     except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
                         unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
                         continue
                     if reset:
                         reset()
-                    if name == BASELINE:
+                    if name == baseline:
                         ref = out
                     row = {"backend": name, "device": BACKENDS[name].device, "batch": batch, "imgsz": list(hw),
                            **latency_stats(times, batch), "first_call_ms": first_ms,
@@ -282,7 +284,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     if (name, hw) in fidelity:
                         row.update(fidelity[(name, hw)])
                     results.append(row)
-                base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
+                base = next((r for r in results if r["backend"] == baseline and r["batch"] == batch
                              and r["imgsz"] == list(hw)), None)
                 for r in results:
                     if base and r["batch"] == batch and r["imgsz"] == list(hw):
@@ -297,7 +299,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
                       "weights": _weights_label(args),
                       "gflops_per_frame": gflops},
-            "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
+            "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters, "reference": baseline,
                          "threads": args.threads or torch.get_num_threads(),
                          "agreement_frames": frame_source, **ctx.notes},
             "fidelity": {"judged": judged, "how": fidelity_note, "max_miou_drop": args.max_miou_drop},
@@ -388,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="local weights instead of the released ones")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     p.add_argument("--backends", nargs="+", metavar="NAME", help=f"subset of: {', '.join(BACKENDS)}")
+    p.add_argument("--reference", default=BASELINE, metavar="NAME",
+                   help=f"the FP32 backend the others are checked and timed against (default {BASELINE}; on a GPU "
+                        "machine torch-cuda-fp32 spares the slow CPU rows)")
     p.add_argument("--batch", type=int, nargs="+", default=[1])
     p.add_argument("--imgsz", type=parse_size, nargs="+", default=[(256, 256)], metavar="SIZE",
                    help="sizes: 256 (square) or 256x448 (height x width)")
