@@ -201,3 +201,39 @@ def test_predict_refuses_a_pytorch_backend_for_an_export_folder_and_the_reverse(
         check_backend("surgenet-caformer", "tensorrt")
     assert check_backend(str(folder), "openvino") == "openvino-f32"
     assert check_backend("surgenet-caformer", None) == "torch-eager-fp32"
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("name", ["torch-cuda-graphs-fp16", "torch-cuda-graphs-bf16"])
+def test_cuda_graphs_backends_agree_with_fp32_on_the_gpu(seg_model, name):
+    reference = registry.open_runner("torch-cuda-fp32", seg_model)
+    runner = registry.open_runner(name, seg_model)
+    for batch in (1, 2):  # a new batch is a new graph
+        x = torch.randn(batch, 3, *SIZE, generator=torch.Generator().manual_seed(batch)).numpy()
+        expected = reference(x)
+        first, again = runner(x), runner(x)  # recorded, then replayed: the same numbers
+        np.testing.assert_array_equal(first, again)
+        scale = float(np.abs(expected).max())
+        assert float(np.abs(first - expected).max()) < (0.02 if name.endswith("fp16") else 0.08) * scale + 1e-3
+    assert len(runner._warm) == 2
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_predict_runs_the_cuda_graphs_backend_on_an_image(seg_model, tmp_path):
+    from PIL import Image
+
+    folder = seg_model.save_pretrained(tmp_path / "saved")
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(image)
+    masks = {}
+    for backend in ("torch-cuda-fp32", "torch-cuda-graphs-fp16"):
+        out = tmp_path / backend
+        assert main(["predict", str(image), "--model", str(folder), "--backend", backend, "--device", "cuda",
+                     "--out", str(out), "--no-overlay"]) == 0
+        masks[backend] = np.asarray(Image.open(out / "masks" / "frame.png"))
+    assert np.mean(masks["torch-cuda-fp32"] == masks["torch-cuda-graphs-fp16"]) > 0.95
