@@ -70,6 +70,12 @@ def runs_eager(backend: str) -> bool:
     return entry.artefact == "model" and not entry.options
 
 
+def eager_device(backend: str, device: str | None) -> str | None:
+    """Where an eager PyTorch backend runs: ``--device`` for the reference (default CUDA when there
+    is one), else ``--device`` or the backend's own device (``torch-cuda-fp32``: cuda)."""
+    return device if backend == REFERENCE else device or get_backend(backend).device
+
+
 def load_runner_for(folder: str | Path, backend: str, device: str | None = None, threads: int | None = None) -> Any:
     """The runner of an export folder for ``backend`` (as decided by :func:`check_backend`); a graph
     exported for a fixed batch size runs any batch (see :func:`split_batches`). ``threads``: the
@@ -81,5 +87,5 @@ def load_runner_for(folder: str | Path, backend: str, device: str | None = None,
     return with_fixed_batch(load_runner(folder, device=device))
 
 
-__all__ = ["AUTO", "BACKENDS", "EXPORT_FILES", "FixedBatch", "check_backend", "check_runs_here", "is_export_folder", "load_runner_for",
+__all__ = ["AUTO", "BACKENDS", "EXPORT_FILES", "FixedBatch", "check_backend", "check_runs_here", "eager_device", "is_export_folder", "load_runner_for",
            "runs_eager", "split_batches"]

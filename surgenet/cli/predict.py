@@ -103,9 +103,9 @@ def _warn_if_untrained(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import AUTO, is_export_folder, runs_eager
+    from ..backends import AUTO, eager_device, is_export_folder, runs_eager
     from ..io import is_video
-    from ..runtime.registry import REFERENCE, get_backend, open_runner
+    from ..runtime.registry import open_runner
     from ..models import load_model
     from ..predict import Predictor
     from ..visualize import save_png
@@ -124,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
         _warn_if_untrained(args)
         if not eager:  # compiled, FP16, channels_last, CUDA graphs: the registry's runner of the model
             model = open_runner(backend, model, device=args.device)
-    device = None  # a runner holds its own device
-    if eager:  # the reference on --device (default CUDA when there is one); torch-cuda-fp32 on the GPU
-        device = args.device if backend == REFERENCE else args.device or get_backend(backend).device
+    device = eager_device(backend, args.device) if eager else None  # a runner holds its own device
     predictor = Predictor(model, device=device, batch_size=args.batch_size,
                           normalization=args.normalization, threshold=args.threshold,
                           keep_images=not args.no_overlay)
