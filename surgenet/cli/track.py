@@ -25,11 +25,11 @@ import sys
 from pathlib import Path
 
 from ..exceptions import InputError
-from ..runtime.registry import ALIASES, BACKENDS
+from ..runtime.registry import backend_names
 from .checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
 
 # The propagators need the PyTorch model itself, so keyframes run on a PyTorch backend.
-TORCH_BACKENDS = tuple(n for n in (*BACKENDS, *ALIASES) if BACKENDS[ALIASES.get(n, n)].artefact == "model")
+TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))
 
 METHODS = ("flow", "raft", "features")
 INSTRUMENT_WORDS = ("tool", "instrument", "grasper", "hook", "clipper", "scissors", "irrigator", "forceps",

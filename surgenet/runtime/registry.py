@@ -108,9 +108,11 @@ if len(BACKENDS) + len(ALIASES) != len({*BACKENDS, *ALIASES}):
     raise ValueError("a backend name or alias is used twice")
 
 
-def backend_names(aliases: bool = False) -> list[str]:
-    """The backend names, in the registry's order; with ``aliases`` also the older names."""
-    return [*BACKENDS, *(ALIASES if aliases else ())]
+def backend_names(aliases: bool = False, artefact: str | None = None) -> list[str]:
+    """The backend names, in the registry's order; with ``aliases`` also the older names; with
+    ``artefact`` only those that run it (``model``: the PyTorch backends)."""
+    names = [*BACKENDS, *(ALIASES if aliases else ())]
+    return [n for n in names if artefact is None or BACKENDS[ALIASES.get(n, n)].artefact == artefact]
 
 
 def get_backend(name: str) -> Backend:
