@@ -137,7 +137,7 @@ def _predict(clip: Path | None) -> Callable[[Path], list[list[str]]]:
                 "segmentation", "--num-classes", "7", "--no-pretrained", "--device", "cuda", "--no-overlay",
                 "--batch-size", "8"] + (["--stride", "5"] if clip is not None else [])
         return [base + ["--out", str(scratch / "predict-eager")],
-                base[:-2] + ["--backend", "torch-cuda-graphs-fp16", "--out", str(scratch / "predict-graphs")]]
+                base + ["--backend", "torch-cuda-graphs-fp16", "--out", str(scratch / "predict-graphs")]]
     return make
 
 

@@ -73,3 +73,15 @@ def test_latency_commands_cover_every_cuda_backend_of_the_registry(tmp_path):
         assert set(backends) == cuda and command[command.index("--reference") + 1] == "torch-cuda-fp32"
         assert command[command.index("--imgsz") + 1:command.index("--batch")] == ["256", "512"]
         assert command[command.index("--batch") + 1:command.index("--backends")] == ["1", "8"]
+
+
+def test_predict_runs_the_eager_and_the_cuda_graphs_backend_on_the_gpu(tmp_path):
+    from gpu_check import build_parts
+
+    (predict,) = [p for p in build_parts(None) if p.name == "predict-cuda"]
+    eager, graphs = predict.make(tmp_path)  # no clip: generated frames
+    assert len(list((tmp_path / "predict-frames" / "images").glob("*.jpg"))) == 16
+    for command in (eager, graphs):
+        assert command[command.index("--device") + 1] == "cuda"
+    assert "--backend" not in eager and graphs[graphs.index("--backend") + 1] == "torch-cuda-graphs-fp16"
+    assert eager[:eager.index("--out")] == graphs[:graphs.index("--backend")]  # the same run otherwise
