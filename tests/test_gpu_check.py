@@ -68,11 +68,33 @@ def test_latency_commands_cover_every_cuda_backend_of_the_registry(tmp_path):
     latency = [p for p in build_parts(None) if p.name.startswith("latency-")]
     assert len(latency) == len(LATENCY_MODELS) == 3
     for p in latency:
-        (command,) = p.make(tmp_path)
-        backends = command[command.index("--backends") + 1:command.index("--reference")]
-        assert set(backends) == cuda and command[command.index("--reference") + 1] == "torch-cuda-fp32"
-        assert command[command.index("--imgsz") + 1:command.index("--batch")] == ["256", "512"]
-        assert command[command.index("--batch") + 1:command.index("--backends")] == ["1", "8"]
+        eager, graphs = p.make(tmp_path)  # the compiled backends in a run of their own
+        covered = set()
+        for command in (eager, graphs):
+            covered |= set(command[command.index("--backends") + 1:command.index("--reference")])
+            assert command[command.index("--reference") + 1] == "torch-cuda-fp32"
+            assert command[command.index("--imgsz") + 1:command.index("--batch")] == ["256", "512"]
+            assert command[command.index("--batch") + 1:command.index("--backends")] == ["1", "8"]
+        assert covered == cuda and "torch-cuda-graphs-fp16" not in eager
+
+
+def test_latency_results_merge_both_runs_and_keep_the_eager_rows_of_a_cut_run(tmp_path):
+    from gpu_check import _latency_results
+
+    def report(rows):
+        return {"results": [{"backend": b, "batch": 1, "imgsz": [256, 256], "median_ms": ms} for b, ms in rows],
+                "unavailable": [], "summary": [], "settings": {"reference": "torch-cuda-fp32"},
+                "model": {"gflops_per_frame": {"256x256": 1.0}}}
+
+    (tmp_path / "m-eager.json").write_text(json.dumps(report([("torch-cuda-fp32", 2.0), ("torch-cuda-fp16", 1.0)])))
+    read = _latency_results("m")
+    assert [r["backend"] for r in read(tmp_path)["rows"]] == ["torch-cuda-fp32", "torch-cuda-fp16"]
+    (tmp_path / "m-graphs.json").write_text(json.dumps(report([("torch-cuda-fp32", 2.1),
+                                                               ("torch-cuda-graphs-fp16", 0.4)])))
+    rows = read(tmp_path)["rows"]
+    assert [(r["backend"], r["median_ms"]) for r in rows] == [
+        ("torch-cuda-fp32", 2.0), ("torch-cuda-fp16", 1.0), ("torch-cuda-graphs-fp16", 0.4)]
+    assert _latency_results("none")(tmp_path) is None
 
 
 def test_predict_runs_the_eager_and_the_cuda_graphs_backend_on_the_gpu(tmp_path):
