@@ -8,9 +8,9 @@ A video runs through the real-time pipeline (surgenet.realtime: decoding, prepro
 inference and writing overlapped) and ends with the sustained fps and the time of each stage;
 ``--realtime`` plays it at its frame rate and drops stale frames rather than fall behind.
 ``--backend`` takes any name of the backend registry, the names the latency benchmark prints:
-PyTorch ones (``torch-eager-fp32``, the default, on
-``--device``; ``torch-cuda-graphs-fp16`` ...) run a PyTorch model, the others a surgenet-export
-folder given as ``--model`` (``onnxruntime-cpu``, ``openvino-bf16``, ``openvino-int8``, ``tensorrt``).
+PyTorch ones (``torch-eager-fp32``, the default, on ``--device``; ``torch-cuda-graphs-fp16`` ...)
+run a PyTorch model, the others a surgenet-export folder given as ``--model`` (``onnxruntime-cpu``,
+``openvino-bf16``, ``openvino-int8``, ``tensorrt``).
 """
 
 from __future__ import annotations
