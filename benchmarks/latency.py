@@ -5,11 +5,13 @@
     python benchmarks/latency.py --model runs/seg/best --eval-data ../shared/data/endoscapes/val \\
         --calib ../shared/data/endoscapes/train --imgsz 256 512 256x448 --json out/fidelity.json
 
-Backends (``--backends`` picks some): PyTorch eager FP32 (the baseline, ``torch-eager-fp32``),
-channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO f32/bf16/f16 and int8
-(NNCF-calibrated on ``--calib`` frames; the unquantised layers in f32, or bf16 for
-``openvino-int8-bf16``); with CUDA also PyTorch FP32/FP16 on the GPU, ONNX Runtime CUDA and
-TensorRT providers and the TensorRT FP16 engine. Every call is numpy in, numpy out (host copies
+Backends (``--backends`` picks some) are those of the registry (:mod:`surgenet.runtime.registry`),
+under the names ``surgenet predict --backend`` takes: PyTorch eager FP32 (the baseline,
+``torch-eager-fp32``), channels_last, bf16 autocast, torch.compile, ONNX Runtime CPU, OpenVINO
+f32/bf16/f16 and int8 (NNCF-calibrated on ``--calib`` frames; the unquantised layers in f32, or bf16
+for ``openvino-int8-bf16``); with CUDA also PyTorch FP32/FP16 on the GPU, FP16 and bf16 compiled
+with CUDA graphs (``torch-cuda-graphs-fp16``/``-bf16``), ONNX Runtime CUDA and TensorRT providers
+and the TensorRT engine (built FP16 here, ``tensorrt``). Every call is numpy in, numpy out (host copies
 included, as in a deployed pipeline). ``first_call_ms`` is the first call alone: torch.compile's
 compilation, OpenVINO's compilation for the shape, TensorRT's context set-up.
 
@@ -33,20 +35,21 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from surgenet.exceptions import InputError
+from surgenet.runtime import registry
 from surgenet.tasks import TASKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import (  # noqa: E402
-    argmax_agreement, cpu_flags, format_table, gemm_gflops, gflops_per_frame, has_native_bf16, latency_stats,
+    argmax_agreement, format_table, gemm_gflops, gflops_per_frame, latency_stats,
     machine_info, plot_results, time_calls, write_json,
 )
 
-BASELINE = "torch-eager-fp32"
+BASELINE = registry.REFERENCE
 SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
 
 
@@ -102,8 +105,8 @@ class Context:
     def engine(self) -> Path:
         """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
         if self._engine is None:
-            from surgenet_export.graph import build_graph
-            from surgenet_export.metadata import read_onnx_config
+            from surgenet.runtime.graph import build_graph
+            from surgenet.runtime.metadata import read_onnx_config
             from surgenet_export.trt_build import build_engine, profile_for
 
             lo_b, hi_b = min(self.batches), max(self.batches)
@@ -117,99 +120,24 @@ class Context:
             self._engine = path
         return self._engine
 
-
-Factory = Callable[[Context], Any]
-
-
-def _require_cuda() -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise Unavailable("needs an NVIDIA GPU with CUDA")
+    def artefact(self, kind: str) -> Any:
+        """What a backend of the registry runs: the model, or the file its artefact names."""
+        return {"model": lambda: self.model, "onnx": self.onnx, "openvino-ir": self.int8,
+                "tensorrt-engine": self.engine}[kind]()
 
 
-def _torch(device: str, precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Factory:
-    def make(ctx: Context):
-        from surgenet_export.runners.torch_runner import TorchRunner
-
-        if device == "cuda":
-            _require_cuda()
-        if precision == "bf16" and device == "cpu" and not has_native_bf16():
-            raise Unavailable("this CPU has no native bf16 (AVX512-BF16 or AMX); PyTorch would emulate it, "
-                              "about 100x slower than FP32")
-        return TorchRunner(ctx.model, device=device, precision=precision, channels_last=channels_last, compile=compile)
-    return make
+BACKENDS = registry.BACKENDS  # the registry's names are the rows' names
 
 
-def _onnxruntime(device: str, fp16: bool = False) -> Factory:
-    def make(ctx: Context):
-        import onnxruntime as ort
+def make_runner(name: str, ctx: Context) -> Any:
+    """The runner of one backend, opened by the registry; :class:`Unavailable` with its reason when it
+    cannot run here. OpenVINO compiles one model per (batch, height, width), as a deployment would."""
+    backend = BACKENDS[name]
+    why = registry.unavailable_reason(backend)
+    if why:
+        raise Unavailable(why)
+    return registry.open_runner(backend, ctx.artefact(backend.artefact), threads=ctx.threads, shape_per_batch=True)
 
-        from surgenet_export.runners.ort_runner import PROVIDER_OF, OnnxRuntimeRunner
-
-        provider = PROVIDER_OF[device.split(":")[0]]
-        if provider not in ort.get_available_providers():
-            raise Unavailable(f"onnxruntime here has no {provider} (pip install onnxruntime-gpu, needs CUDA)")
-        if device != "cpu":
-            _require_cuda()
-        return OnnxRuntimeRunner(ctx.onnx(), device=device, threads=ctx.threads, fp16=fp16)
-    return make
-
-
-def _openvino(precision: str, int8: bool = False) -> Factory:
-    def make(ctx: Context):
-        try:
-            import openvino  # noqa: F401
-        except ImportError as exc:
-            raise Unavailable("openvino is not installed (pip install openvino)") from exc
-        if precision == "bf16" and not has_native_bf16():
-            raise Unavailable("this CPU has no native bf16 (AVX512-BF16 or AMX); OpenVINO would run f32")
-        if precision == "f16" and "avx512_fp16" not in cpu_flags():
-            raise Unavailable("this CPU has no AVX512-FP16; OpenVINO would run f32")
-        from surgenet_export.runners.openvino_runner import OpenVINORunner
-
-        onnx_path = ctx.int8() if int8 else ctx.onnx()
-        # One compiled model per input shape: static shapes let OpenVINO specialise its kernels.
-        cache: dict[tuple[int, ...], OpenVINORunner] = {}
-
-        def run(x: np.ndarray) -> np.ndarray:
-            key = (x.shape[0], x.shape[2], x.shape[3])
-            if key not in cache:
-                cache[key] = OpenVINORunner(onnx_path, precision=precision, static_shape=key, threads=ctx.threads)
-            return cache[key](x)
-        run.config = ctx.config  # type: ignore[attr-defined]
-        return run
-    return make
-
-
-def _tensorrt(ctx: Context):
-    _require_cuda()
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError as exc:
-        raise Unavailable("tensorrt is not installed (pip install 'surgenet[trt]')") from exc
-    from surgenet_export.runners.trt_runner import TensorRTRunner
-
-    return TensorRTRunner(ctx.engine())
-
-
-BACKENDS: dict[str, tuple[str, Factory]] = {
-    BASELINE: ("cpu", _torch("cpu")),
-    "torch-channels-last-fp32": ("cpu", _torch("cpu", channels_last=True)),
-    "torch-bf16-autocast": ("cpu", _torch("cpu", "bf16")),
-    "torch-compile-fp32": ("cpu", _torch("cpu", compile=True)),
-    "onnxruntime-cpu": ("cpu", _onnxruntime("cpu")),
-    "openvino-f32": ("cpu", _openvino("f32")),
-    "openvino-bf16": ("cpu", _openvino("bf16")),
-    "openvino-f16": ("cpu", _openvino("f16")),
-    "openvino-int8": ("cpu", _openvino("f32", int8=True)),
-    "openvino-int8-bf16": ("cpu", _openvino("bf16", int8=True)),
-    "torch-cuda-fp32": ("cuda", _torch("cuda")),
-    "torch-cuda-fp16": ("cuda", _torch("cuda", "fp16")),
-    "onnxruntime-cuda": ("cuda", _onnxruntime("cuda")),
-    "onnxruntime-tensorrt-fp16": ("cuda", _onnxruntime("tensorrt", fp16=True)),
-    "tensorrt-fp16": ("cuda", _tensorrt),
-}
 
 
 def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[Path] | None) -> tuple[np.ndarray, str]:
@@ -288,9 +216,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import surgenet
 
     names = args.backends or list(BACKENDS)
-    unknown = [n for n in names if n not in BACKENDS]
+    unknown = [n for n in names if n not in BACKENDS and n not in registry.ALIASES]
     if unknown:
         raise InputError(f"unknown backends {', '.join(unknown)}; valid: {', '.join(BACKENDS)}.")
+    names = list(dict.fromkeys(registry.get_backend(n).name for n in names))
+    if registry.get_backend(args.reference).precision != "fp32":
+        raise InputError(f"--reference {args.reference} is not an FP32 backend; the others are checked against it.")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # random weights (and untrained heads) are the same draw in every run
@@ -300,8 +231,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     sizes = list(dict.fromkeys(args.imgsz))
     pairs, fidelity_note = fidelity_plan(args, config)
     warn_if_busy()
-    if BASELINE not in names:
-        names = [BASELINE, *names]
+    baseline = registry.get_backend(args.reference).name
+    names = [baseline, *[n for n in names if n != baseline]]  # first: the others are checked against it
     # The ONNX, int8 and engine files are scratch: removed when the benchmark ends, whatever happens.
     with tempfile.TemporaryDirectory(prefix="surgenet-latency-") as scratch:
         workdir = Path(scratch)
@@ -310,7 +241,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         unavailable: dict[str, str] = {}
         for name in names:
             try:
-                runners[name] = BACKENDS[name][1](ctx)
+                runners[name] = make_runner(name, ctx)
             except Unavailable as exc:
                 unavailable[name] = str(exc)
             except Exception as exc:  # a backend that fails to build is reported, not fatal to the others
@@ -332,20 +263,20 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         start = time.perf_counter()
                         out = np.asarray(runner(x), dtype=np.float32)  # first call: compile/plan time
                         first_ms = (time.perf_counter() - start) * 1e3
-                        sync = torch.cuda.synchronize if BACKENDS[name][0] == "cuda" else None
+                        sync = torch.cuda.synchronize if BACKENDS[name].device == "cuda" else None
                         times = time_calls(lambda: runner(x), args.warmup, args.iters, sync)
                         if pairs and (name, hw) not in fidelity:  # once per backend and size, at batch 1
                             fidelity[(name, hw)], preds = judge_fidelity(runner, pairs, hw, config, reference_preds)
-                            if name == BASELINE:
+                            if name == baseline:
                                 reference_preds = preds
                     except Exception as exc:  # e.g. out of memory at one size: record it, keep the others
                         unavailable[f"{name} @ batch {batch} {hw[0]}x{hw[1]}"] = f"{type(exc).__name__}: {exc}"
                         continue
                     if reset:
                         reset()
-                    if name == BASELINE:
+                    if name == baseline:
                         ref = out
-                    row = {"backend": name, "device": BACKENDS[name][0], "batch": batch, "imgsz": list(hw),
+                    row = {"backend": name, "device": BACKENDS[name].device, "batch": batch, "imgsz": list(hw),
                            **latency_stats(times, batch), "first_call_ms": first_ms,
                            "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
                     row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
@@ -353,7 +284,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     if (name, hw) in fidelity:
                         row.update(fidelity[(name, hw)])
                     results.append(row)
-                base = next((r for r in results if r["backend"] == BASELINE and r["batch"] == batch
+                base = next((r for r in results if r["backend"] == baseline and r["batch"] == batch
                              and r["imgsz"] == list(hw)), None)
                 for r in results:
                     if base and r["batch"] == batch and r["imgsz"] == list(hw):
@@ -368,7 +299,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "model": {"name": args.model, "task": config["task"], "num_classes": config["num_classes"],
                       "weights": _weights_label(args),
                       "gflops_per_frame": gflops},
-            "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters,
+            "settings": {"seed": args.seed, "warmup": args.warmup, "iters": args.iters, "reference": baseline,
                          "threads": args.threads or torch.get_num_threads(),
                          "agreement_frames": frame_source, **ctx.notes},
             "fidelity": {"judged": judged, "how": fidelity_note, "max_miou_drop": args.max_miou_drop},
@@ -459,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="local weights instead of the released ones")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     p.add_argument("--backends", nargs="+", metavar="NAME", help=f"subset of: {', '.join(BACKENDS)}")
+    p.add_argument("--reference", default=BASELINE, metavar="NAME",
+                   help=f"the FP32 backend the others are checked and timed against (default {BASELINE}; on a GPU "
+                        "machine torch-cuda-fp32 spares the slow CPU rows)")
     p.add_argument("--batch", type=int, nargs="+", default=[1])
     p.add_argument("--imgsz", type=parse_size, nargs="+", default=[(256, 256)], metavar="SIZE",
                    help="sizes: 256 (square) or 256x448 (height x width)")

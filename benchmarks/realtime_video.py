@@ -56,10 +56,11 @@ def build_predictor(model: str, backend: str, args: argparse.Namespace,
                     threads: int | None = None) -> tuple[Any, str]:
     """The Predictor for one backend and a note on the weights."""
     import surgenet
-    from surgenet.backends import load_runner_for
+    from surgenet.backends import AUTO, load_runner_for, runs_eager
     from surgenet.models.loading import model_source
+    from surgenet.runtime.registry import get_backend, open_runner
 
-    if backend == "torch":
+    if backend != AUTO and get_backend(backend).artefact == "model":
         if model_source(model) == "zoo":
             net = surgenet.load_model(model, task="segmentation", num_classes=args.num_classes, pretrained=False,
                                       input_size=args.imgsz)
@@ -68,6 +69,8 @@ def build_predictor(model: str, backend: str, args: argparse.Namespace,
             if args.imgsz:
                 raise InputError("--imgsz is for zoo names; a saved model keeps the input size it was trained at.")
             net, note = surgenet.load_model(model), "saved model"
+        if not runs_eager(backend):  # channels_last, compiled, ...: the registry's runner of the model
+            return surgenet.Predictor(open_runner(backend, net), batch_size=args.batch_size), note
         return surgenet.Predictor(net, device="cpu", batch_size=args.batch_size), note
     runner = load_runner_for(model, backend, threads=threads)
     return surgenet.Predictor(runner, batch_size=args.batch_size), "exported model"

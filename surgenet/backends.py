@@ -1,16 +1,9 @@
-"""Which engine runs a model for ``surgenet predict``: PyTorch, or an exported folder's runner.
+"""Which backend runs a model for ``surgenet predict`` and ``surgenet track``, decided before
+anything is loaded: the checks of the command lines on top of the one registry
+(:mod:`surgenet.runtime.registry`, whose names and aliases these are).
 
 An *export folder* is the output of ``surgenet-export`` (``model.onnx``, ``model.engine``,
-``model.int8.xml``); it runs through the runners of ``surgenet_export`` (extra ``export``),
-imported only here and only when asked for, so the core stays free of them. Backend names:
-
-==================== ===================================================================
-``torch``            the PyTorch model (zoo name, ``save_pretrained`` folder or Hub id)
-``onnxruntime``      ``model.onnx`` with ONNX Runtime
-``openvino``         ``model.onnx`` with OpenVINO, FP32 (``openvino-bf16``: bf16 where the CPU has it)
-``openvino-int8``    ``model.int8.xml`` (``surgenet-export --int8``), ``openvino-int8-bf16`` likewise
-``tensorrt``         ``model.engine`` (NVIDIA GPU)
-==================== ===================================================================
+``model.int8.xml``); a PyTorch model is a zoo name, a ``save_pretrained`` folder or a Hub id.
 """
 
 from __future__ import annotations
@@ -18,12 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .exceptions import InputError
+from .runtime.registry import (
+    ARTEFACT_FILES, REFERENCE, artefact_path, backend_names, get_backend, open_runner,
+    unavailable_reason,
+)
+from .runtime.shapes import FixedBatch, split_batches, with_fixed_batch
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16", "tensorrt")
-EXPORT_FILES = ("model.onnx", "model.engine", "model.int8.xml")
+BACKENDS = tuple(backend_names(aliases=True))  # what --backend accepts: the registry's names and aliases
+EXPORT_FILES = tuple(f for f in ARTEFACT_FILES.values() if f)
+AUTO = "auto"  # an export folder without --backend: its engine on a GPU, else its ONNX file
 
 
 def is_export_folder(path: str | Path) -> bool:
@@ -35,101 +32,60 @@ def is_export_folder(path: str | Path) -> bool:
 
 
 def check_backend(model: str, backend: str | None) -> str:
-    """The backend that will run ``model``, decided before anything is loaded; a combination that
-    cannot work is an :class:`InputError` naming the fix."""
-    if backend is not None and backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}.")
+    """The registry name of the backend that will run ``model`` (or :data:`AUTO`), decided before
+    anything is loaded; a combination that cannot work is an :class:`InputError` naming the fix."""
+    chosen = get_backend(backend) if backend is not None else None
     if not is_export_folder(model):
-        if backend not in (None, "torch"):
+        if chosen is not None and chosen.artefact != "model":
+            how = {"openvino-ir": " --int8 --calib FRAMES", "tensorrt-engine": " --trt"}.get(chosen.artefact, "")
             raise InputError(f"--backend {backend} runs an exported model, and {model} is not a surgenet-export "
-                             f"folder; export it first (surgenet-export {model} --out DIR"
-                             f"{' --int8 --calib FRAMES' if 'int8' in backend else ''}) and pass --model DIR.")
-        return "torch"
+                             f"folder; export it first (surgenet-export {model} --out DIR{how}) and pass --model DIR.")
+        return chosen.name if chosen is not None else REFERENCE
     folder = Path(model).expanduser()
-    if backend == "torch":
+    if chosen is not None and chosen.artefact == "model":
         raise InputError(f"{folder} is an exported model (no PyTorch weights); pass a save_pretrained folder or a "
-                         "zoo name for --backend torch, or choose another backend.")
-    if backend is None:
+                         f"zoo name for --backend {backend}, or choose a backend of an exported model.")
+    if chosen is None:
         has_graph = (folder / "model.onnx").is_file() or (folder / "model.engine").is_file()
-        return "auto" if has_graph else "openvino-int8"
-    needed = {"tensorrt": "model.engine"}.get(backend, "model.int8.xml" if "int8" in backend else "model.onnx")
-    if not (folder / needed).is_file():
-        how = "--int8 --calib FRAMES" if "int8" in backend else "--trt" if backend == "tensorrt" else ""
-        raise InputError(f"--backend {backend} needs {folder / needed}, which is not there; write it with "
-                         f"surgenet-export ... {how} --out {folder}".rstrip() + ".")
-    return backend
+        return AUTO if has_graph else "openvino-int8"
+    artefact_path(chosen, folder)  # the file it runs is there, or the message says how to write it
+    return chosen.name
+
+
+def check_runs_here(backend: str, device: str | None) -> None:
+    """A backend that cannot run on this machine (no GPU, a package or CPU feature missing), or on
+    ``device``, is an :class:`InputError` of one line, before any model is loaded."""
+    entry = get_backend(backend)
+    why = unavailable_reason(entry)
+    if why:
+        raise InputError(why + ".")
+    if device and entry.name != REFERENCE and device.split(":")[0] != entry.device:
+        raise InputError(f"--backend {entry.name} runs on {entry.device}, not on {device}; drop --device or pick a "
+                         "backend of that device.")
+
+
+def runs_eager(backend: str) -> bool:
+    """A PyTorch backend that is the plain model on ``--device`` (the Predictor's own path)."""
+    entry = get_backend(backend)
+    return entry.artefact == "model" and not entry.options
+
+
+def eager_device(backend: str, device: str | None) -> str | None:
+    """Where an eager PyTorch backend runs: ``--device`` for the reference (default CUDA when there
+    is one), else ``--device`` or the backend's own device (``torch-cuda-fp32``: cuda)."""
+    return device if backend == REFERENCE else device or get_backend(backend).device
 
 
 def load_runner_for(folder: str | Path, backend: str, device: str | None = None, threads: int | None = None) -> Any:
     """The runner of an export folder for ``backend`` (as decided by :func:`check_backend`); a graph
     exported for a fixed batch size runs any batch (see :func:`split_batches`). ``threads``: the
     CPU threads of ONNX Runtime or OpenVINO (default: theirs)."""
-    try:
-        from surgenet_export import load_runner
-    except ImportError as exc:
-        raise InputError("running an exported model needs surgenet_export: pip install 'surgenet[export]'.") from exc
-    folder = Path(folder).expanduser()
-    if backend.startswith("openvino"):
-        path = folder / ("model.int8.xml" if "int8" in backend else "model.onnx")
-        return StaticShapeOpenVINO(path, precision="bf16" if backend.endswith("bf16") else "f32", threads=threads)
-    options = {"threads": threads} if threads and backend == "onnxruntime" else {}
-    runner = load_runner(folder, backend=None if backend == "auto" else backend, device=device, **options)
-    session = getattr(runner, "session", None)  # ONNX Runtime: the graph's input shape
-    batch = session.get_inputs()[0].shape[0] if session is not None else None
-    if isinstance(batch, int) and not runner.config.get("streaming"):
-        return FixedBatch(runner, batch)
-    return runner
+    if backend != AUTO:
+        return open_runner(backend, folder, device=device, threads=threads)
+    from .runtime.loader import load_runner
+
+    return with_fixed_batch(load_runner(folder, device=device))
 
 
-def split_batches(run: Any, x: np.ndarray, batch: int) -> np.ndarray:
-    """``run`` on pieces of exactly ``batch`` frames (the last one padded with zeros), outputs joined
-    and cut back to ``len(x)``: a graph of a fixed batch size on any batch, without recompiling."""
-    outputs = []
-    for start in range(0, x.shape[0], batch):
-        piece = x[start:start + batch]
-        n = piece.shape[0]
-        if n < batch:
-            piece = np.concatenate([piece, np.zeros((batch - n, *piece.shape[1:]), dtype=piece.dtype)])
-        outputs.append(np.asarray(run(piece))[:n])
-    return np.concatenate(outputs)
-
-
-class FixedBatch:
-    """A runner whose graph takes exactly ``batch`` frames, made to take any number."""
-
-    def __init__(self, runner: Any, batch: int) -> None:
-        self.runner, self.batch, self.config = runner, int(batch), runner.config
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return split_batches(self.runner, x, self.batch)
-
-
-class StaticShapeOpenVINO:
-    """OpenVINO compiled for one input shape (faster on CPU than a dynamic model): the graph's
-    batch if it is fixed, else the first batch it is given; other batches are split and padded
-    (:func:`split_batches`), never recompiled. Frame graphs only (segmentation, CVS)."""
-
-    def __init__(self, path: Path, precision: str = "f32", threads: int | None = None) -> None:
-        import openvino as ov
-        from surgenet_export.metadata import read_json, read_onnx_config, sidecar_path
-
-        self.path, self.precision, self.threads = Path(path), precision, threads
-        self.config: dict[str, Any] = (read_json(sidecar_path(self.path))["config"] if self.path.suffix == ".xml"
-                                       else read_onnx_config(self.path))
-        if self.config.get("streaming"):
-            raise InputError(f"{path}: a streaming (phase) graph runs with --backend onnxruntime or tensorrt.")
-        first = ov.Core().read_model(str(self.path)).inputs[0].get_partial_shape()[0]
-        self.fixed_batch = first.get_length() if first.is_static else None
-        self._compiled: dict[tuple[int, int], tuple[int, Any]] = {}  # (H, W) -> (batch, runner)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        n, _, h, w = x.shape
-        if (h, w) not in self._compiled:
-            from surgenet_export.runners.openvino_runner import OpenVINORunner
-
-            batch = self.fixed_batch or n
-            self._compiled[(h, w)] = batch, OpenVINORunner(self.path, precision=self.precision,
-                                                           static_shape=(batch, h, w), threads=self.threads,
-                                                           config=self.config)
-        batch, runner = self._compiled[(h, w)]
-        return split_batches(runner, x, batch)
+__all__ = ["AUTO", "BACKENDS", "EXPORT_FILES", "FixedBatch", "check_backend", "check_runs_here", "eager_device", "is_export_folder", "load_runner_for",
+           "runs_eager", "split_batches"]

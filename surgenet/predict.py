@@ -2,8 +2,8 @@
 
 The Predictor runs any *backend*: a surgenet task model (PyTorch), or any callable that maps a
 normalised float32 NCHW ``numpy`` batch to logits and carries a ``config`` dict (``task``,
-``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``), the protocol of the ONNX
-Runtime / TensorRT runners of ``surgenet_export``. Preprocessing and postprocessing are the same
+``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``), the protocol of the runners
+of :mod:`surgenet.runtime` (ONNX Runtime, OpenVINO, TensorRT, compiled PyTorch). Preprocessing and postprocessing are the same
 for both, so an exported model gives the PyTorch model's results.
 
 A phase model carries a temporal state from frame to frame. Its exported form is the online step

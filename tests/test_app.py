@@ -59,7 +59,7 @@ def test_legend_shares_and_colours_by_hand():
 def test_catalog_offers_each_task_of_a_zoo_backbone(catalog):
     for task in ("segmentation", "cvs", "phase", "tools"):
         (choice,) = catalog.choices(task)
-        assert choice.source == ZOO and not choice.trained and choice.backend == "pytorch"
+        assert choice.source == ZOO and not choice.trained and choice.backend == "torch-eager-fp32"
         assert choice.licence == surgenet.model_info(ZOO)["license"]
 
 
@@ -240,8 +240,8 @@ def test_catalog_takes_tools_folders_and_names_tasks_it_does_not_show(tmp_path):
     catalog = ModelCatalog([str(tmp_path / "my-tools"), str(export)], pretrained=False)
     menu = catalog.choices("tools")
     assert [(c.source, c.backend, c.trained) for c in menu] == [
-        (str(tmp_path / "my-tools"), "pytorch", True), (str(export), "onnxruntime", True),
-        (str(export), "openvino", True)]
+        (str(tmp_path / "my-tools"), "torch-eager-fp32", True), (str(export), "onnxruntime-cpu", True),
+        (str(export), "openvino-f32", True)]
     assert menu[1].licence == surgenet.model_info(ZOO)["license"] and catalog.choices("segmentation") == []
     answer = LabelScores.of("tools", catalog.predictor(menu[0].label).predict(np.zeros((48, 64, 3), np.uint8)))
     assert list(answer.probabilities) == list(CHOLECT50_TOOLS)  # the tool names are the saved model's class_names

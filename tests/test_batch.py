@@ -219,3 +219,23 @@ def test_phase_equals_the_online_predictor_on_the_same_video(tmp_path):
     names = online[0].class_names
     np.testing.assert_allclose([[float(r[f"p_{n}"]) for n in names] for r in rows],
                                [r.probabilities for r in online], atol=1e-5)
+
+
+def test_a_registry_backend_gives_the_eager_table_and_cuda_ones_refuse_without_a_gpu(archive, cvs_model, tmp_path,
+                                                                                     capsys, monkeypatch):
+    tables = {}
+    for backend in ("torch-eager-fp32", "torch-channels-last-fp32"):
+        spec = ModelSpec(str(cvs_model), "cvs", backend=backend)
+        run_job(BatchJob(str(archive / "frames_c"), spec, str(tmp_path / backend), batch_size=2), progress=False)
+        tables[backend] = pq.read_table(tmp_path / backend / "predictions.parquet")
+    eager, other = (np.asarray(t.column("probabilities").to_pylist(), dtype=np.float32) for t in tables.values())
+    assert eager.shape == (3, 3)
+    np.testing.assert_allclose(other, eager, atol=1e-4)  # the same FP32 network in another memory format
+    # the reference keeps the fingerprint of jobs run before backends could be chosen
+    assert ModelSpec(str(cvs_model), "cvs").fingerprint() != ModelSpec(str(cvs_model), "cvs",
+                                                                       backend="torch-channels-last-fp32").fingerprint()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert exit_code(["batch", str(archive), "--model", str(cvs_model), "--backend", "torch-cuda-graphs-fp16",
+                      "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs an NVIDIA GPU with CUDA" in err[0], err

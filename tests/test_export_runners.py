@@ -14,7 +14,7 @@ import surgenet
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from surgenet_export import export_onnx, load_runner, read_onnx_config  # noqa: E402
-from surgenet_export.runners.torch_runner import TorchRunner  # noqa: E402
+from surgenet.runtime.torch_runner import TorchRunner  # noqa: E402
 
 
 @pytest.fixture(scope="module")

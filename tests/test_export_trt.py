@@ -12,10 +12,15 @@ import pytest
 import torch
 
 import surgenet
-from surgenet_export.errors import ExportError
+from surgenet.runtime.errors import ExportError
 from surgenet_export.trt_build import make_profile
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+_no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+
+
+def needs_gpu(test):
+    """Marked ``cuda`` (what the GPU check runs) and skipped, with the reason, where there is no GPU."""
+    return pytest.mark.cuda(_no_gpu(test))
 
 
 def test_static_profile_is_the_export_shape():

@@ -25,11 +25,11 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from surgenet_export import load_runner  # noqa: E402
-from surgenet_export._cuda import create_trt_object  # noqa: E402
-from surgenet_export.errors import BackendUnavailableError, ExportError  # noqa: E402
-from surgenet_export.metadata import embed_metadata, write_json  # noqa: E402
-from surgenet_export.runners import trt_runner  # noqa: E402
-from surgenet_export.runners.ort_runner import OnnxRuntimeRunner, trt_cache_dir  # noqa: E402
+from surgenet.runtime.cuda import create_trt_object  # noqa: E402
+from surgenet.runtime.errors import BackendUnavailableError, ExportError  # noqa: E402
+from surgenet.runtime.metadata import embed_metadata, write_json  # noqa: E402
+from surgenet.runtime import trt_runner  # noqa: E402
+from surgenet.runtime.ort_runner import OnnxRuntimeRunner, trt_cache_dir  # noqa: E402
 from surgenet_export import trt_build  # noqa: E402
 from surgenet_export.trt_build import Profile, build_engine, make_profile, pin_squares_fp32, profile_for  # noqa: E402
 

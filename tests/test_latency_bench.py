@@ -42,7 +42,7 @@ def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
     out = tmp_path / "latency.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--model", str(tmp_path / "saved"),
            "--imgsz", "64", "--batch", "1", "2", "--iters", "3", "--warmup", "1",
-           "--backends", "torch-eager-fp32", "onnxruntime-cpu", "torch-cuda-fp16",
+           "--backends", "torch-eager-fp32", "onnxruntime-cpu", "torch-cuda-fp16", "torch-cuda-graphs-fp16",
            "--eval-data", str(make_eval_data(tmp_path / "eval")),
            "--no-roofline", "--json", str(out)]  # the roofline has its own test below, at a tiny size
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -69,7 +69,7 @@ def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
     import torch
 
     if not torch.cuda.is_available():
-        assert "CUDA" in reasons["torch-cuda-fp16"]
+        assert "CUDA" in reasons["torch-cuda-fp16"] and "CUDA" in reasons["torch-cuda-graphs-fp16"]
     assert report["model"]["gflops_per_frame"]["64x64"] > 0
     assert "| backend" in proc.stdout  # the table on screen
     assert [(g["batch"], g["imgsz"]) for g in report["summary"]] == [(1, [64, 64]), (2, [64, 64])]

@@ -73,7 +73,7 @@ def test_onnx_phase_runner_streams_through_the_predictor(phase_model, frames, tm
 
 def test_torch_phase_runner_streams_through_the_predictor(phase_model, frames):
     pytest.importorskip("onnx")  # surgenet_export's package imports
-    from surgenet_export.runners.torch_runner import TorchRunner
+    from surgenet.runtime.torch_runner import TorchRunner
 
     runner = TorchRunner(phase_model, device="cpu")
     results = list(surgenet.Predictor(runner, batch_size=3).predict_images(frames))

@@ -334,12 +334,12 @@ def test_realtime_benchmark_writes_the_overlay_video_and_a_json_row(seg_model, c
     assert realtime_video.main(argv) == 0
     report = json.loads((tmp_path / "rt.json").read_text())
     row = report["results"][0]
-    assert (row["backend"], row["processed"], row["dropped"], row["input_size"]) == ("torch", 6, 0, "32x32")
+    assert (row["backend"], row["processed"], row["dropped"], row["input_size"]) == ("torch-eager-fp32", 6, 0, "32x32")
     assert row["fps"] > 0 and report["machine"]["load_average"] is not None
     assert set(report["cpu_profile"][0]["cpu_ms_per_frame"]) == {"decode", "preprocess", "infer", "postprocess",
                                                                   "write"}
-    with av.open(str(tmp_path / "out" / "torch" / "overlay.mp4")) as container:
+    with av.open(str(tmp_path / "out" / "torch-eager-fp32" / "overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6
-    assert "| torch" in capsys.readouterr().out
+    assert "| torch-eager-fp32" in capsys.readouterr().out
     assert realtime_video.main([*argv[:4], "--imgsz", "64"]) == 2  # a saved model keeps its size
     assert "--imgsz is for zoo names" in capsys.readouterr().err

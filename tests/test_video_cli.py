@@ -139,3 +139,27 @@ def test_keyframe_mode_in_predict_and_track_reports_the_model_calls(folder, tmp_
                  "--keyframe-every", "1", "--track-classes", "1", "2"]) == 0
     assert "segmenter on 5 of 5 frame(s)" in capsys.readouterr().out
     assert (tmp_path / "t" / "tracks.csv").is_file()
+
+
+def test_track_keyframes_run_on_a_registry_backend_and_cuda_ones_refuse_without_a_gpu(folder, tmp_path, capsys,
+                                                                                     tiny_model, monkeypatch):
+    import surgenet.models
+    import torch
+    from PIL import Image
+
+    monkeypatch.setattr(surgenet.models, "load_model", lambda *args, **kwargs: tiny_model)
+    root, _ = folder
+    zoo = ["--model", "surgenet-caformer", "--num-classes", "3", "--no-pretrained", "--keyframe-every", "1"]
+    masks = {}
+    for backend in ("torch-eager-fp32", "torch-channels-last-fp32"):
+        assert main(["track", str(root), *zoo, "--backend", backend, "--device", "cpu",
+                     "--out", str(tmp_path / backend)]) == 0
+        masks[backend] = [np.asarray(Image.open(p)) for p in sorted((tmp_path / backend / "masks").glob("*.png"))]
+    assert len(masks["torch-eager-fp32"]) == 5
+    for a, b in zip(*masks.values()):  # the same FP32 network in another memory format
+        assert np.mean(a == b) > 0.99
+    capsys.readouterr()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["track", str(root), *zoo, "--backend", "torch-cuda-graphs-fp16", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs an NVIDIA GPU with CUDA" in err[0]

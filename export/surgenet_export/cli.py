@@ -23,8 +23,8 @@ from surgenet._version import __version__
 from surgenet.exceptions import InputError
 from surgenet.tasks import TASKS
 
-from ._cuda import import_tensorrt
-from .errors import BackendUnavailableError
+from surgenet.runtime.cuda import import_tensorrt
+from surgenet.runtime.errors import BackendUnavailableError
 from .frames import image_files
 from .int8 import DEFAULT_CALIB_SIZE, require_nncf
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
@@ -166,9 +166,9 @@ def _export_fp16_onnx(onnx_path: Path, result, shapes, tolerance, check_parity) 
     """model.fp16.onnx (norms in FP32, FP32 inputs/outputs), checked with ONNX Runtime."""
     import onnxruntime as ort
 
-    from .errors import ParityError
+    from surgenet.runtime.errors import ParityError
     from .fp16 import convert_to_fp16
-    from .metadata import read_json, sidecar_path, write_json
+    from surgenet.runtime.metadata import read_json, sidecar_path, write_json
 
     path = convert_to_fp16(onnx_path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BackendUnavailableError
-from .metadata import write_bytes
+from surgenet.runtime.errors import BackendUnavailableError
+from surgenet.runtime.metadata import write_bytes
 
 KEEP_FP32_OPS = (
     "LayerNormalization", "InstanceNormalization", "GroupNormalization", "BatchNormalization",

@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ExportError
+from surgenet.runtime.errors import BackendUnavailableError, ExportError
 from .frames import image_files, load_frames
-from .metadata import read_onnx_config, sidecar_path, write_bytes, write_json
+from surgenet.runtime.metadata import read_onnx_config, sidecar_path, write_bytes, write_json
 from .validate import agreement
 
 logger = logging.getLogger(__name__)

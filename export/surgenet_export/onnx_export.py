@@ -24,9 +24,9 @@ import torch.nn as nn
 
 from surgenet._version import __version__ as SURGENET_VERSION
 
-from .errors import ExportError, ParityError
-from .graph import GraphSpec, build_graph, detached_copy
-from .metadata import embed_metadata, sidecar_path, write_bytes, write_json
+from surgenet.runtime.errors import ExportError, ParityError
+from surgenet.runtime.graph import GraphSpec, build_graph, detached_copy
+from surgenet.runtime.metadata import embed_metadata, sidecar_path, write_bytes, write_json
 from .validate import FP32_TOLERANCE, Tolerance, parity_shapes, validate_onnx
 
 logger = logging.getLogger(__name__)

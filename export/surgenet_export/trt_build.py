@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._cuda import create_trt_object, import_tensorrt
-from .errors import ExportError, ParityError
+from surgenet.runtime.cuda import create_trt_object, import_tensorrt
+from surgenet.runtime.errors import ExportError, ParityError
 from .fp16 import convert_to_fp16
-from .graph import INPUT_NAME, GraphSpec
-from .metadata import read_onnx_config, sidecar_path, write_bytes, write_json
+from surgenet.runtime.graph import INPUT_NAME, GraphSpec
+from surgenet.runtime.metadata import read_onnx_config, sidecar_path, write_bytes, write_json
 from .validate import Tolerance, check_parity
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     # The sidecar is what makes the plan loadable: write it before anything else can fail.
     write_json(sidecar_path(engine_path), report)
     if spec is not None and parity_shapes:
-        from .runners.trt_runner import TensorRTRunner
+        from surgenet.runtime.trt_runner import TensorRTRunner
 
         shapes = profile.clamp(parity_shapes, int(model_config.get("size_multiple", 1)))
         runner = TensorRTRunner(engine_path, config=model_config)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from surgenet.metrics import decision_agreement as agreement  # one definition, shared with the benchmarks
 
-from .errors import ExportError
-from .graph import GraphSpec
+from surgenet.runtime.errors import ExportError
+from surgenet.runtime.graph import GraphSpec
 
 Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], Sequence[np.ndarray]]

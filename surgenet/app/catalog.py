@@ -3,8 +3,9 @@
 A source is a zoo name (its backbone with freshly initialised task layers for segmentation, CVS,
 phase and tools: fine for trying the app, meaningless as predictions, and the page says so), a folder
 written by ``save_pretrained`` / ``surgenet-train finetune`` (one task, trained), or an output
-folder of ``surgenet-export`` (ONNX Runtime / OpenVINO runners, when ``surgenet_export`` is
-installed). Every source is checked when the catalog is built, before the server starts.
+folder of ``surgenet-export`` (the ONNX Runtime and OpenVINO backends of :mod:`surgenet.runtime`, when
+the export extra is installed). Backends are names of the one registry. Every source is checked when
+the catalog is built, before the server starts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
 from ..models.loading import model_source
 from ..predict import Predictor
 from ..registry import get_entry
+from ..runtime.registry import REFERENCE, open_runner, unavailable_reason
 from ..tasks import MULTI_LABEL_TASKS
 
 # Segmentation and phase have their own displays; every multi-label task (CVS, tools, ...) shares one:
@@ -31,7 +33,7 @@ ZOO_TASK_SETUP = {"segmentation": (len(ENDOSCAPES_CLASSES), list(ENDOSCAPES_CLAS
                   "cvs": (3, None),
                   "phase": (len(CHOLEC80_PHASES), list(CHOLEC80_PHASES)),
                   "tools": (len(CHOLEC80_TOOLS), list(CHOLEC80_TOOLS))}
-EXPORT_BACKENDS = ("onnxruntime", "openvino")
+EXPORT_BACKENDS = ("onnxruntime-cpu", "openvino-f32")  # what an export folder is offered with
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class ModelChoice:
     label: str
     task: str
     source: str
-    backend: str  # "pytorch", "onnxruntime" or "openvino"
+    backend: str  # a registry name: REFERENCE (PyTorch on the catalog's device) or one of EXPORT_BACKENDS
     licence: str
     trained: bool  # task layers fine-tuned (a saved folder) or random (a zoo backbone)
 
@@ -87,7 +89,7 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
     if kind == "zoo":
         entry = get_entry(source)
         note = "random backbone, untrained task layers" if not pretrained else "untrained task layers"
-        return [ModelChoice(f"{entry.name} ({task}: {note})", task, entry.name, "pytorch", entry.license, False)
+        return [ModelChoice(f"{entry.name} ({task}: {note})", task, entry.name, REFERENCE, entry.license, False)
                 for task in APP_TASKS if task in ZOO_TASK_SETUP]
     folder = Path(source).expanduser()
     if not folder.is_dir():
@@ -98,14 +100,13 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
         task = sidecar.get("task") or (sidecar.get("config") or {}).get("task")
         if task not in APP_TASKS:
             raise InputError(_unshown(folder, task))
-        try:
-            import surgenet_export  # noqa: F401
-        except ImportError as exc:
+        missing = [why for why in map(unavailable_reason, EXPORT_BACKENDS) if why]
+        if len(missing) == len(EXPORT_BACKENDS):
             raise InputError(f"{folder} is an exported model; running it needs the export extra: "
-                             'pip install "surgenet[export]".') from exc
+                             f'pip install "surgenet[export]" ({missing[0]}).')
         licence = sidecar.get("license") or _licence_of(sidecar.get("backbone") or sidecar.get("model"))
         return [ModelChoice(f"{folder.name} ({task}, {backend})", task, str(folder), backend, licence, True)
-                for backend in EXPORT_BACKENDS]
+                for backend in EXPORT_BACKENDS if unavailable_reason(backend) is None]
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder} holds neither config.json (save_pretrained) nor model.onnx (surgenet-export).")
     config = _read_config(folder)
@@ -113,7 +114,7 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
     if task not in APP_TASKS:
         raise InputError(_unshown(folder, task))
     licence = config.get("license") or _licence_of(config.get("backbone"))
-    return [ModelChoice(f"{folder.name} ({task}, fine-tuned)", task, str(folder), "pytorch", licence, True)]
+    return [ModelChoice(f"{folder.name} ({task}, fine-tuned)", task, str(folder), REFERENCE, licence, True)]
 
 
 class ModelCatalog:
@@ -169,11 +170,8 @@ class ModelCatalog:
                 self.predictor(menu[0].label).predict(np.zeros((64, 64, 3), np.uint8))
 
     def _load(self, choice: ModelChoice) -> Predictor:
-        if choice.backend != "pytorch":
-            from surgenet_export import load_runner
-
-            return Predictor(load_runner(choice.source, backend=choice.backend), batch_size=1,
-                             threshold=self.threshold)
+        if choice.backend != REFERENCE:
+            return Predictor(open_runner(choice.backend, choice.source, shape_per_batch=True), batch_size=1, threshold=self.threshold)
         from ..models import load_model
 
         if model_source(choice.source) == "zoo":

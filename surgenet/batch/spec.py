@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import runs_eager
 from ..exceptions import InputError
+from ..runtime.registry import REFERENCE, open_runner
 from ..tasks import MULTI_LABEL_TASKS, TASKS
 
 MODES = (*TASKS, "embed")
@@ -33,6 +35,7 @@ class ModelSpec:
     weights: str | None = None
     pretrained: bool = True
     device: str = "cpu"
+    backend: str = REFERENCE  # a PyTorch backend of the registry (segmentation, CVS, tools: any of them)
 
     def build(self):
         """The network: a task model, or for ``embed`` a backbone / a saved model's backbone.
@@ -67,6 +70,8 @@ class ModelSpec:
         """Changes when the model or its weights change: a done video is redone with another model."""
         facts = asdict(self)
         facts.pop("device")
+        if facts["backend"] == REFERENCE:  # the fingerprints of jobs run before backends were chosen stay
+            facts.pop("backend")
         for key in ("model", "weights"):
             path = Path(facts[key]).expanduser() if facts[key] else None
             if path is not None and path.exists():
@@ -99,6 +104,12 @@ class BatchModel:
         self.spec = spec
         self.model = spec.build().to(spec.device)
         self.width = self._output_width()
+        self.runner = None  # a registry runner of the model when the backend is not the eager model
+        if not runs_eager(spec.backend):
+            if spec.mode in ("phase", "embed"):
+                raise InputError(f"--backend {spec.backend} runs a model's logits; {spec.mode} outputs embeddings, "
+                                 "which the eager model gives: drop --backend.")
+            self.runner = open_runner(spec.backend, self.model, device=spec.device if spec.device != "cpu" else None)
 
     def _output_width(self) -> int:
         from ..postprocess import label_count
@@ -128,9 +139,9 @@ class BatchModel:
                 elif self.spec.mode == "phase":
                     values[real] = self.model.embed(x).float().cpu().numpy()
                 elif self.spec.mode in MULTI_LABEL_TASKS:
-                    values[real] = label_probabilities(self.model(x), self.spec.mode)
+                    values[real] = label_probabilities(self._logits(x), self.spec.mode)
                 else:
-                    logits = self.model(x).float()
+                    logits = self._logits(x)
                     for j, i in enumerate(real):
                         size = (int(batch["height"][i]), int(batch["width"][i]))
                         class_map = segmentation_labels(logits[j], size)
@@ -139,6 +150,15 @@ class BatchModel:
         out = {key: np.asarray(value) for key, value in batch.items() if key != "pixels"}
         out["values"], out["png"] = values, pngs
         return out
+
+
+    def _logits(self, x):
+        """The model's float32 logits of a batch: the eager model, or the backend's runner."""
+        import torch
+
+        if self.runner is None:
+            return self.model(x).float()
+        return torch.from_numpy(np.asarray(self.runner(x.cpu().numpy()), dtype=np.float32))
 
 
 def model_metadata(spec: ModelSpec, model: Any, transform_config: dict[str, Any]) -> dict[str, Any]:

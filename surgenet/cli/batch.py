@@ -13,6 +13,9 @@ import argparse
 
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
+from ..runtime.registry import backend_names
+
+TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))  # batch runs the PyTorch model
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -37,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
     p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases or tools")
+    p.add_argument("--backend", choices=TORCH_BACKENDS, metavar="NAME",
+                   help="the PyTorch backend of the registry that runs segmentation, CVS and tools models ("
+                        + ", ".join(TORCH_BACKENDS) + "; default torch-eager-fp32)")
     p.set_defaults(func=run_batch)
     e = subparsers.add_parser("embed", help="per-frame backbone embeddings of a video archive, to Parquet",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,12 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
+    from ..backends import check_runs_here, runs_eager
     from ..batch import BatchJob, ModelSpec, run_job
     from ..exceptions import InputError
+    from ..runtime.registry import REFERENCE, get_backend
 
     if args.engine == "local" and args.address:
         raise InputError("--address is for --engine ray; add --engine ray or drop --address.")
-    spec = ModelSpec(model=args.model, mode=mode, num_classes=getattr(args, "num_classes", None),
+    backend = get_backend(getattr(args, "backend", None) or REFERENCE).name
+    if backend != REFERENCE:
+        check_runs_here(backend, args.device if args.engine == "local" else None)
+        if not runs_eager(backend) and mode in ("phase", "embed"):
+            raise InputError(f"--backend {backend} runs a model's logits, and {mode} outputs embeddings, which the "
+                             "eager model gives: drop --backend.")
+    spec = ModelSpec(backend=backend, model=args.model, mode=mode, num_classes=getattr(args, "num_classes", None),
                      weights=str(args.weights) if args.weights else None, pretrained=not args.no_pretrained,
                      device=args.device if args.engine == "local" else "cpu")
     job = BatchJob(source=str(args.input), spec=spec, out=str(args.out), fps=args.fps,

@@ -7,8 +7,10 @@ under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase, CVS an
 A video runs through the real-time pipeline (surgenet.realtime: decoding, preprocessing,
 inference and writing overlapped) and ends with the sustained fps and the time of each stage;
 ``--realtime`` plays it at its frame rate and drops stale frames rather than fall behind.
-``--model`` may be a surgenet-export folder, run by ``--backend`` (onnxruntime, openvino,
-openvino-int8, tensorrt, ...).
+``--backend`` takes any name of the backend registry, the names the latency benchmark prints:
+PyTorch ones (``torch-eager-fp32``, the default, on ``--device``; ``torch-cuda-graphs-fp16`` ...)
+run a PyTorch model, the others a surgenet-export folder given as ``--model`` (``onnxruntime-cpu``,
+``openvino-bf16``, ``openvino-int8``, ``tensorrt``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import BACKENDS
+from ..runtime.registry import BACKENDS as BACKEND_NAMES
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
@@ -33,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=model_reference,
                    help="zoo name (surgenet list), a folder written by save_pretrained, a Hub repo id, or a "
                         "surgenet-export output folder")
-    p.add_argument("--backend", choices=BACKENDS,
-                   help="engine: torch (default for PyTorch models); an export folder also runs with onnxruntime, "
-                        "openvino[-bf16], openvino-int8[-bf16] (model.int8.xml) or tensorrt (default: its own choice)")
+    p.add_argument("--backend", choices=BACKENDS, metavar="NAME",
+                   help="a backend of the registry: " + ", ".join(BACKENDS[:len(BACKEND_NAMES)]) + " (older names "
+                        + ", ".join(BACKENDS[len(BACKEND_NAMES):]) + " too); PyTorch ones run a PyTorch model, the "
+                        "others a surgenet-export folder (default: torch-eager-fp32, or the folder's own choice)")
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
     p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases (phase) or tools (tools)")
     p.add_argument("--weights", type=existing_path,
@@ -99,7 +103,9 @@ def _warn_if_untrained(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backends import AUTO, eager_device, is_export_folder, runs_eager
     from ..io import is_video
+    from ..runtime.registry import open_runner
     from ..models import load_model
     from ..predict import Predictor
     from ..visualize import save_png
@@ -109,13 +115,17 @@ def run(args: argparse.Namespace) -> int:
     source, out = Path(args.input), Path(args.out)
     kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
     backend = _check_video_options(args, source, kind)
-    if backend == "torch":
+    eager = runs_eager(backend) if backend != AUTO else False
+    if is_export_folder(args.model):
+        model = _exported_model(args, backend)
+    else:
         model = load_model(args.model, task=args.task, num_classes=args.num_classes,
                            pretrained=not args.no_pretrained, weights=args.weights)
         _warn_if_untrained(args)
-    else:
-        model = _exported_model(args, backend)
-    predictor = Predictor(model, device=args.device if backend == "torch" else None, batch_size=args.batch_size,
+        if not eager:  # compiled, FP16, channels_last, CUDA graphs: the registry's runner of the model
+            model = open_runner(backend, model, device=args.device)
+    device = eager_device(backend, args.device) if eager else None  # a runner holds its own device
+    predictor = Predictor(model, device=device, batch_size=args.batch_size,
                           normalization=args.normalization, threshold=args.threshold,
                           keep_images=not args.no_overlay)
     if kind == "video" and args.keyframe_every is None:
@@ -171,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> str:
     """The backend, and the video options checked (the clip opened) before any model is built."""
-    from ..backends import check_backend
+    from ..backends import AUTO, check_backend, check_runs_here
     from ..exceptions import InputError
     from ..io.video import video_info
 
@@ -187,7 +197,10 @@ def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> s
                          "--recursive).")
     if kind == "video":
         video_info(source)  # missing, undecodable or no video stream: one line now, not after the model loads
-    return check_backend(args.model, args.backend)
+    backend = check_backend(args.model, args.backend)
+    if backend != AUTO:
+        check_runs_here(backend, args.device)
+    return backend
 
 
 def _exported_model(args: argparse.Namespace, backend: str) -> Any:

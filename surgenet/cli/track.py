@@ -24,10 +24,13 @@ import itertools
 import sys
 from pathlib import Path
 
-from ..exceptions import InputError
-from ..video.methods import METHODS
 from ..console.checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
+from ..exceptions import InputError
+from ..runtime.registry import backend_names
+from ..video.methods import METHODS
 
+# The propagators need the PyTorch model itself, so keyframes run on a PyTorch backend.
+TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))
 INSTRUMENT_WORDS = ("tool", "instrument", "grasper", "hook", "clipper", "scissors", "irrigator", "forceps",
                     "bipolar", "trocar", "needle")
 
@@ -53,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=existing_file, help="fine-tuned weights for a zoo model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--device", type=device_name, help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--backend", choices=TORCH_BACKENDS, metavar="NAME",
+                   help="keyframe mode: the PyTorch backend of the registry that segments keyframes ("
+                        + ", ".join(TORCH_BACKENDS) + "; default torch-eager-fp32 on --device)")
     p.add_argument("--track-classes", type=int, nargs="+", metavar="ID",
                    help="class ids that are instruments (default: the mask's objects, or the model's classes "
                         "named tool/instrument/grasper/...)")
@@ -72,6 +78,13 @@ def _check(args: argparse.Namespace) -> None:
     if args.keyframe_every is not None and args.mask is not None:
         raise InputError("--keyframe-every is for keyframe mode (--model without --mask); with --mask the first "
                          "frame's mask is carried through every frame.")
+    if getattr(args, "backend", None) is not None:
+        from ..backends import check_runs_here
+
+        if args.mask is not None:
+            raise InputError("--backend picks what segments keyframes (--model without --mask); with --mask the "
+                             "first frame's mask is carried and no model segments frames.")
+        check_runs_here(args.backend, args.device)
     if args.keyframe_every is None:
         args.keyframe_every = 10
 
@@ -82,6 +95,18 @@ def _instrument_classes(args: argparse.Namespace, class_names: list[str]) -> lis
     if args.mask is not None:
         return list(range(1, len(class_names)))
     return [i for i, n in enumerate(class_names) if any(w in n.lower() for w in INSTRUMENT_WORDS)]
+
+
+def _keyframe_predictor(model, args: argparse.Namespace):
+    """The Predictor of keyframes: the model on --device, or the registry's runner of it."""
+    from ..backends import eager_device, runs_eager
+    from ..predict import Predictor
+    from ..runtime.registry import REFERENCE, get_backend, open_runner
+
+    backend = get_backend(getattr(args, "backend", None) or REFERENCE)
+    if runs_eager(backend.name):
+        return Predictor(model, device=eager_device(backend.name, args.device), batch_size=1)
+    return Predictor(open_runner(backend, model, device=args.device), batch_size=1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,10 +158,9 @@ def run(args: argparse.Namespace) -> int:
         class_names = ["background", *[f"object_{i}" for i in range(1, num_classes)]]
         outputs = propagate_mask(frames, first_mask, propagator, num_classes)
     else:
-        from ..predict import Predictor
         from ..video.keyframes import KeyframePolicy, KeyframeSegmenter
 
-        predictor = Predictor(model, device=args.device, batch_size=1)
+        predictor = _keyframe_predictor(model, args)
         class_names = list(predictor.class_names)
         if len(class_names) == 1:
             class_names = ["background", *class_names]

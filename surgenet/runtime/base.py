@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ExportError
+from .errors import ExportError
 
 
 class Runner(ABC):

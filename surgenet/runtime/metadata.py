@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from surgenet._version import __version__ as SURGENET_VERSION
-from surgenet.io.atomic import atomic_write_bytes, atomic_write_text
+from .._version import __version__ as SURGENET_VERSION
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 
 from .errors import ExportError
 

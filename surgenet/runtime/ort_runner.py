@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..metadata import config_from_props
+from .errors import BackendUnavailableError
+from .metadata import config_from_props
 from .base import Runner
 
 PROVIDER_OF = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}

@@ -1,8 +1,8 @@
-"""Errors of the export tools; all are :class:`surgenet.exceptions.SurgeNetError` subclasses."""
+"""Errors of exporting and running exported models; all are :class:`surgenet.exceptions.SurgeNetError` subclasses."""
 
 from __future__ import annotations
 
-from surgenet.exceptions import SurgeNetError
+from ..exceptions import SurgeNetError
 
 
 class ExportError(SurgeNetError):

@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ExportError
-from ..metadata import read_json, read_onnx_config, sidecar_path
+from .errors import BackendUnavailableError, ExportError
+from .metadata import read_json, read_onnx_config, sidecar_path
 from .base import Runner
 
 
@@ -66,3 +66,47 @@ class OpenVINORunner(Runner):
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+class StaticShapeOpenVINO:
+    """OpenVINO compiled for one input shape at a time (faster on CPU than a dynamic model).
+
+    By default one model per size (H, W), for the graph's batch if it is fixed, else the first
+    batch it is given; other batches are split and padded (:func:`~surgenet.runtime.shapes.split_batches`),
+    never recompiled: frame graphs only (segmentation, CVS). With ``shape_per_batch`` one model per
+    (N, H, W), each batch compiled on its first call, which also runs streaming (phase) graphs."""
+
+    def __init__(self, path: str | Path, precision: str = "f32", threads: int | None = None,
+                 shape_per_batch: bool = False) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendUnavailableError("OpenVINO is not installed: pip install openvino.") from exc
+
+        self.path, self.precision, self.threads = Path(path), precision, threads
+        self.shape_per_batch = bool(shape_per_batch)
+        self.config: dict[str, Any] = (read_json(sidecar_path(self.path))["config"] if self.path.suffix == ".xml"
+                                       else read_onnx_config(self.path))
+        if self.config.get("streaming") and not self.shape_per_batch:
+            raise ExportError(f"{path}: a streaming (phase) graph runs with --backend onnxruntime or tensorrt.")
+        first = ov.Core().read_model(str(self.path)).inputs[0].get_partial_shape()[0]
+        self.fixed_batch = first.get_length() if first.is_static else None
+        self._compiled: dict[tuple[int, ...], tuple[int, OpenVINORunner]] = {}  # shape key -> (batch, runner)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from .shapes import split_batches
+
+        n, _, h, w = x.shape
+        key = (n, h, w) if self.shape_per_batch else (h, w)
+        if key not in self._compiled:
+            batch = n if self.shape_per_batch else self.fixed_batch or n
+            self._compiled[key] = batch, OpenVINORunner(self.path, precision=self.precision,
+                                                        static_shape=(batch, h, w), threads=self.threads,
+                                                        config=self.config)
+        batch, runner = self._compiled[key]
+        return runner(x) if self.shape_per_batch else split_batches(runner, x, batch)
+
+    def reset(self) -> None:
+        """Forget the temporal state of every compiled shape (streaming graphs)."""
+        for _, runner in self._compiled.values():
+            runner.reset()

@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._cuda import create_trt_object, import_tensorrt
-from ..errors import BackendUnavailableError, ExportError
-from ..metadata import read_json, sidecar_path
+from .cuda import create_trt_object, import_tensorrt
+from .errors import BackendUnavailableError, ExportError
+from .metadata import read_json, sidecar_path
 from .base import Runner
 
 

@@ -1,6 +1,7 @@
-"""Runners with one interface (``runner(x) -> logits``, ``runner.config``) for every backend.
+"""``load_runner(path)``: a runner of an exported file or folder, its runtime picked from the file.
 
-``load_runner(path)`` picks the backend from the file: ``.onnx`` -> ONNX Runtime (or OpenVINO),
+(A backend of the registry, runtime and precision together, opens with
+:func:`surgenet.runtime.registry.open_runner`.) ``load_runner`` picks the runtime from the file: ``.onnx`` -> ONNX Runtime (or OpenVINO),
 ``.xml`` (the int8 IR of ``--int8``) -> OpenVINO, ``.engine``/``.plan`` -> TensorRT, a folder -> its engine when a GPU is present and the engine
 runs here (else its ONNX file, with a warning), or a ``save_pretrained`` folder -> PyTorch.
 """
@@ -11,10 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailableError, ExportError
 from .base import Runner
-
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+from .errors import BackendUnavailableError, ExportError
+from .registry import RUNTIMES
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 
@@ -33,8 +33,8 @@ def load_runner(path: str | Path, backend: str | None = None, device: str | None
         >>> logits = runner(batch)          # float32 (N, 3, H, W) -> numpy logits
         >>> surgenet.Predictor(runner)      # the same Predictor as for the PyTorch model
     """
-    if backend is not None and backend not in BACKENDS:
-        raise ExportError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}.")
+    if backend is not None and backend not in RUNTIMES:
+        raise ExportError(f"unknown backend {backend!r}; valid: {', '.join(RUNTIMES)}.")
     path = Path(path).expanduser()
     if not path.exists():
         raise ExportError(f"{path} does not exist.")
@@ -50,11 +50,10 @@ def load_runner(path: str | Path, backend: str | None = None, device: str | None
     if path.suffix == ".xml" and backend != "openvino":
         raise ExportError(f"{path} is an OpenVINO IR; only backend='openvino' runs it.")
     if backend == "torch":
-        import surgenet
-
+        from ..models import load_model
         from .torch_runner import TorchRunner
 
-        return TorchRunner(surgenet.load_model(path), device=device, **options)
+        return TorchRunner(load_model(path), device=device, **options)
     if path.suffix in ENGINE_SUFFIXES and backend != "tensorrt":
         raise ExportError(f"{path} is a TensorRT plan; only backend='tensorrt' runs it.")
     if backend == "tensorrt":
@@ -118,4 +117,4 @@ def _pick_in_folder(folder: Path, backend: str | None) -> tuple[Path, str | None
                       "point at the output folder of surgenet-export.")
 
 
-__all__ = ["BACKENDS", "Runner", "load_runner"]
+__all__ = ["ENGINE_SUFFIXES", "Runner", "load_runner"]
