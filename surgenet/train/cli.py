@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .finetune import register as register_finetune
 
     register_finetune(sub)
+    from .distill import register as register_distill
+
+    register_distill(sub)
     return parser
 
 

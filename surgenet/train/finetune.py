@@ -158,7 +158,6 @@ def _check_weightings(cfg: FinetuneConfig) -> None:
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg.task``'s model; returns the best validation metrics (``score`` and the rest)."""
     from .. import create_transform
-    from .curves import PLOT_FILE, plot_curves
     from ..devices import resolve_device
     from .finetune_tasks import TASKS
 
@@ -182,6 +181,23 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         task.prepare(model, out / "features")
         model.train()
     optimizer = _optimizer(model, cfg)
+    return run_epochs(cfg, task, model, optimizer, out, state, resume,
+                      card_extra={"fine_tuned": to_dict(cfg)}, title=f"{cfg.task}: {cfg.model}")
+
+
+def run_epochs(cfg, task, model, optimizer: torch.optim.Optimizer, out: Path, state: dict[str, Any] | None,
+               resume: bool, card_extra: dict[str, Any], title: str, on_best=None) -> dict[str, Any]:
+    """The epochs of a run: the lr schedule, validation, the best model to ``OUT/best``, the log,
+    the curves and ``OUT/last.pth`` after every epoch (``state``: a loaded ``last.pth`` to continue).
+
+    Shared by fine-tuning and distillation (:mod:`surgenet.train.distill`): ``task`` offers
+    ``train_batches``, ``loss`` and ``validate``; ``cfg`` the schedule fields (epochs, warmup,
+    patience, grad_clip). ``on_best(record)``, when given, returns more card fields for the best model.
+    """
+    from tqdm.auto import tqdm
+
+    from .curves import PLOT_FILE, plot_curves
+
     steps_per_epoch = max(1, len(task.train_batches(0)))
     factor = lr_factors(cfg.epochs * steps_per_epoch, cfg.warmup)
     start_epoch, best = 0, {"score": -float("inf")}
@@ -196,8 +212,6 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     records = records_until(out / "log.jsonl", start_epoch, "epoch") if resume else []
     has_val = task_has_val(task)
     try:
-        from tqdm.auto import tqdm
-
         for epoch in range(start_epoch, cfg.epochs):
             if has_val and cfg.patience and best.get("epoch") is not None and epoch - best["epoch"] >= cfg.patience:
                 logger.warning("early stop after epoch %d: no better validation score for %d epochs (best %.4f "
@@ -205,7 +219,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
                 break
             started = time.perf_counter()
             model.train()
-            if cfg.task == "phase" and cfg.cache_features:
+            if cfg.task == "phase" and getattr(cfg, "cache_features", False):
                 model.backbone.eval()  # frozen: no dropout/drop-path noise in what the features mean
             losses = []
             bar = tqdm(task.train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
@@ -234,11 +248,12 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
             if score > best["score"]:
                 best = {"score": score, "epoch": epoch + 1, "class_names": model.class_names,
                         **{k: v for k, v in record.items() if k != "epoch"}}
-                model.save_pretrained(out / "best", card_extra={"fine_tuned": to_dict(cfg)})
+                extra = {**card_extra, **(on_best(record) if on_best is not None else {})}
+                model.save_pretrained(out / "best", card_extra=extra)
             log.write(record)
             records.append(record)
             tqdm.write(_summary(record, model.class_names))
-            plot_curves(records, out / PLOT_FILE, title=f"{cfg.task}: {cfg.model}")
+            plot_curves(records, out / PLOT_FILE, title=title)
             atomic_torch_save({"format": FINETUNE_FORMAT, "model": model.state_dict(),
                                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "best": best,
                                "rng": capture_rng(), "config": to_dict(cfg)}, out / LAST)
