@@ -301,7 +301,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..cli.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
+    from ..console.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
                               output_folder, positive_float, positive_int)
     from ..tasks import TASKS
     from .cli import positive_fps
