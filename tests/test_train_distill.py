@@ -141,6 +141,78 @@ def test_teacher_cache_is_rebuilt_for_another_teacher(tmp_path):
     assert other.fill(teacher, (0.5,) * 3, (0.25,) * 3) == 4 and teacher.frames_seen == 4
 
 
+# ----------------------------------------------------------------------------- training views
+def _quadrant_cache(folder: Path, n: int = 3, size: int = 32, reduction: int = 4) -> Path:
+    """A cache whose frames, teacher logits and masks all show the same 4 quadrants (class 2*row + column half)."""
+    folder.mkdir(parents=True)
+    rows, cols = np.indices((size, size))
+    classes = 2 * (rows >= size // 2) + (cols >= size // 2)
+    grey = (40 + 50 * classes).astype(np.uint8)
+    small = classes[::reduction, ::reduction]  # each reduced cell lies inside one quadrant
+    logits = np.stack([(small == c) * 8.0 for c in range(4)]).astype(np.float16)
+    for name, array in (("images", np.repeat(grey[None, :, :, None], 3, axis=3).repeat(n, 0)),
+                        ("logits", np.repeat(logits[None], n, 0)), ("targets", np.repeat(classes[None], n, 0)
+                                                                      .astype(np.uint8)),
+                        ("done", np.ones(n, np.uint8))):
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
+    return folder
+
+
+def test_training_views_crop_the_frame_the_teacher_logits_and_the_mask_alike(tmp_path):
+    from surgenet.train.distill_task import CachedFrames
+
+    folder = _quadrant_cache(tmp_path / "cache")
+    frames = CachedFrames(folder, "segmentation", (0.0,) * 3, (1.0,) * 3, crop_scale=(0.3, 0.6))
+    shares = []
+    for epoch in range(4):
+        frames.epoch = epoch
+        for index in range(len(frames)):
+            x, logits, target, labelled = frames[index]
+            assert labelled and x.shape == (3, 32, 32) and logits.shape == (4, 8, 8) and target.shape == (32, 32)
+            teacher = torch.nn.functional.interpolate(logits[None].float(), size=(32, 32), mode="bilinear",
+                                                      align_corners=False)[0].argmax(0)
+            assert (teacher == target).float().mean() > 0.9
+            # colour jitter of a grey frame is monotone: the brighter quadrants stay the higher classes
+            grey = x[0]
+            present = [c for c in range(4) if (target == c).sum() > 20]
+            medians = [grey[target == c].median().item() for c in present]
+            assert medians == sorted(medians) and len(set(medians)) == len(medians)
+            shares.append((target == 0).float().mean().item())
+    assert max(abs(share - 0.25) for share in shares) > 0.05  # the views are crops, not the whole frame
+    whole = CachedFrames(folder, "segmentation", (0.0,) * 3, (1.0,) * 3, crop_scale=(1.0, 1.0))
+    assert all((whole[i][2] == 0).float().mean().item() == 0.25 for i in range(len(whole)))
+
+
+def test_label_term_is_the_class_weighted_cross_entropy():
+    from types import SimpleNamespace
+
+    from surgenet.train.distill_task import DistillTask
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 3, 4, 5)) * 2
+    target = rng.integers(0, 3, size=(2, 4, 5))
+    target[0, 0, :2] = 255
+    weight = np.array([0.5, 2.0, 1.0])
+    cfg = SimpleNamespace(kd_weight=0.0, gt_weight=1.0, temperature=2.0, dice_weight=0.0)
+    task = DistillTask(cfg, "segmentation", Path("."), class_weight=torch.tensor(weight, dtype=torch.float32))
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = torch.nn.Parameter(torch.tensor(logits, dtype=torch.float32))
+
+        def forward(self, x):
+            return self.out
+
+    batch = (torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 1, 1), torch.tensor(target), torch.tensor([True, True]))
+    p = _softmax(logits, 1)
+    valid = target != 255
+    picked = np.take_along_axis(p, np.where(valid, target, 0)[:, None], 1)[:, 0]
+    w = weight[np.where(valid, target, 0)]
+    expected = (w * -np.log(picked))[valid].sum() / w[valid].sum()
+    assert task.loss(Fixed(), batch).item() == pytest.approx(expected, rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def disc_teacher(tmp_path_factory) -> Path:

@@ -12,7 +12,8 @@ frames serve both terms. The teacher labels every frame once, into ``OUT/teacher
 (:mod:`surgenet.train.distill_cache`: memory-mapped, float16 logits at 1/``--cache-reduction`` of
 the input side, resumable after a kill). Loss (:mod:`surgenet.train.distill_loss`):
 ``kd_weight * T^2 * KL(teacher_T || student_T) + gt_weight * label loss`` with ``T =
---temperature`` (default 2), weights 1 and 1 (``--gt-weight 0``: imitation only). Training,
+--temperature`` (default 2), weights 1 and 1 (``--gt-weight 0``: imitation only); the label
+loss and the training views (scale-crops, flips, colour jitter) are fine-tuning's. Training,
 ``--resume``, ``OUT/log.jsonl``, ``OUT/curves.png`` and validation on ``--val`` are the
 fine-tuning ones; the best student goes to ``OUT/best`` (``surgenet.load_model(OUT/best)``), its
 card naming the teacher, the data and the validation scores of both.
@@ -61,6 +62,8 @@ class DistillConfig:
     kd_weight: float = 1.0
     gt_weight: float = 1.0
     dice_weight: float = 1.0  # label loss of segmentation: cross-entropy + dice_weight * soft Dice
+    class_weighting: str = "inverse-sqrt"  # its cross-entropy class weights, as finetune (none, median-frequency)
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # segmentation training views: share of the frame's area
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
@@ -174,6 +177,13 @@ def _check_numbers(cfg: DistillConfig) -> None:
             raise InputError(f"{key} must be >= 0, not {getattr(cfg, key)}.")
     if cfg.image_size % cfg.cache_reduction:
         raise InputError(f"--cache-reduction {cfg.cache_reduction} must divide --image-size {cfg.image_size}.")
+    from .losses import CLASS_WEIGHTINGS
+
+    if cfg.class_weighting not in CLASS_WEIGHTINGS:
+        raise InputError(f"class_weighting {cfg.class_weighting!r} is not one of {', '.join(CLASS_WEIGHTINGS)}.")
+    low, high = (float(v) for v in cfg.crop_scale)
+    if not 0 < low <= high <= 1:
+        raise InputError(f"crop_scale {list(cfg.crop_scale)} must be two shares 0 < low <= high <= 1.")
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_cache_batch=None) -> dict[str, Any]:
@@ -188,7 +198,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_ca
     from .distill_cache import FrameSet, TeacherCache
     from .distill_task import DistillTask
     from .finetune import LAST, _optimizer, load_checkpoint_state, run_epochs
-    from .finetune_tasks import weights_digest
+    from .finetune_tasks import segmentation_class_weight, weights_digest
 
     _check_numbers(cfg)
     tconfig = teacher_config(cfg)
@@ -216,7 +226,9 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_ca
 
     student = build_student(cfg, teacher).train().to(device)
     transform = create_transform(student)
-    dtask = DistillTask(cfg, task, cache.folder, val)
+    class_weight = (segmentation_class_weight(train, cfg.class_weighting)
+                    if task == "segmentation" and train is not None and cfg.gt_weight > 0 else None)
+    dtask = DistillTask(cfg, task, cache.folder, val, class_weight=class_weight)
     dtask.bind(student, transform)
     teacher_scores = _teacher_scores(teacher, val, cfg) if val is not None else None
     teacher.to("cpu")  # its work is done: free the accelerator for the student
@@ -287,7 +299,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     for key in ("teacher", "teacher_weights", "task", "num_classes", "student", "student_weights", "fps", "train",
                 "val", "image_size", "cache_reduction", "temperature", "kd_weight", "gt_weight", "epochs",
-                "batch_size", "lr", "patience", "device", "num_workers"):
+                "batch_size", "lr", "patience", "device", "num_workers", "class_weighting"):
         value = getattr(args, key, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value, default=str)}")
@@ -305,6 +317,7 @@ def register(sub) -> None:
                               output_folder, positive_float, positive_int)
     from ..tasks import TASKS
     from .cli import positive_fps
+    from .losses import CLASS_WEIGHTINGS
 
     def student_name(text: str) -> str:
         try:
@@ -332,6 +345,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=positive_float, help="softmax temperature T (default 2)")
     p.add_argument("--kd-weight", type=non_negative_float, help="weight of T^2 KL (default 1)")
     p.add_argument("--gt-weight", type=non_negative_float, help="weight of the label loss (default 1; 0: off)")
+    p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
+                   help="cross-entropy class weights of the label loss (default inverse-sqrt, as finetune)")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)

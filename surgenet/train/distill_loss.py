@@ -10,7 +10,8 @@ at a reduced resolution, are resized bilinearly to the student's output first. M
 tasks (CVS, tools) take the binary KL of each independent sigmoid, averaged over the labels.
 
 The full loss is ``kd_weight * KL + gt_weight * GT``, GT the fine-tuning loss of the task
-(segmentation: cross-entropy + soft Dice with 255 = ignore; CVS, tools: binary cross-entropy)
+(segmentation: cross-entropy, class-weighted as fine-tuning, + soft Dice with 255 = ignore;
+CVS, tools: binary cross-entropy)
 over the items of the batch that carry labels; a batch without any has the KL term alone.
 """
 

@@ -2,10 +2,13 @@
 
 It offers what :func:`surgenet.train.finetune.run_epochs` needs (``train_batches``, ``loss``,
 ``validate``, ``val_set``), so the epochs, the schedule, resume, the log, the curves and the
-best-model choice are the fine-tuning ones. Training views are the cached frames flipped
-left-right half of the time (the teacher's logits and the mask flipped alike) with colour jitter
+best-model choice are the fine-tuning ones. Training views are fine-tuning's: for segmentation a
+random scale-crop (``crop_scale`` of the frame's area, as ``finetune --task segmentation``) and a
+left-right flip, applied alike to the frame, the teacher's logits and the mask; then colour jitter
 on the student's input only: the teacher's answer for the plain frame is the target for a
-recoloured one, a consistency signal that costs no teacher call.
+recoloured one, a consistency signal that costs no teacher call. The label term is fine-tuning's
+loss, class weights included (``class_weighting``, from the labelled set's masks), so that the
+student trained on labels alone differs from the distilled one only by the teacher.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..tasks import MULTI_LABEL_TASKS
 from .distill_loss import soft_kl
 from .finetune_tasks import _device, _loader, multilabel_scores, segmentation_scores
 from .losses import dice_ce_loss
-from .seg_augment import colour_jitter
+from .seg_augment import SegmentationAugment, colour_jitter, resize_image, resize_mask
 
 
 class CachedFrames(torch.utils.data.Dataset):
@@ -33,8 +36,10 @@ class CachedFrames(torch.utils.data.Dataset):
     a resumed run sees the same views.
     """
 
-    def __init__(self, folder: Path, task: str, mean, std, seed: int = 0, augment: bool = True) -> None:
+    def __init__(self, folder: Path, task: str, mean, std, seed: int = 0, augment: bool = True,
+                 crop_scale: tuple[float, float] = (0.5, 1.0)) -> None:
         self.folder, self.task, self.seed, self.augment = Path(folder), task, seed, augment
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
         self.epoch = 0
@@ -66,25 +71,48 @@ class CachedFrames(torch.utils.data.Dataset):
             target_t = torch.from_numpy(np.nan_to_num(target, nan=0.0).astype(np.float32))
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            if self.task == "segmentation" and rng.random() < 0.5:
-                x, logits, target_t = x.flip(-1), logits.flip(-1), target_t.flip(-1)
+            if self.task == "segmentation":
+                x, logits, target_t = self._view(x, logits, target_t, rng)
             b, c, s = rng.uniform(0.8, 1.2, size=3)
             x = colour_jitter(x, float(b), float(c), float(s))
         return (x - self.mean) / self.std, logits, target_t, labelled
 
 
+    def _view(self, x: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, rng: np.random.Generator):
+        """One scale-crop and flip of the frame, its (reduced) teacher logits and its mask, aligned.
+
+        The logits are resized bilinearly to the frame's size, cropped with it, and resized back to
+        the cache's resolution; the mask takes the crop by nearest neighbour (255 stays ignore).
+        """
+        size = tuple(x.shape[-2:])
+        view = SegmentationAugment(size, scale=self.crop_scale, jitter=0.0).sample(*size, rng)
+        if (view.height, view.width) != size:
+            box = (slice(view.top, view.top + view.height), slice(view.left, view.left + view.width))
+            x = resize_image(x[:, box[0], box[1]], size)
+            full = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+            logits = F.interpolate(full[None, :, box[0], box[1]], size=tuple(logits.shape[-2:]), mode="bilinear",
+                                   align_corners=False)[0]
+            target = torch.from_numpy(resize_mask(target[box[0], box[1]].numpy(), size))
+        if view.flip:
+            x, logits, target = x.flip(-1), logits.flip(-1), target.flip(-1)
+        return x, logits, target
+
+
 class DistillTask:
     """KL to the cached teacher (weight ``kd_weight``) plus the task's label loss (``gt_weight``)."""
 
-    def __init__(self, cfg, task: str, cache_folder: Path, val_source=None) -> None:
+    def __init__(self, cfg, task: str, cache_folder: Path, val_source=None,
+                 class_weight: torch.Tensor | None = None) -> None:
         self.cfg, self.name, self.cache_folder = cfg, task, Path(cache_folder)
         self.val_source = val_source
+        self.class_weight = class_weight  # segmentation cross-entropy weights (fine-tuning's), or None
         self.val_set = None
 
     def bind(self, model, transform) -> None:
         from .data.labelled import LabelSamples, SegmentationSamples
 
-        self.train_set = CachedFrames(self.cache_folder, self.name, transform.mean, transform.std, seed=self.cfg.seed)
+        self.train_set = CachedFrames(self.cache_folder, self.name, transform.mean, transform.std, seed=self.cfg.seed,
+                                      crop_scale=tuple(getattr(self.cfg, "crop_scale", (0.5, 1.0))))
         if self.val_source is not None:
             self.val_set = (SegmentationSamples(self.val_source, transform) if self.name == "segmentation"
                             else LabelSamples(self.val_source, transform))
@@ -105,7 +133,8 @@ class DistillTask:
             if multilabel:
                 gt = F.binary_cross_entropy_with_logits(out[chosen].float(), target[chosen])
             else:
-                gt = dice_ce_loss(out[chosen], target[chosen], IGNORE_INDEX, dice_weight=self.cfg.dice_weight)
+                gt = dice_ce_loss(out[chosen], target[chosen], IGNORE_INDEX, dice_weight=self.cfg.dice_weight,
+                                  class_weight=self.class_weight)
             loss = loss + self.cfg.gt_weight * gt
         return loss
 
