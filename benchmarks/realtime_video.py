@@ -97,7 +97,6 @@ def make_sink(kind: str, out: Path, fps: float, stack: Any) -> Any:
 def cpu_profile(predictor: Any, clip: Path, frames: int, sink: Any) -> dict[str, float]:
     """CPU ms per frame of each stage, run one after the other (see the module docstring)."""
     from surgenet.io.video import iter_video
-    from surgenet.predict import _Frame
     from surgenet.realtime import STAGES
 
     totals = dict.fromkeys(STAGES, 0.0)
@@ -112,7 +111,7 @@ def cpu_profile(predictor: Any, clip: Path, frames: int, sink: Any) -> dict[str,
             c1 = clock()
             x = predictor.transform(vf.image)
             c2 = clock()
-            finishers, state = predictor.infer_batch([_Frame(vf.index, str(clip), vf.time, vf.image)], x[None], state)
+            finishers, state = predictor.infer_batch([vf], x[None], state)
             c3 = clock()
             result = finishers[0]()
             c4 = clock()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 
 from .devices import resolve_device
 from .exceptions import InputError
-from .io import as_rgb_array, is_video, iter_video, list_images
+from .io import Frame, as_rgb_array, is_video, iter_video, list_images
 from .models.base import SurgeNetModel
 from .postprocess import label_names, label_probabilities, segmentation_labels
 from .results import MULTI_LABEL_RESULTS, FrameResult, PhaseResult, SegmentationResult
@@ -46,14 +45,6 @@ class InferenceBackend(Protocol):
     config: dict[str, Any]
 
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass
-class _Frame:
-    index: int
-    source: str
-    time: float | None
-    image: np.ndarray
 
 
 def _log_error(source: str, exc: Exception) -> None:
@@ -145,7 +136,7 @@ class Predictor:
             raise InputError(f"{source} is a {'folder' if Path(source).is_dir() else 'video'}; predict() takes one "
                              "image. Use predict_path() (or predict_folder / predict_video), which yields a result "
                              "per frame.")
-        frame = _Frame(0, source, None, as_rgb_array(image))
+        frame = Frame(0, Path(source).stem if source else "image", as_rgb_array(image), None, source)
         return next(self._run(iter([frame])))
 
     def predict_images(self, images: Iterable[Any]) -> Iterator[FrameResult]:
@@ -154,7 +145,7 @@ class Predictor:
         ``images`` may be a generator fed live (e.g. from a capture card); with ``batch_size=1``
         each result comes out as soon as its frame is in.
         """
-        frames = (_Frame(i, str(img) if isinstance(img, (str, Path)) else "", None, as_rgb_array(img))
+        frames = (Frame(i, f"image_{i:06d}", as_rgb_array(img), None, str(img) if isinstance(img, (str, Path)) else "")
                   for i, img in enumerate(images))
         return self._run(frames)
 
@@ -166,7 +157,7 @@ class Predictor:
 
     def predict_video(self, path: str | Path, stride: int = 1) -> Iterator[FrameResult]:
         """Every ``stride``-th frame of a video, decoded as a stream (memory does not grow with its length)."""
-        return self._run(_Frame(f.index, str(path), f.time, f.image) for f in iter_video(path, stride))
+        return self._run(iter_video(path, stride))
 
     def predict_path(self, path: str | Path, stride: int = 1, recursive: bool = False,
                      on_error: ErrorHandler | None = None) -> Iterator[FrameResult]:
@@ -233,16 +224,16 @@ class Predictor:
 
     # ----------------------------------------------------------------------------- internals
     @staticmethod
-    def _folder_frames(files: list[Path], on_error: ErrorHandler) -> Iterator[_Frame]:
+    def _folder_frames(files: list[Path], on_error: ErrorHandler) -> Iterator[Frame]:
         for index, file in enumerate(files):
             try:
                 image = as_rgb_array(file)
             except InputError as exc:
                 on_error(str(file), exc)
                 continue
-            yield _Frame(index, str(file), None, image)
+            yield Frame(index, file.stem, image, None, str(file))
 
-    def _run(self, frames: Iterator[_Frame]) -> Iterator[FrameResult]:
+    def _run(self, frames: Iterator[Frame]) -> Iterator[FrameResult]:
         state = None
         while True:
             chunk = [f for _, f in zip(range(self.batch_size), frames)]
@@ -253,7 +244,7 @@ class Predictor:
             for finish in finishers:
                 yield finish()
 
-    def infer_batch(self, chunk: list[_Frame], batch: torch.Tensor,
+    def infer_batch(self, chunk: list[Frame], batch: torch.Tensor,
                     state: Any = None) -> tuple[list[Callable[[], FrameResult]], Any]:
         """The inference stage of a batch of consecutive frames (``batch``: their ``self.transform``).
 
@@ -286,7 +277,7 @@ class Predictor:
         out = self.backend(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
-    def _phase(self, chunk: list[_Frame], batch: torch.Tensor, state):
+    def _phase(self, chunk: list[Frame], batch: torch.Tensor, state):
         if self.model is None:
             return self._phase_backend(chunk, batch, state)
         with self._eval():
@@ -302,7 +293,7 @@ class Predictor:
                                            probabilities=probs))
         return results, state
 
-    def _phase_backend(self, chunk: list[_Frame], batch: torch.Tensor, state: list[np.ndarray] | None):
+    def _phase_backend(self, chunk: list[Frame], batch: torch.Tensor, state: list[np.ndarray] | None):
         """The exported online step, one frame at a time; the state stays here, not in the runner."""
         if state is None:
             state = [np.asarray(s, dtype=np.float32) for s in self.backend.initial_state(1)]
@@ -319,7 +310,7 @@ class Predictor:
                                        probabilities=probs))
         return results, state
 
-    def _postprocess(self, frame: _Frame, logits: torch.Tensor) -> FrameResult:
+    def _postprocess(self, frame: Frame, logits: torch.Tensor) -> FrameResult:
         common = dict(index=frame.index, source=frame.source, time=frame.time, class_names=self.class_names)
         if self.task in MULTI_LABEL_TASKS:  # CVS criteria, tools: one sigmoid per label
             probs = label_probabilities(logits, self.task)

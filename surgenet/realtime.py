@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from .exceptions import InputError
-from .io.video import iter_video, video_info
-from .predict import Predictor, _Frame
+from .io.video import Frame, iter_video, video_info
+from .predict import Predictor
 from .results import FrameResult
 
 STAGES = ("decode", "preprocess", "infer", "postprocess", "write")
@@ -124,7 +124,7 @@ def format_report(report: VideoRunReport) -> str:
 
 @dataclass
 class _Item:
-    frame: _Frame
+    frame: Frame
     x: torch.Tensor | None
     arrived: float  # perf_counter() when the frame became available
 
@@ -252,7 +252,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
                 arrived = time.perf_counter()
                 x = predictor.transform(vf.image)
                 report.stages["preprocess"].append((time.perf_counter() - arrived) * 1e3)
-                if not channel.put(_Item(_Frame(vf.index, str(path), vf.time, vf.image), x, arrived)):
+                if not channel.put(_Item(vf, x, arrived)):
                     return
         finally:
             frames.close()
@@ -327,6 +327,6 @@ def warm_up(predictor: Predictor, batch: int) -> None:
     """One forward pass on a blank batch of the model's input size (kernel selection, allocations)."""
     h, w = (int(v) for v in predictor.config["input_size"][-2:])
     image = np.zeros((h, w, 3), np.uint8)
-    frames = [_Frame(i, "", None, image) for i in range(batch)]
+    frames = [Frame(i, f"frame_{i:06d}", image) for i in range(batch)]
     x = predictor.transform(image)
     predictor.infer_batch(frames, torch.stack([x] * batch), None)

@@ -19,7 +19,7 @@ pq = pytest.importorskip("pyarrow.parquet", reason="archive jobs write Parquet: 
 import surgenet  # noqa: E402
 from surgenet.batch import BatchJob, ModelSpec, discover_inputs, run_job  # noqa: E402
 from surgenet.batch.duplicates import near_duplicate_pairs  # noqa: E402
-from surgenet.batch.frames import _sampled_video  # noqa: E402
+from surgenet.batch.frames import sampled_video  # noqa: E402
 from surgenet.exceptions import InputError  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402
@@ -80,11 +80,11 @@ def test_inputs_of_a_tree_and_of_a_manifest(archive, tmp_path):
 def test_sampling_by_time_from_the_stream_start(tmp_path):
     clip = tmp_path / "c.mp4"
     write_clip(clip, 25, fps=10)
-    picked = [(index, round(t, 3)) for index, t, _ in _sampled_video(str(clip), fps=3)]
+    picked = [(index, round(t, 3)) for index, t, _ in sampled_video(str(clip), fps=3)]
     # 3 fps from 10 fps: the first frame at or after each multiple of 1/3 s.
     expected = [(int(np.ceil(k / 3 * 10 - 1e-6)), round(np.ceil(k / 3 * 10 - 1e-6) / 10, 3)) for k in range(8)]
     assert picked == expected
-    assert [i for i, _, _ in _sampled_video(str(clip), fps=None)] == list(range(25))
+    assert [i for i, _, _ in sampled_video(str(clip), fps=None)] == list(range(25))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -1,7 +1,7 @@
 """Decoding an input into preprocessed frame rows, the first stage of both engines.
 
 A video is sampled at ``fps`` frames per second of its timestamps (every frame when ``fps`` is
-None), counted from the stream's start; a frame folder yields its images in natural order.
+None), counted from the stream's start, by :class:`surgenet.io.sampling.FpsSampler`; a frame folder yields its images in natural order.
 Each input ends with one *marker* row that carries its frame count, or the error that stopped
 it, so the collector knows when an input is complete whatever order the rows arrive in.
 """
@@ -28,20 +28,12 @@ def _row(item: ArchiveInput, frame: int, time: float | None, name: str, image: n
             "error": error, "skipped": skipped}
 
 
-def _sampled_video(path: str, fps: float | None) -> Iterator[tuple[int, float | None, np.ndarray]]:
-    step = None if not fps else 1.0 / fps
-    start: float | None = None
-    next_time = 0.0
-    for frame in iter_video(path):
-        if step is None or frame.time is None:
-            yield frame.index, frame.time, frame.image
-            continue
-        start = frame.time if start is None else start
-        t = frame.time - start
-        if t + 1e-6 >= next_time:
-            yield frame.index, t, frame.image
-            while next_time <= t + 1e-6:  # the next sample time after this frame
-                next_time += step
+def sampled_video(path: str, fps: float | None) -> Iterator[tuple[int, float | None, np.ndarray]]:
+    """``(frame index, seconds from the stream's start, image)`` of the frames sampled at ``fps``
+    (every frame when None): :func:`surgenet.io.iter_video`'s sampling, the same frames as
+    ``surgenet-train extract-frames``."""
+    for frame in iter_video(path, fps=fps):
+        yield frame.index, frame.time, frame.image
 
 
 def decode_rows(item: ArchiveInput, fps: float | None, transform) -> Iterator[dict[str, Any]]:
@@ -50,7 +42,7 @@ def decode_rows(item: ArchiveInput, fps: float | None, transform) -> Iterator[di
     count, skipped = 0, []
     try:
         if item.kind == "video":
-            for index, time, image in _sampled_video(item.path, fps):
+            for index, time, image in sampled_video(item.path, fps):
                 yield _row(item, index, time, f"frame_{index:06d}", image, transform, shape)
                 count += 1
         else:

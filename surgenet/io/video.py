@@ -12,6 +12,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from .atomic import atomic_target
+from .sampling import FpsSampler
 
 # Containers that PyAV (FFmpeg) demuxes; surgical recorders often write MPEG transport streams
 # (.ts/.m2ts/.mts) or MPEG program streams (.mpg/.mpeg).
@@ -19,11 +20,16 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
                     ".ts", ".m2ts", ".mts")
 
 
-@dataclass(frozen=True)
-class VideoFrame:
-    index: int  # position in the decoded stream, counting every frame
-    time: float | None  # seconds from the start, from the frame's timestamp
+@dataclass
+class Frame:
+    """One frame of a video or of a folder of images: what every reader yields and every
+    predictor, tracker and archive job consumes."""
+
+    index: int  # position in the decoded stream (every frame counted) or in the sorted folder
+    name: str  # output name: frame_NNNNNN (videos) or the image's stem (folders)
     image: np.ndarray  # RGB uint8 (H, W, 3)
+    time: float | None = None  # seconds from the video stream's start (None: no timestamp, or an image)
+    source: str = ""  # the video, or the image file
 
 
 def is_video(path: str | Path) -> bool:
@@ -130,10 +136,14 @@ class VideoWriter:
         return bool(suppress)
 
 
-def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:
-    """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``)."""
+def iter_video(path: str | Path, stride: int = 1, fps: float | None = None) -> Iterator[Frame]:
+    """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``);
+    with ``fps``, the frames :class:`~surgenet.io.sampling.FpsSampler` samples at that rate instead
+    (each frame once, however many sample times it serves: the rule of ``surgenet-train extract-frames``).
+    Frame times are seconds from the stream's start."""
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}.")
+    sampler = FpsSampler(fps) if fps else None
     av = import_av()
     path = Path(path)
     if not path.is_file():
@@ -147,12 +157,19 @@ def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:
             raise InputError(f"{path} has no video stream.")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame-parallel decoding; the order of frames is unchanged
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and \
+            stream.time_base is not None else 0.0
+        rate = float(stream.average_rate or 25)
         index = -1
         try:
             for index, frame in enumerate(container.decode(stream)):
-                if index % stride == 0:
-                    time = float(frame.time) if frame.time is not None else None
-                    yield VideoFrame(index, time, frame.to_ndarray(format="rgb24"))
+                time = float(frame.time) - start if frame.time is not None else None
+                if sampler is not None:
+                    if not sampler.take(time if time is not None else index / rate):
+                        continue
+                elif index % stride:
+                    continue
+                yield Frame(index, f"frame_{index:06d}", frame.to_ndarray(format="rgb24"), time, str(path))
         except av.error.FFmpegError as exc:
             raise InputError(f"decoding {path} failed after {index + 1} frames: {exc}.") from exc
     finally:

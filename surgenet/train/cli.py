@@ -218,10 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("formats", help="list the labelled dataset formats that finetune reads (FORMAT:PATH)")
     p.set_defaults(func=cmd_formats)
 
-    from .finetune import register as register_finetune
+    from .finetune_command import register as register_finetune
 
     register_finetune(sub)
-    from .distill import register as register_distill
+    from .distill_command import register as register_distill
 
     register_distill(sub)
     return parser

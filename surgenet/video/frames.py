@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..exceptions import InputError
-from ..io import is_video, iter_video, list_images, read_image
+from ..io import Frame, is_video, iter_video, list_images, read_image
 from ..io.masks import IGNORE_INDEX, read_label_image
 
 logger = logging.getLogger(__name__)
 
 SkipHandler = Callable[[str, Exception], None]
-
-
-@dataclass
-class Frame:
-    index: int  # position in the video (every decoded frame) or in the sorted folder
-    name: str  # output name: the image's stem (folders) or frame_NNNNNN (videos)
-    image: np.ndarray  # RGB uint8 (H, W, 3)
-    time: float | None = None
-    source: str = ""  # the image file, or the video
 
 
 def _log_skip(name: str, exc: Exception) -> None:
@@ -74,8 +64,7 @@ def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: in
         return True
 
     if kind == "video":
-        for vf in iter_video(path, stride):
-            frame = Frame(vf.index, f"frame_{vf.index:06d}", vf.image, vf.time, str(path))
+        for frame in iter_video(path, stride):
             if sized(frame):
                 yield frame
         return
