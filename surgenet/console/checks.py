@@ -171,5 +171,6 @@ def device_name(text: str) -> str:
     return text
 
 
-__all__ = ["device_name", "existing_file", "existing_path", "fraction", "image_side", "non_negative_float", "non_negative_int",
-           "MAX_IMAGE_SIDE", "model_reference", "output_file", "output_folder", "positive_float", "positive_int", "zoo_name"]
+__all__ = ["MAX_IMAGE_SIDE", "device_name", "existing_file", "existing_path", "fraction", "image_side",
+           "model_reference", "non_negative_float", "non_negative_int", "output_file", "output_folder",
+           "positive_float", "positive_int", "zoo_name"]
