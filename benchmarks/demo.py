@@ -38,6 +38,8 @@ from surgenet.features import DEFAULT_SHORT_SIDE  # noqa: E402
 from surgenet.hub import cached_weights_path, download_weights, license_notice  # noqa: E402
 from surgenet.registry import get_entry  # noqa: E402
 from surgenet.samples import endoscapes_frame  # noqa: E402
+from surgenet.console import CommandParser  # noqa: E402
+from surgenet.console.checks import image_side, output_folder, positive_float, positive_int  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -124,19 +126,19 @@ def feature_pictures(names: list[str], weights: dict[str, Weights], frame_path: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="surgenetxl-caformer", help="the segmentation model's backbone")
     parser.add_argument("--vit", default="surgenetxl-dinov2-vits14", help="a DINO ViT of the zoo; 'none' skips it")
     parser.add_argument("--frame", type=Path, default=endoscapes_frame(),
                         help="default: a real Endoscapes2023 frame shipped with the package")
-    parser.add_argument("--feature-size", type=int, default=DEFAULT_SHORT_SIDE,
+    parser.add_argument("--feature-size", type=image_side, default=DEFAULT_SHORT_SIDE,
                         help="input pixels on the frame's short side for the feature pictures")
-    parser.add_argument("--num-classes", type=int, default=7, help="7: the Endoscapes classes")
-    parser.add_argument("--imgsz", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--hub-timeout", type=float, default=5.0, help="seconds to wait for the Hub to answer")
+    parser.add_argument("--num-classes", type=positive_int, default=7, help="7: the Endoscapes classes")
+    parser.add_argument("--imgsz", type=image_side, default=256)
+    parser.add_argument("--iters", type=positive_int, default=10)
+    parser.add_argument("--hub-timeout", type=positive_float, default=5.0, help="seconds to wait for the Hub to answer")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--out", type=output_folder, default="out/demo")
     args = parser.parse_args(argv)
     if not args.frame.is_file():
         parser.error(f"--frame {args.frame} does not exist; give an image file.")

@@ -36,6 +36,8 @@ from typing import Any
 import torch
 
 from surgenet.io.atomic import atomic_write_text
+from surgenet.console import CommandParser
+from surgenet.console.checks import image_side, output_folder, positive_float, positive_int
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import format_table, machine_info, write_json  # noqa: E402
@@ -220,21 +222,21 @@ def phase_report(args, data: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = CommandParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", type=Path, help="the shared data folder (endoscapes/, cholect50/, clips/)")
-    p.add_argument("--out", type=Path, default=Path("runs/distill"))
+    p.add_argument("--out", type=output_folder, default="runs/distill")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     p.add_argument("--students", nargs="+", default=["mobilenetv4_conv_small"])
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--teacher-epochs", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=5, help="distillation epochs")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--fps", type=float, default=2.0, help="sampling rate of the clips")
-    p.add_argument("--frame-stride", type=int, default=1, help="every N-th CholecT50 frame (1: all 639)")
+    p.add_argument("--image-size", type=image_side, default=224)
+    p.add_argument("--teacher-epochs", type=positive_int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=5, help="distillation epochs")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--fps", type=positive_float, default=2.0, help="sampling rate of the clips")
+    p.add_argument("--frame-stride", type=positive_int, default=1, help="every N-th CholecT50 frame (1: all 639)")
     p.add_argument("--no-pretrained", action="store_true", help="teacher from a random backbone")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the speed measurements")
-    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--workers", type=positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for the speed measurements")
+    p.add_argument("--iters", type=positive_int, default=30)
     return p
 
 

@@ -42,6 +42,8 @@ import numpy as np
 from surgenet.exceptions import InputError
 from surgenet.runtime import registry
 from surgenet.tasks import TASKS
+from surgenet.console import CommandParser
+from surgenet.console.checks import output_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_utils import (  # noqa: E402
@@ -382,7 +384,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="latency.py", description=__doc__,
+    p = CommandParser(prog="latency.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="zoo name or save_pretrained folder")
     p.add_argument("--task", choices=TASKS)
@@ -411,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=int, default=100, help="int8 calibration frames")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip measuring the machine's matrix-product GFLOP/s (seconds on a busy 2-core machine)")
-    p.add_argument("--json", type=Path, help="write the results here (and a PNG plot beside it)")
+    p.add_argument("--json", type=output_file, help="write the results here (and a PNG plot beside it)")
     p.add_argument("--plot", type=Path, help="PNG plot path (default: the --json path with .png)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     p.set_defaults(func=run)

@@ -25,6 +25,8 @@ from surgenet.console.table import format_table
 from surgenet.io.atomic import atomic_write_text
 from surgenet.registry import REGISTRY
 from surgenet.train.config import load_config
+from surgenet.console import CommandParser
+from surgenet.console.checks import output_file
 
 # One zoo name per architecture (the first of each).
 DEFAULT_NAMES = list({e.arch: name for name, e in reversed(list(REGISTRY.items()))}.values())[::-1]
@@ -102,7 +104,7 @@ def _isolated(name: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=None, help="zoo names (default: one per architecture)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 64 GPU, 4 CPU)")
     parser.add_argument("--global-size", type=int, default=None, help="default 224 GPU, 96 CPU")
@@ -113,7 +115,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write the results to this JSON file")
     parser.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

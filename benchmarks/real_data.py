@@ -39,6 +39,8 @@ import numpy as np
 from surgenet import metrics
 from surgenet.io.atomic import atomic_write_text
 from surgenet.train.task_eval import _json_safe
+from surgenet.console import CommandParser
+from surgenet.console.checks import image_side, non_negative_int, output_folder, positive_int
 
 TASKS = ("segmentation", "cvs", "phase", "tools")
 CHOLECT50_TRAIN, CHOLECT50_VAL = ("VID68", "VID70"), ("VID73",)
@@ -149,19 +151,19 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = CommandParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the shared data folder (endoscapes/, cholect50/)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     p.add_argument("--model", default="surgenetxl-caformer", help="zoo name of the backbone")
     p.add_argument("--pretrained", action="store_true", help="start from the released backbone weights")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of segmentation, cvs and tools")
-    p.add_argument("--phase-epochs", type=int, default=60, help="epochs of the temporal model (cached features)")
-    p.add_argument("--image-size", type=int, default=256, help="segmentation input size")
-    p.add_argument("--cls-image-size", type=int, default=224, help="cvs, phase and tools input size")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs of segmentation, cvs and tools")
+    p.add_argument("--phase-epochs", type=positive_int, default=60, help="epochs of the temporal model (cached features)")
+    p.add_argument("--image-size", type=image_side, default=256, help="segmentation input size")
+    p.add_argument("--cls-image-size", type=image_side, default=224, help="cvs, phase and tools input size")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--num-workers", type=non_negative_int, default=0)
+    p.add_argument("--patience", type=non_negative_int, default=5)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

@@ -35,7 +35,7 @@ from typing import Any
 from _bench_utils import format_table, machine_info, write_json
 
 from surgenet.console import CommandParser
-from surgenet.console.checks import existing_file, model_reference, positive_int
+from surgenet.console.checks import existing_file, model_reference, output_file, output_folder, positive_int
 from surgenet.exceptions import InputError
 
 WRITERS = ("video", "png", "none")
@@ -218,10 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=1, help="throughput mode batch (real time: 1)")
     p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--write", choices=WRITERS, default="video", help="how the overlay is written (default video)")
-    p.add_argument("--out", type=Path, help="keep the overlays here (default: a temporary folder)")
+    p.add_argument("--out", type=output_folder, help="keep the overlays here (default: a temporary folder)")
     p.add_argument("--cpu-profile", action="store_true",
                    help="also the CPU time of each stage run in sequence on one thread (load-robust)")
-    p.add_argument("--json", type=Path, help="also write the results and the machine facts here")
+    p.add_argument("--json", type=output_file, help="also write the results and the machine facts here")
     p.set_defaults(func=run)
     return p
 

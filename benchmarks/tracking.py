@@ -32,6 +32,8 @@ from surgenet.video.frames import Frame, iter_frames
 from surgenet.video.methods import create_propagator
 from surgenet.video.propagate import labels_of
 from surgenet.video.semi import propagate_mask
+from surgenet.console import CommandParser
+from surgenet.console.checks import output_file
 
 
 def rss_mb() -> tuple[float, float]:
@@ -168,7 +170,7 @@ def keyframe_speed(clip: Path, max_frames: int, every: int, model_name: str) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (../shared/data)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quality-frames", type=int, default=32)
@@ -182,7 +184,7 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=("quality", "flow", "keyframes", "features", "raft"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 8 frames, 50 clip frames")
-    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--json", type=output_file, help="write every figure here")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.quality_frames, args.frames, args.keyframe_frames, args.raft_frames = [0], 8, 50, 30, 3

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..console.checks import device_name, non_negative_int, output_folder, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,10 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a folder written by save_pretrained (e.g. RUN/best) or its Hub id")
     p.add_argument("--data", required=True, help="labelled dataset: FORMAT:PATH or a path (format detected)")
-    p.add_argument("--out", required=True, help="output folder: metrics.json, metrics.md, contact_sheet.png")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--frames", type=int, default=6, help="segmentation: frames on the contact sheet (0: none)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="output folder: metrics.json, metrics.md, contact_sheet.png")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--frames", type=non_negative_int, default=6,
+                   help="segmentation: frames on the contact sheet (0: none)")
+    p.add_argument("--device", type=device_name, default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run)
 
 

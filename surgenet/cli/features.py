@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..console.checks import fraction, output_file, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -20,18 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("frame", help="an image file (PNG, JPEG, ...)")
     p.add_argument("--model", required=True,
                    help="zoo name (surgenet list), a folder written by save_pretrained, or a surgenet-train run")
-    p.add_argument("--out", required=True, help="PNG to write: the PCA picture at the frame's size")
-    p.add_argument("--figure", help="also write frame | PCA side by side to this PNG")
+    p.add_argument("--out", required=True, type=output_file, help="PNG to write: the PCA picture at the frame's size")
+    p.add_argument("--figure", type=output_file, help="also write frame | PCA side by side to this PNG")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download): a meaningless picture")
     p.add_argument("--weights", help="with a zoo name: a local weights file or folder instead of the released file")
     p.add_argument("--layer", type=int, help="CNN stage 0..3 (default 2, stride 16); ViT block (default -1, the last)")
-    p.add_argument("--size", type=int, help="input pixels on the frame's short side (default 448)")
-    p.add_argument("--foreground", type=float,
+    p.add_argument("--size", type=positive_int, help="input pixels on the frame's short side (default 448)")
+    p.add_argument("--foreground", type=fraction,
                    help="keep only patches whose scaled first component reaches this value (0..1), as DINOv2")
     p.set_defaults(func=run)
 
 
-def _png(path: str, flag: str) -> Path:
+def _png(path: str | Path, flag: str) -> Path:
     from ..exceptions import InputError
 
     target = Path(path)

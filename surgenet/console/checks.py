@@ -37,6 +37,19 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+# The largest image side a command accepts: far above any surgical video (4K is 3840 x 2160), and
+# small enough that one float32 RGB frame at this size (3 * 8192^2 * 4 bytes, 0.8 GB) still fits.
+MAX_IMAGE_SIDE = 8192
+
+
+def image_side(text: str) -> int:
+    """An image side in pixels, 1 to :data:`MAX_IMAGE_SIDE` (a huge one would exhaust memory)."""
+    value = positive_int(text)
+    if value > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_IMAGE_SIDE} pixels, got {value}")
+    return value
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -87,17 +100,40 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def output_folder(text: str) -> Path:
-    """A folder to write into: it may exist (as a folder) or not yet, but must not be a file."""
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is an existing file; pass a folder to write into")
-    nearest = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+def _creatable(path: Path, text: str) -> None:
+    """The nearest existing folder above ``path`` is a folder this user may write into."""
+    nearest = next((p for p in path.parents if p.exists()), Path("."))
     if not nearest.is_dir():
-        raise argparse.ArgumentTypeError(f"{nearest} is a file, so {text} cannot be created; pass a folder")
+        raise argparse.ArgumentTypeError(f"{nearest} is a file, so {text} cannot be created; pass a path in a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {nearest} (permission denied); pass a folder you can "
                                          "write to")
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into: it may exist (as a folder) or not yet, but must not be a file, and
+    it must be creatable (no file on its way, write permission). The one ``--out`` check of every
+    command that writes a folder, run at parsing, before any model is loaded."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is an existing file; pass a folder to write into")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"cannot write into {text} (permission denied); pass a folder you can "
+                                             "write to")
+        return path
+    _creatable(path, text)
+    return path
+
+
+def output_file(text: str) -> Path:
+    """A file to write (a picture, a report): not an existing folder, its folder creatable."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; pass a file name to write")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot overwrite {text} (permission denied); pass another file name")
+    _creatable(path, text)
     return path
 
 
@@ -135,5 +171,6 @@ def device_name(text: str) -> str:
     return text
 
 
-__all__ = ["device_name", "existing_file", "existing_path", "fraction", "non_negative_float", "non_negative_int",
-           "model_reference", "output_folder", "positive_float", "positive_int", "zoo_name"]
+__all__ = ["MAX_IMAGE_SIDE", "device_name", "existing_file", "existing_path", "fraction", "image_side",
+           "model_reference", "non_negative_float", "non_negative_int", "output_file", "output_folder",
+           "positive_float", "positive_int", "zoo_name"]
