@@ -14,30 +14,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from surgenet.console.table import format_table as _format_table
-from surgenet.devices import cpu_flags  # noqa: F401 - re-exported for the benchmarks
-from surgenet.devices import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
+from surgenet.runtime.cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
+from surgenet.runtime.cpu import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
 from surgenet.io.atomic import atomic_write_text
 from surgenet.metrics import decision_agreement as argmax_agreement  # noqa: F401 - shared with the export checks
 
-CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
-                         "amx_int8")
 
 
 def machine_info() -> dict[str, Any]:
     """CPU, GPU and library versions, recorded with every result."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     flags = cpu_flags()
     info: dict[str, Any] = {
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "cpu_generation": cpu_family_model(), "onednn_max_cpu_isa": isa_limit(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "cpu_flags": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in flags),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "platform": platform.platform(), "python": platform.python_version(),

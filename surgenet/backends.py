@@ -9,7 +9,7 @@ An *export folder* is the output of ``surgenet-export`` (``model.onnx``, ``model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .exceptions import InputError
 from .runtime.registry import (
@@ -20,7 +20,9 @@ from .runtime.shapes import FixedBatch, split_batches, with_fixed_batch
 
 BACKENDS = tuple(backend_names(aliases=True))  # what --backend accepts: the registry's names and aliases
 EXPORT_FILES = tuple(f for f in ARTEFACT_FILES.values() if f)
-AUTO = "auto"  # an export folder without --backend: its engine on a GPU, else its ONNX file
+# An export folder without --backend (or with --backend auto): the fastest backend whose decisions
+# stay FP32's on this machine, measured once and cached (surgenet.runtime.auto).
+AUTO = "auto"
 
 
 def is_export_folder(path: str | Path) -> bool:
@@ -34,6 +36,12 @@ def is_export_folder(path: str | Path) -> bool:
 def check_backend(model: str, backend: str | None) -> str:
     """The registry name of the backend that will run ``model`` (or :data:`AUTO`), decided before
     anything is loaded; a combination that cannot work is an :class:`InputError` naming the fix."""
+    if backend == AUTO:
+        if not is_export_folder(model):
+            raise InputError(f"--backend auto picks a backend of an exported model, and {model} is not a "
+                             f"surgenet-export folder; export it first (surgenet-export {model} --out DIR) and pass "
+                             "--model DIR, or drop --backend.")
+        backend = None
     chosen = get_backend(backend) if backend is not None else None
     if not is_export_folder(model):
         if chosen is not None and chosen.artefact != "model":
@@ -76,15 +84,40 @@ def eager_device(backend: str, device: str | None) -> str | None:
     return device if backend == REFERENCE else device or get_backend(backend).device
 
 
-def load_runner_for(folder: str | Path, backend: str, device: str | None = None, threads: int | None = None) -> Any:
+def load_runner_for(folder: str | Path, backend: str, device: str | None = None, threads: int | None = None,
+                    *, auto_frames: str | Path | None = None, rebenchmark: bool = False,
+                    on_choice: Callable[[Any], None] | None = None) -> Any:
     """The runner of an export folder for ``backend`` (as decided by :func:`check_backend`); a graph
     exported for a fixed batch size runs any batch (see :func:`split_batches`). ``threads``: the
-    CPU threads of ONNX Runtime or OpenVINO (default: theirs)."""
-    if backend != AUTO:
-        return open_runner(backend, folder, device=device, threads=threads)
-    from .runtime.loader import load_runner
+    CPU threads of ONNX Runtime or OpenVINO (default: theirs).
 
-    return with_fixed_batch(load_runner(folder, device=device))
+    :data:`AUTO` picks the backend with :func:`surgenet.runtime.auto.select_backend` (judged on
+    ``auto_frames``, else the shipped frames; ``rebenchmark`` measures again) and hands the
+    :class:`~surgenet.runtime.auto.Choice` to ``on_choice``. A streaming (phase) graph keeps its
+    state only in ONNX Runtime or TensorRT: there AUTO is the folder's engine on a GPU, else ONNX Runtime."""
+    if backend == AUTO and _streaming(folder):
+        from .runtime.loader import load_runner
+
+        return with_fixed_batch(load_runner(folder, device=device))
+    if backend == AUTO:
+        from .runtime.auto import select_backend
+
+        choice = select_backend(folder, frames_dir=auto_frames, threads=threads, device=device, refresh=rebenchmark)
+        if on_choice is not None:
+            on_choice(choice)
+        same_device = device is not None and device.split(":")[0] == get_backend(choice.backend).device
+        return open_runner(choice.backend, folder, device=device if same_device else None, threads=threads)
+    return open_runner(backend, folder, device=device, threads=threads)
+
+
+def _streaming(folder: str | Path) -> bool:
+    """An export folder whose graph carries a temporal state (phase); a folder without an ONNX file is not."""
+    onnx_file = Path(folder).expanduser() / "model.onnx"
+    if not onnx_file.is_file():
+        return False
+    from .runtime.metadata import read_onnx_config
+
+    return bool(read_onnx_config(onnx_file).get("streaming"))
 
 
 __all__ = ["AUTO", "BACKENDS", "EXPORT_FILES", "FixedBatch", "check_backend", "check_runs_here", "eager_device", "is_export_folder", "load_runner_for",

@@ -8,11 +8,10 @@ the model has been built and its weights read. :func:`resolve_device` turns both
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from .exceptions import InputError
+from .runtime.cpu import cpu_flags, cpu_has_native_bf16  # noqa: F401 - the CPU features live in runtime.cpu
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N, mps or xpu"
 _ALIASES = {"gpu": "cuda"}
@@ -62,30 +61,6 @@ def _check_available(device: torch.device, asked: str) -> None:
             raise InputError(f"device {asked!r}: no Intel XPU is visible to PyTorch; pass cpu.")
         return
     raise InputError(f"device {asked!r} cannot run a model here; valid: {DEVICE_HELP}.")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them in /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere PyTorch and OpenVINO
-    emulate it, many times slower than fp32, so an automatic precision choice stays in fp32 there."""
-    flags = cpu_flags()
-    if flags:
-        return bool({"avx512_bf16", "amx_bf16"} & flags)
-    try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 __all__ = ["DEVICE_HELP", "cpu_flags", "cpu_has_native_bf16", "resolve_device"]

@@ -1,4 +1,4 @@
-"""Test setup: no network, a private Hugging Face cache, tiny sizes."""
+"""Test setup: no network, a private Hugging Face cache and surgenet cache, tiny sizes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# surgenet's own cache (the --backend auto choices): a private folder too, never the user's.
+_SURGENET_CACHE = tempfile.mkdtemp(prefix="surgenet-test-cache-")
+atexit.register(shutil.rmtree, _SURGENET_CACHE, ignore_errors=True)
+os.environ["SURGENET_CACHE"] = _SURGENET_CACHE
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 from pathlib import Path  # noqa: E402

@@ -70,7 +70,7 @@ def test_every_backend_name_the_benchmark_prints_is_one_predict_takes():
 
 
 def test_unavailable_reasons_name_what_is_missing(monkeypatch):
-    import surgenet.devices as devices
+    import surgenet.runtime.cpu as devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512f"})

@@ -86,7 +86,7 @@ def test_tables_plain_and_markdown():
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
-    from surgenet import devices
+    from surgenet.runtime import cpu as devices
 
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512f", "avx512bw"})  # AVX-512 without bf16
     assert not devices.cpu_has_native_bf16()

@@ -125,7 +125,7 @@ def get_backend(name: str) -> Backend:
 
 def unavailable_reason(backend: Backend | str) -> str | None:
     """Why ``backend`` cannot run on this machine (one line), or None when it can."""
-    from ..devices import cpu_flags, cpu_has_native_bf16
+    from . import cpu
 
     backend = get_backend(backend) if isinstance(backend, str) else backend
     for need in backend.needs:
@@ -146,10 +146,10 @@ def unavailable_reason(backend: Backend | str) -> str | None:
             if provider not in ort.get_available_providers():
                 return f"{backend.name}: onnxruntime here has no {provider} (pip install onnxruntime-gpu, needs CUDA)"
         elif need == "bf16":
-            if not cpu_has_native_bf16():
+            if not cpu.cpu_has_native_bf16():
                 return (f"{backend.name}: this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated, "
                         "many times slower than FP32")
-        elif need not in cpu_flags():
+        elif need not in cpu.cpu_flags():
             return f"{backend.name}: this CPU has no {need.upper().replace('_', '-')}; it would run FP32"
     return None
 
