@@ -27,7 +27,6 @@ propagated frames counted, and names the thread that holds the pipeline back.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -45,37 +44,13 @@ from ..predict import Predictor, _Frame
 from ..realtime import Sink, VideoRunReport, _Worker, latency_summary
 from ..results import SegmentationResult
 from ._deps import cv2 as _cv2
+from .keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
 from .keyframes import SceneCutDetector
 from .methods import create_propagator
 from .propagate import Propagator, labels_of
 
 KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "postprocess", "write")
-DEFAULT_MAX_INTERVAL = 8
-DEFAULT_HEADROOM = 0.85  # share of a frame period the main thread may use; the reader and writer need the rest
 KEEPS_UP_RATIO = 0.98  # output rate / clip rate at which the run counts as keeping up
-
-
-def next_interval(model_ms: float, propagate_ms: float, period_ms: float, max_interval: int,
-                  headroom: float = DEFAULT_HEADROOM, backlog: int = 0, current: int = 1) -> int:
-    """The smallest keyframe interval whose mean cost per frame fits ``headroom * period_ms``.
-
-    ``(m + (N - 1) p) / N <= B``  gives  ``N >= (m - p) / (B - p)``; when propagation alone does
-    not fit (``p >= B``) no interval does and the largest is taken. Frames already waiting
-    (``backlog`` more than the current interval) mean the last choice was too small: one more.
-    The result is in ``[1, max_interval]``.
-    """
-    if max_interval < 1:
-        raise InputError(f"the largest keyframe interval must be >= 1, got {max_interval}.")
-    budget = headroom * period_ms
-    if model_ms <= budget:
-        wanted = 1
-    elif propagate_ms >= budget:
-        wanted = max_interval
-    else:
-        wanted = math.ceil((model_ms - propagate_ms) / (budget - propagate_ms) - 1e-9)
-    if backlog > current:
-        wanted = max(wanted, current + 1)
-    return int(min(max(wanted, 1), max_interval))
 
 
 def default_work_scale(height: int, width: int) -> float:
@@ -208,7 +183,8 @@ def format_keyframe_report(report: KeyframeRunReport) -> str:
         lines.append(f"{name:<12}{t.mean_ms:>10.2f}{t.p90_ms:>10.2f}{t.count:>8}")
     if report.source_fps:
         name, ms = report.bottleneck()
-        lines.append(f"busiest thread: {name}, {ms:.1f} ms per frame of a {1000 / report.source_fps:.1f} ms period")
+        what = "held back by" if report.keeps_up is False else "busiest thread:"
+        lines.append(f"{what} {name}, {ms:.1f} ms per frame of a {1000 / report.source_fps:.1f} ms period")
     return "\n".join(lines)
 
 
