@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
                         "the masks in between (extra video)")
     p.add_argument("--propagation", choices=("flow", "raft", "features"), default="flow",
-                   help="with --keyframe-every or --realtime: how masks move between keyframes (default flow, no weights)")
+                   help="with --keyframe-every or --realtime: how masks move between keyframes (default flow, "
+                        "no weights)")
     p.add_argument("--realtime", action="store_true",
                    help="video: play it at its frame rate and give every frame a mask, the model on keyframes and "
                         "the masks propagated (flow) in between, the interval adapted to keep up (segmentation)")
