@@ -37,6 +37,20 @@ def segmentation_labels(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarr
     return labels.astype(np.uint8 if label_count(logits.shape[0]) <= 256 else np.int32, copy=False)
 
 
+def segmentation_probabilities(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Per-label probabilities ``(H, W, L)`` float32 at ``size`` from logits ``(C, h, w)``: bilinear
+    resize, then a softmax over the classes (one logit: background and foreground by sigmoid)."""
+    with torch.inference_mode():
+        full = torch.nn.functional.interpolate(logits[None].float(), size=tuple(size), mode="bilinear",
+                                               align_corners=False)[0]
+        if full.shape[0] == 1:
+            foreground = torch.sigmoid(full[0])
+            probs = torch.stack([1.0 - foreground, foreground])
+        else:
+            probs = torch.softmax(full, dim=0)
+    return np.ascontiguousarray(probs.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+
+
 def class_shares(labels: np.ndarray, num_logits: int) -> np.ndarray:
     """The share of the frame's pixels in each label (sums to 1), float32 ``(label_count,)``."""
     count = label_count(num_logits)
@@ -51,4 +65,5 @@ def label_probabilities(logits: torch.Tensor, task: str) -> np.ndarray:
     return probs.cpu().numpy()
 
 
-__all__ = ["class_shares", "label_count", "label_names", "label_probabilities", "segmentation_labels"]
+__all__ = ["class_shares", "label_count", "label_names", "label_probabilities", "segmentation_labels",
+           "segmentation_probabilities"]

@@ -21,13 +21,12 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkabl
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .devices import resolve_device
 from .exceptions import InputError
 from .io import Frame, as_rgb_array, is_video, iter_video, list_images
 from .models.base import SurgeNetModel
-from .postprocess import label_names, label_probabilities, segmentation_labels
+from .postprocess import label_names, label_probabilities, segmentation_labels, segmentation_probabilities
 from .results import MULTI_LABEL_RESULTS, FrameResult, PhaseResult, SegmentationResult
 from .tasks import MULTI_LABEL_TASKS, TASKS
 from .transforms import create_transform
@@ -180,15 +179,11 @@ class Predictor:
         if self.task != "segmentation":
             raise InputError(f"probabilities() is for segmentation models; this one does {self.task}.")
         image = as_rgb_array(image)
-        logits = self._forward(self.transform(image)[None])[0]
-        with torch.inference_mode():
-            full = F.interpolate(logits[None].float(), size=image.shape[:2], mode="bilinear", align_corners=False)[0]
-            if full.shape[0] == 1:
-                foreground = torch.sigmoid(full[0])
-                probs = torch.stack([1.0 - foreground, foreground])
-            else:
-                probs = torch.softmax(full, dim=0)
-        return np.ascontiguousarray(probs.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+        return segmentation_probabilities(self.logits(image), image.shape[:2])
+
+    def logits(self, image: Any) -> torch.Tensor:
+        """The segmentation model's raw logits ``(C, h, w)`` of one image (preprocessed here)."""
+        return self._forward(self.transform(as_rgb_array(image))[None])[0]
 
     def predict_keyframes(self, path: str | Path, every: int = 10, method: str = "flow",
                           min_confidence: float | None = None, fusion: float = 0.5,

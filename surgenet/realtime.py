@@ -65,6 +65,33 @@ def stage_time(samples_ms: list[float]) -> StageTime:
     return StageTime(float(values.mean()), float(np.percentile(values, 90)), len(values))
 
 
+def percentile(values: list[float] | np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation between the two closest ranks
+    (numpy's default ``linear`` method, written out: position ``q/100 * (n - 1)`` in the sorted values)."""
+    if not 0 <= q <= 100:
+        raise InputError(f"a percentile is in [0, 100], got {q}.")
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
+        return float("nan")
+    position = q / 100 * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+LATENCY_PERCENTILES = (50.0, 99.0, 99.9)
+
+
+def latency_summary(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
+    """Mean, p50, p99, p99.9 and max of end-to-end latencies (the figures HoloHub's benchmarks give)."""
+    values = [float(v) for v in samples_ms]
+    if not values:
+        return {"mean": float("nan"), **{f"p{q:g}": float("nan") for q in LATENCY_PERCENTILES}, "max": float("nan"),
+                "count": 0}
+    return {"mean": sum(values) / len(values), **{f"p{q:g}": percentile(values, q) for q in LATENCY_PERCENTILES},
+            "max": max(values), "count": len(values)}
+
+
 @dataclass
 class VideoRunReport:
     """What a pipelined run did and how fast (times per frame in milliseconds)."""
@@ -100,7 +127,8 @@ class VideoRunReport:
         return None if not self.source_fps else self.fps >= self.source_fps
 
     def stage_times(self) -> dict[str, StageTime]:
-        return {name: stage_time(self.stages[name]) for name in STAGES} | {"latency": stage_time(self.latency_ms)}
+        return {name: stage_time(samples) for name, samples in self.stages.items()} | \
+            {"latency": stage_time(self.latency_ms)}
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "realtime": self.realtime, "source_fps": self.source_fps,

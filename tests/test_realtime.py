@@ -275,7 +275,7 @@ def test_cli_realtime_with_an_exported_folder_drops_and_says_so(export_folder, f
     monkeypatch.setattr(backends, "load_runner_for", slow_runner)
     out = tmp_path / "out"
     assert main(["predict", str(fast_clip), "--model", str(export_folder), "--backend", "onnxruntime",
-                 "--realtime", "--out", str(out)]) == 0
+                 "--realtime", "--drop-stale", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     written = sorted(int(p.stem.split("_")[1]) for p in (out / "masks").iterdir())
     dropped = int(text.split(" dropped")[0].split()[-1])

@@ -5,8 +5,13 @@ under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase, CVS an
 ``OUT/predictions.csv``, one row per frame. Unreadable images are reported and skipped.
 
 A video runs through the real-time pipeline (surgenet.realtime: decoding, preprocessing,
-inference and writing overlapped) and ends with the sustained fps and the time of each stage;
-``--realtime`` plays it at its frame rate and drops stale frames rather than fall behind.
+inference and writing overlapped) and ends with the sustained fps and the time of each stage.
+``--realtime`` plays it at its frame rate and gives every frame a mask (segmentation): the model
+runs on keyframes and the masks follow the scene in between (surgenet.video.realtime_keyframes),
+the keyframe interval adapted to keep up (at most ``--keyframe-interval-max``) or fixed with
+``--keyframe-interval``; the report counts keyframes and propagated frames, the sustained fps
+against the clip's, the p99 latency and the thread that holds the pipeline back.
+``--realtime --drop-stale`` runs the model on every frame it can and drops stale frames instead.
 ``--backend`` takes any name of the backend registry, the names the latency benchmark prints:
 PyTorch ones (``torch-eager-fp32``, the default, on ``--device``; ``torch-cuda-graphs-fp16`` ...)
 run a PyTorch model, the others a surgenet-export folder given as ``--model`` (``onnxruntime-cpu``,
@@ -26,6 +31,7 @@ from ..runtime.registry import BACKENDS as BACKEND_NAMES
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
+from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,13 +74,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
                         "the masks in between (extra video)")
     p.add_argument("--propagation", choices=("flow", "raft", "features"), default="flow",
-                   help="with --keyframe-every: how masks move between keyframes (default flow, no weights)")
+                   help="with --keyframe-every or --realtime: how masks move between keyframes (default flow, "
+                        "no weights)")
     p.add_argument("--realtime", action="store_true",
-                   help="video: play it at its frame rate and drop stale frames (keeping the newest) rather than "
-                        "fall behind; reports how many were dropped")
+                   help="video: play it at its frame rate and give every frame a mask, the model on keyframes and "
+                        "the masks propagated (flow) in between, the interval adapted to keep up (segmentation)")
+    p.add_argument("--keyframe-interval", type=positive_int, metavar="N",
+                   help="with --realtime: a keyframe every N frames, fixed (default: adapted to keep up)")
+    p.add_argument("--keyframe-interval-max", type=positive_int, metavar="M",
+                   help=f"with --realtime: the largest interval the adaptation may choose "
+                        f"(default {DEFAULT_MAX_INTERVAL})")
+    p.add_argument("--drop-stale", action="store_true",
+                   help="with --realtime: the model on every frame it can take, stale frames dropped (keeping the "
+                        "newest) rather than fall behind; reports how many were dropped (any task)")
     p.add_argument("--overlay-video", action="store_true",
                    help="segmentation of a video: write the overlays as OUT/overlay.mp4 (H.264, the clip's rate) "
-                        "instead of one PNG per frame; frames dropped by --realtime are not in it")
+                        "instead of one PNG per frame; frames dropped by --realtime --drop-stale are not in it")
     p.set_defaults(func=run)
 
 
@@ -198,13 +213,17 @@ def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> s
         raise InputError(f"--realtime and --overlay-video are for videos; {source} is {what}.")
     if (args.realtime or args.overlay_video) and args.keyframe_every is not None:
         raise InputError("--keyframe-every runs its own loop; use it without --realtime and --overlay-video.")
+    _check_keyframe_options(args)
     if args.overlay_video and args.no_overlay:
         raise InputError("--overlay-video and --no-overlay contradict each other; pass one of them.")
     if args.keyframe_every is not None and (kind == "image" or args.stride != 1 or args.recursive):
         raise InputError("--keyframe-every needs consecutive frames of a video or a folder (no --stride, no "
                          "--recursive).")
     if kind == "video":
-        video_info(source)  # missing, undecodable or no video stream: one line now, not after the model loads
+        info = video_info(source)  # missing, undecodable or no video stream: one line now, not after the model loads
+        if args.realtime and not info.fps:
+            raise InputError(f"{source} does not state its frame rate, which --realtime plays it at; "
+                             "run without --realtime.")
     backend = check_backend(args.model, args.backend)
     if backend != AUTO and (args.auto_frames is not None or args.rebenchmark):
         raise InputError("--auto-frames and --rebenchmark go with --backend auto (an export folder without "
@@ -212,6 +231,30 @@ def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> s
     if backend != AUTO:
         check_runs_here(backend, args.device)
     return backend
+
+
+def _keyframe_realtime(args: argparse.Namespace) -> bool:
+    """``--realtime`` without ``--drop-stale``: every frame masked, the model on keyframes."""
+    return bool(args.realtime and not args.drop_stale)
+
+
+def _check_keyframe_options(args: argparse.Namespace) -> None:
+    """The keyframe interval options: only with keyframe real time, and the fixed one within the bound."""
+    from ..exceptions import InputError
+
+    given = [flag for flag, value in (("--keyframe-interval", args.keyframe_interval),
+                                      ("--keyframe-interval-max", args.keyframe_interval_max)) if value is not None]
+    if args.drop_stale and not args.realtime:
+        raise InputError("--drop-stale is a way of running --realtime; pass --realtime --drop-stale.")
+    if given and not _keyframe_realtime(args):
+        why = "--drop-stale runs the model on every frame it can" if args.drop_stale else "they need --realtime"
+        raise InputError(f"{' and '.join(given)}: {why}; drop {'them' if len(given) > 1 else 'it'}.")
+    if args.realtime and not args.drop_stale and args.stride != 1:
+        raise InputError("--realtime gives every frame a mask; drop --stride (or pass --drop-stale).")
+    bound = args.keyframe_interval_max if args.keyframe_interval_max is not None else DEFAULT_MAX_INTERVAL
+    if args.keyframe_interval is not None and args.keyframe_interval > bound:
+        raise InputError(f"--keyframe-interval {args.keyframe_interval} is above --keyframe-interval-max {bound}; "
+                         "pass a fixed interval <= the largest.")
 
 
 def _exported_model(args: argparse.Namespace, backend: str) -> Any:
@@ -233,13 +276,20 @@ def _exported_model(args: argparse.Namespace, backend: str) -> Any:
 
 
 def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace, tqdm: Any) -> int:
-    """A video through the overlapped pipeline; the fps and the stage times at the end."""
+    """A video through the overlapped pipeline (or, with ``--realtime``, keyframe real time); the fps and
+    the stage times at the end."""
     from contextlib import ExitStack
 
     from ..io.video import VideoWriter, video_info
+    from ..exceptions import InputError
     from ..realtime import format_report, run_video
+    from ..video.realtime_keyframes import format_keyframe_report, run_keyframe_video
     from ..visualize import save_png
 
+    keyframes = _keyframe_realtime(args)
+    if keyframes and predictor.task != "segmentation":
+        raise InputError(f"--realtime gives every frame a mask by propagating masks between keyframes; a "
+                         f"{predictor.task} model has none: pass --realtime --drop-stale.")
     out.mkdir(parents=True, exist_ok=True)
     info = video_info(source)
     total = None if info.frames is None else (info.frames + args.stride - 1) // args.stride
@@ -262,8 +312,13 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
                 save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png", optimize=False)
 
         try:
-            report = run_video(predictor, source, sink=sink, realtime=args.realtime, stride=args.stride,
-                               progress=bar.update)
+            if keyframes:
+                report = run_keyframe_video(predictor, source, sink=sink, interval=args.keyframe_interval,
+                                            max_interval=args.keyframe_interval_max or DEFAULT_MAX_INTERVAL,
+                                            propagation=args.propagation, progress=bar.update)
+            else:
+                report = run_video(predictor, source, sink=sink, realtime=args.realtime, stride=args.stride,
+                                   progress=bar.update)
         finally:
             bar.close()
     if predictor.task == "segmentation":
@@ -279,7 +334,7 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
     else:
         written = "nothing written"
     print(f"{report.processed} frame(s) -> {written}")
-    print(format_report(report))
+    print(format_keyframe_report(report) if keyframes else format_report(report))
     return 0 if report.processed else 1
 
 

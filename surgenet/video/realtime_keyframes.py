@@ -1,0 +1,399 @@
+"""Real time with every frame masked: the model on keyframes, flow propagation in between.
+
+``surgenet predict CLIP.mp4 --realtime`` on a segmentation model runs here. The clip plays as a
+live source delivers it (each frame arrives at its timestamp) and every frame is given a mask:
+
+    reader thread   decode, paced at the clip's rate ──────────────────────► frame queue
+    main thread     keyframe: preprocess + model + probabilities at the work size
+                    otherwise: propagate the last probabilities onto the frame (DIS flow)
+    writer thread   keyframe: the model's own mask (as Predictor gives it, per frame);
+                    otherwise: the propagated labels resized to the frame ──► sink, in order
+
+A keyframe's mask is exactly the per-frame prediction; in between the labels follow the scene.
+The model costs ``m`` ms a keyframe and propagation ``p`` ms a frame, so with a keyframe every
+``N`` frames the main thread spends ``(m + (N - 1) p) / N`` ms a frame: it keeps up with a frame
+period ``T`` when that is below ``headroom * T`` (the other threads share the cores), that is
+``N >= (m - p) / (headroom * T - p)`` (:func:`next_interval`). ``interval=None`` re-chooses
+``N`` at every keyframe from the measured (smoothed) times and the frames waiting, bounded by
+``max_interval``; a fixed ``interval`` is kept as given. A scene cut (the thumbnail histogram of
+:class:`~.keyframes.SceneCutDetector`) makes a keyframe at once.
+
+Propagation works at ``work_scale`` of the frame (default half size for frames wider than 640
+pixels): the flow, the warping and the probabilities at a quarter of the pixels; the labels are
+resized back to the frame with nearest neighbours. The report gives per stage times, the
+end-to-end latency (arrival to written), the sustained fps of the output and the keyframes and
+propagated frames counted, and names the thread that holds the pipeline back.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..exceptions import InputError
+from ..io.video import VideoFrame, iter_video, video_info
+from ..postprocess import label_names, segmentation_probabilities
+from ..predict import Predictor, _Frame
+from ..realtime import Sink, VideoRunReport, _Worker, latency_summary
+from ..results import SegmentationResult
+from ._deps import cv2 as _cv2
+from .keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
+from .keyframes import SceneCutDetector
+from .methods import create_propagator
+from .propagate import Propagator, labels_of
+
+KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "postprocess", "write")
+KEEPS_UP_RATIO = 0.98  # output rate / clip rate at which the run counts as keeping up
+
+
+def default_work_scale(height: int, width: int) -> float:
+    """Half size for frames wider (or taller) than 640 pixels, full size for smaller ones."""
+    return 0.5 if max(height, width) > 640 else 1.0
+
+
+class KeyframePropagation:
+    """The per-frame work of keyframe mode at the work size: a keyframe's logits become the
+    propagator's new state; any other frame gets the state carried onto it.
+
+    Shared by the real-time runner and the quality benchmark, so both measure one algorithm.
+    """
+
+    def __init__(self, propagator: Propagator, work_scale: float | None = None) -> None:
+        if work_scale is not None and not 0 < work_scale <= 1:
+            raise InputError(f"work scale must be in (0, 1], got {work_scale}.")
+        self.propagator, self.work_scale = propagator, work_scale
+        self._size: tuple[int, int] | None = None
+
+    def work_size(self, image: np.ndarray) -> tuple[int, int]:
+        """(height, width) the propagation works at for frames of this size."""
+        h, w = image.shape[:2]
+        scale = self.work_scale if self.work_scale is not None else default_work_scale(h, w)
+        return max(8, round(h * scale)), max(8, round(w * scale))
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        if self._size is None or self._size == image.shape[:2]:
+            return image
+        cv2 = _cv2()
+        return cv2.resize(image, (self._size[1], self._size[0]), interpolation=cv2.INTER_AREA)
+
+    def keyframe(self, image: np.ndarray, logits: torch.Tensor) -> np.ndarray:
+        """Start again from a keyframe; returns its probabilities at the work size (H, W, C)."""
+        self._size = self.work_size(image)
+        probs = segmentation_probabilities(logits, self._size)
+        self.propagator.start(self._small(image), probs)
+        return probs
+
+    def propagate(self, image: np.ndarray) -> np.ndarray:
+        """The last state carried onto ``image``; probabilities at the work size."""
+        if self._size is None:
+            raise InputError("the first frame must be a keyframe.")
+        return self.propagator.step(self._small(image)).probs
+
+
+def full_size_labels(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The most probable label of each pixel, resized (nearest) to ``size`` = (height, width)."""
+    labels = labels_of(probs)
+    if labels.shape[:2] == tuple(size):
+        return labels
+    cv2 = _cv2()
+    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+@dataclass
+class KeyframeRunReport(VideoRunReport):
+    """A real-time keyframe run: every frame written; which ones the model saw and why."""
+
+    fixed_interval: int | None = None
+    max_interval: int = DEFAULT_MAX_INTERVAL
+    keyframe_indices: list[int] = field(default_factory=list)
+    intervals: list[int] = field(default_factory=list)  # the interval chosen at each keyframe
+    scene_cuts: int = 0
+    first_written: float | None = None  # perf_counter() of the first and last write
+    last_written: float | None = None
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in KEYFRAME_STAGES})
+
+    @property
+    def keyframes(self) -> int:
+        return len(self.keyframe_indices)
+
+    @property
+    def propagated(self) -> int:
+        return self.processed - self.keyframes
+
+    @property
+    def sustained_fps(self) -> float:
+        """Frames written per second between the first and the last write: the output's rate
+        (the clip's rate when the pipeline keeps up, what the pipeline manages when it does not)."""
+        if self.first_written is None or self.last_written is None or self.processed < 2:
+            return float("nan")
+        span = self.last_written - self.first_written
+        return (self.processed - 1) / span if span > 0 else float("nan")
+
+    @property
+    def keeps_up(self) -> bool | None:
+        """Every frame masked and written at (within 2 % of) the clip's rate."""
+        if not self.source_fps or self.processed < 2:
+            return None
+        return self.processed == self.decoded and self.sustained_fps >= KEEPS_UP_RATIO * self.source_fps
+
+    def thread_loads(self) -> dict[str, float]:
+        """Busy ms per output frame of each thread (the frame period is what each may spend)."""
+        n = max(self.processed, 1)
+        busy = {name: sum(self.stages[name]) for name in KEYFRAME_STAGES}
+        return {"reader (decode)": busy["decode"] / n,
+                "model + propagation": (busy["preprocess"] + busy["infer"] + busy["propagate"]) / n,
+                "writer (masks, overlay)": (busy["postprocess"] + busy["write"]) / n}
+
+    def bottleneck(self) -> tuple[str, float]:
+        """The thread with the most work per frame, and that work in ms."""
+        name, ms = max(self.thread_loads().items(), key=lambda kv: kv[1])
+        return name, ms
+
+    def as_dict(self) -> dict[str, Any]:
+        name, ms = self.bottleneck()
+        return super().as_dict() | {
+            "sustained_fps": self.sustained_fps, "keyframes": self.keyframes, "propagated": self.propagated,
+            "fixed_interval": self.fixed_interval, "max_interval": self.max_interval, "intervals": self.intervals,
+            "scene_cuts": self.scene_cuts, "latency_ms": latency_summary(self.latency_ms),
+            "thread_ms_per_frame": self.thread_loads(), "bottleneck": {"thread": name, "ms_per_frame": ms}}
+
+
+def format_keyframe_report(report: KeyframeRunReport) -> str:
+    """The terminal summary of a real-time keyframe run."""
+    rate = f"clip {report.source_fps:.2f} fps" if report.source_fps else "clip rate unknown"
+    verdict = {True: "keeps up", False: "falls behind", None: "?"}[report.keeps_up]
+    how = (f"fixed interval {report.fixed_interval}" if report.fixed_interval else
+           f"adaptive interval {min(report.intervals, default=1)}..{max(report.intervals, default=1)}"
+           f" (max {report.max_interval})")
+    lat = latency_summary(report.latency_ms)
+    lines = [f"real time, every frame masked: {report.processed} frame(s) written, {report.keyframes} keyframe(s) "
+             f"(model), {report.propagated} propagated, {how}, {report.scene_cuts} scene cut(s)",
+             f"{report.sustained_fps:.2f} fps sustained ({rate}: {verdict}); end-to-end latency ms: mean "
+             f"{lat['mean']:.1f}, p50 {lat['p50']:.1f}, p99 {lat['p99']:.1f}, p99.9 {lat['p99.9']:.1f}, "
+             f"max {lat['max']:.1f}",
+             f"{'stage':<12}{'mean ms':>10}{'p90 ms':>10}{'frames':>8}"]
+    for name, t in report.stage_times().items():
+        lines.append(f"{name:<12}{t.mean_ms:>10.2f}{t.p90_ms:>10.2f}{t.count:>8}")
+    if report.source_fps:
+        name, ms = report.bottleneck()
+        what = "held back by" if report.keeps_up is False else "busiest thread:"
+        lines.append(f"{what} {name}, {ms:.1f} ms per frame of a {1000 / report.source_fps:.1f} ms period")
+    return "\n".join(lines)
+
+
+def looped_video(path: Path, repeat: int) -> Iterator[VideoFrame]:
+    """The clip ``repeat`` times over, indices and times continuing (a longer live source)."""
+    offset_index, offset_time = 0, 0.0
+    for _ in range(repeat):
+        last: VideoFrame | None = None
+        frames = iter_video(path)
+        try:
+            for vf in frames:
+                last = vf
+                yield VideoFrame(vf.index + offset_index, None if vf.time is None else vf.time + offset_time, vf.image)
+        finally:
+            frames.close()
+        if last is None:
+            return
+        offset_index = last.index + offset_index + 1
+        step = 0.0 if last.time is None or last.index == 0 else last.time / last.index
+        offset_time = (last.time or 0.0) + offset_time + step
+
+
+@dataclass
+class _Item:
+    frame: _Frame
+    arrived: float
+
+
+def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None = None,
+                       interval: int | None = None, max_interval: int = DEFAULT_MAX_INTERVAL,
+                       propagation: str = "flow", work_scale: float | None = None,
+                       cut_threshold: float | None = 0.5, headroom: float = DEFAULT_HEADROOM,
+                       realtime: bool = True, repeat: int = 1, max_frames: int | None = None,
+                       queue_size: int = 64, warmup: bool = True, progress: Callable[[int], None] | None = None,
+                       **propagator_options: Any) -> KeyframeRunReport:
+    """Every frame of a video masked, the model on keyframes only (see the module docstring).
+
+    Args:
+        predictor: a segmentation Predictor (PyTorch model or exported runner), batch 1.
+        path: the video; checked (and its frame rate read) before any thread starts.
+        sink: called with each frame's SegmentationResult on the writer thread, in frame order.
+        interval: a fixed keyframe interval; ``None`` adapts it to keep up (bounded by ``max_interval``).
+        propagation: the propagation method of :func:`~.methods.create_propagator` (``flow``).
+        work_scale: the fraction of the frame size propagation works at (default: see above).
+        cut_threshold: scene-cut histogram correlation that forces a keyframe (``None``: never).
+        realtime: deliver frames at the clip's rate (False: as fast as decoded, for measurements).
+        repeat: play the clip this many times in a row (long runs from a short clip).
+        max_frames: stop after this many frames.
+    """
+    if interval is not None and interval < 1:
+        raise InputError(f"--keyframe-interval must be >= 1, got {interval}.")
+    if max_interval < 1 or repeat < 1 or queue_size < 1 or (max_frames is not None and max_frames < 1):
+        raise InputError("max_interval, repeat, queue_size and max_frames must be >= 1.")
+    if predictor.task != "segmentation":
+        raise InputError(f"keyframe real time propagates masks; this model does {predictor.task}.")
+    path = Path(path)
+    info = video_info(path)
+    if realtime and not info.fps:
+        raise InputError(f"{path} does not state its frame rate, which real-time mode plays it at; "
+                         "run without --realtime.")
+    period_ms = 1000.0 / info.fps if info.fps else float("inf")
+    stream = KeyframePropagation(create_propagator(propagation, predictor.model, **propagator_options), work_scale)
+    cuts = SceneCutDetector(cut_threshold) if cut_threshold is not None else None
+    report = KeyframeRunReport(source=str(path), realtime=realtime, source_fps=info.fps, fixed_interval=interval,
+                               max_interval=interval or max_interval)
+    model_ms = 0.0
+    if warmup:
+        model_ms = _warm_up(predictor)
+    frames_in: queue.Queue = queue.Queue(maxsize=queue_size)
+    results: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+
+    def read() -> None:
+        torch.set_num_threads(1)
+        frames = looped_video(path, repeat)
+        clock_start = first_time = None
+        try:
+            for count in range(max_frames or 2 ** 62):
+                t0 = time.perf_counter()
+                vf = next(frames, None)
+                if vf is None:
+                    return
+                report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
+                report.decoded += 1
+                arrived = time.perf_counter()
+                if realtime:  # the frame arrives when a live source would show it; latency counts from then
+                    if clock_start is None:
+                        clock_start, first_time = arrived, vf.time
+                    offset = (vf.time - first_time) if vf.time is not None and first_time is not None \
+                        else count / info.fps
+                    arrived = clock_start + offset
+                    wait = arrived - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                while not stop.is_set():
+                    try:
+                        frames_in.put(_Item(_Frame(vf.index, str(path), vf.time, vf.image), arrived), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        finally:
+            frames.close()
+            frames_in.put(None)
+
+    names = label_names(predictor.class_names, int(predictor.config["num_classes"]))
+
+    def write() -> None:
+        torch.set_num_threads(1)
+        while (entry := results.get()) is not None:
+            item, is_key, payload = entry
+            try:
+                t0 = time.perf_counter()
+                if is_key:  # the model's own mask, exactly as per-frame prediction gives it
+                    result = predictor._postprocess(item.frame, payload)
+                else:
+                    result = SegmentationResult(index=item.frame.index, source=item.frame.source,
+                                                time=item.frame.time, class_names=names,
+                                                class_map=full_size_labels(payload, item.frame.image.shape[:2]),
+                                                image=item.frame.image if predictor.keep_images else None)
+                t1 = time.perf_counter()
+                if sink is not None:
+                    sink(result)
+                t2 = time.perf_counter()
+            except BaseException:
+                stop.set()
+                while results.get() is not None:
+                    pass
+                raise
+            report.stages["postprocess"].append((t1 - t0) * 1e3)
+            report.stages["write"].append((t2 - t1) * 1e3)
+            report.latency_ms.append((t2 - item.arrived) * 1e3)
+            report.processed_indices.append(item.frame.index)
+            if report.first_written is None:
+                report.first_written = t2
+            report.last_written = t2
+            if progress is not None:
+                progress(1)
+
+    reader = _Worker("surgenet-reader", read)
+    writer = _Worker("surgenet-writer", write)
+    start = time.perf_counter()
+    reader.start()
+    writer.start()
+    main_threads = torch.get_num_threads()
+    if predictor.model is None:
+        torch.set_num_threads(1)
+    current = interval or 1
+    since: int | None = None
+    prop_ms, smooth = 0.0, 0.3
+    try:
+        while not stop.is_set():
+            item = frames_in.get()
+            if item is None:
+                break
+            image = item.frame.image
+            is_cut = cuts(image) if cuts is not None else False
+            if since is None or since >= current or is_cut:
+                t0 = time.perf_counter()
+                x = predictor.transform(image)
+                t1 = time.perf_counter()
+                logits = predictor._forward(x[None])[0]
+                stream.keyframe(image, logits)
+                t2 = time.perf_counter()
+                report.stages["preprocess"].append((t1 - t0) * 1e3)
+                report.stages["infer"].append((t2 - t1) * 1e3)
+                spent = (t2 - t0) * 1e3
+                model_ms = spent if not model_ms else (1 - smooth) * model_ms + smooth * spent
+                if interval is None:
+                    current = next_interval(model_ms, prop_ms, period_ms, max_interval, headroom,
+                                            backlog=frames_in.qsize(), current=current)
+                report.keyframe_indices.append(item.frame.index)
+                report.intervals.append(current)
+                report.scene_cuts += int(is_cut and since is not None)
+                since = 1
+                results.put((item, True, logits))
+            else:
+                t0 = time.perf_counter()
+                probs = stream.propagate(image)
+                spent = (time.perf_counter() - t0) * 1e3
+                report.stages["propagate"].append(spent)
+                prop_ms = spent if not prop_ms else (1 - smooth) * prop_ms + smooth * spent
+                since += 1
+                results.put((item, False, probs))
+    finally:
+        torch.set_num_threads(main_threads)
+        stop.set()
+        while True:  # unblock a reader waiting on a full queue
+            try:
+                frames_in.get_nowait()
+            except queue.Empty:
+                break
+        results.put(None)
+        writer.join()
+        reader.join()
+    report.wall_s = time.perf_counter() - start
+    for worker in (reader, writer):
+        if worker.error is not None:
+            raise worker.error
+    return report
+
+
+def _warm_up(predictor: Predictor) -> float:
+    """Two forward passes on a blank frame of the model's input size; the ms of the second
+    (the first estimate of a keyframe's cost)."""
+    h, w = (int(v) for v in predictor.config["input_size"][-2:])
+    x = predictor.transform(np.zeros((h, w, 3), np.uint8))[None]
+    predictor._forward(x)
+    t0 = time.perf_counter()
+    predictor._forward(x)
+    return (time.perf_counter() - t0) * 1e3
