@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -17,6 +17,56 @@ from .atomic import atomic_target
 # (.ts/.m2ts/.mts) or MPEG program streams (.mpg/.mpeg).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                     ".ts", ".m2ts", ".mts")
+
+
+class PartialVideoError(InputError):
+    """A video that ended before the frames its container announces: truncated, or an index that
+    counts frames the file does not hold. Raised (or handed to ``on_partial``) after the frames
+    that could be read, so a caller may keep them and still say the video is incomplete."""
+
+    def __init__(self, path: str | Path, expected: int | None, read: int, reason: str = "") -> None:
+        self.path, self.expected, self.read, self.reason = str(path), expected, int(read), reason
+        of = f"{read} of the {expected} frames its container announces" if expected else f"{read} frames"
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{path} ended after {of}{why}: the file is truncated or damaged; "
+                         "the results hold only the frames read.")
+
+
+PartialHandler = Callable[[PartialVideoError], None]
+# Frames a complete video may fall short of its announced count (rounded durations, edit lists).
+MISSING_TOLERANCE = 0.01
+
+
+def expected_frames(container, stream) -> int | None:
+    """Frames the container announces for ``stream``: its frame count, else duration x frame rate."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # microseconds (av.time_base)
+    if not rate or not seconds:
+        return None
+    return int(round(seconds * float(rate)))
+
+
+def is_short(read: int, expected: int | None) -> bool:
+    """Whether ``read`` frames fall short of ``expected`` by more than a complete video may."""
+    return expected is not None and expected - read > max(1, int(expected * MISSING_TOLERANCE))
+
+
+def check_complete(path: str | Path, read: int, expected: int | None, on_partial: PartialHandler | None,
+                   reason: str = "") -> None:
+    """End of a decoding pass: a short video (or one that broke off after ``read`` frames, ``reason``)
+    goes to ``on_partial``, or is raised as a :class:`PartialVideoError` when there is none."""
+    if not reason and not is_short(read, expected):
+        return
+    error = PartialVideoError(path, expected, read, reason)
+    if on_partial is None:
+        raise error
+    on_partial(error)
 
 
 @dataclass(frozen=True)
@@ -130,8 +180,14 @@ class VideoWriter:
         return bool(suppress)
 
 
-def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:
-    """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``)."""
+def iter_video(path: str | Path, stride: int = 1, on_partial: PartialHandler | None = None) -> Iterator[VideoFrame]:
+    """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``).
+
+    A video that ends before the frames its container announces, or whose data breaks off after
+    some frames, is never passed off as complete: once its readable frames are yielded, a
+    :class:`PartialVideoError` (expected and read counts) goes to ``on_partial``, or is raised
+    when there is none. A video with no readable frame at all is an :class:`InputError`.
+    """
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}.")
     av = import_av()
@@ -147,13 +203,18 @@ def iter_video(path: str | Path, stride: int = 1) -> Iterator[VideoFrame]:
             raise InputError(f"{path} has no video stream.")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame-parallel decoding; the order of frames is unchanged
-        index = -1
+        expected = expected_frames(container, stream)
+        index, reason = -1, ""
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if index % stride == 0:
                     time = float(frame.time) if frame.time is not None else None
                     yield VideoFrame(index, time, frame.to_ndarray(format="rgb24"))
         except av.error.FFmpegError as exc:
-            raise InputError(f"decoding {path} failed after {index + 1} frames: {exc}.") from exc
+            if index < 0:
+                raise InputError(f"decoding {path} failed before its first frame: {exc}. Check that the file "
+                                 "is complete.") from exc
+            reason = f"decoding failed: {exc}"
+        check_complete(path, index + 1, expected, on_partial, reason)
     finally:
         container.close()
