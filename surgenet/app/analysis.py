@@ -226,7 +226,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         predictor = catalog.predictor(phase)
         phase_names = list(predictor.class_names)
         start = time.perf_counter()
-        for result in predictor.predict_images(_Images(path, stride, max_seconds, times)):
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, times, notes)):
             probabilities.append(result.probabilities)
         seconds[phase] = time.perf_counter() - start
     out_path = None
@@ -236,7 +236,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         seg_times: list[float] = []
         start = time.perf_counter()
         with VideoWriter(out_path, fps=fps) as writer:  # H.264 that browsers play, written atomically
-            for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times)):
+            for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times, notes)):
                 writer.write(result.overlay(alpha=alpha))
         seconds[segmentation] = time.perf_counter() - start
         times = times or seg_times
@@ -248,7 +248,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         label_names, threshold = list(predictor.class_names), float(predictor.threshold)
         label_times: list[float] = []
         start = time.perf_counter()
-        for result in predictor.predict_images(_Images(path, stride, max_seconds, label_times)):
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, label_times, notes)):
             label_rows.append(result.probabilities)
         seconds[multi_label] = time.perf_counter() - start
         times = times or label_times
@@ -269,12 +269,19 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
 class _Images:
     """The sampled frames of a clip as images, recording each frame's time as it is decoded."""
 
-    def __init__(self, path: Path, stride: int, max_seconds: float, times: list[float]) -> None:
+    def __init__(self, path: Path, stride: int, max_seconds: float, times: list[float],
+                 notes: list[str] | None = None) -> None:
         self.path, self.stride, self.max_seconds, self.times = path, stride, max_seconds, times
+        self.notes = notes  # a clip that ends before the frames it announces is noted here
+
+    def _ended_early(self, exc: Exception) -> None:
+        note = f"{self.path.name}: {exc}".replace(str(self.path), self.path.name)
+        if self.notes is not None and note not in self.notes:
+            self.notes.append(note)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.times.clear()
-        for frame in iter_video(self.path, stride=self.stride):
+        for frame in iter_video(self.path, stride=self.stride, on_partial=self._ended_early):
             t = frame.time if frame.time is not None else frame.index / 25.0
             if t > self.max_seconds:
                 return

@@ -140,10 +140,17 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         tqdm.write(f"surgenet: skipped {path}: {exc}", file=sys.stderr)
 
+    partial: list[Exception] = []
+
+    def on_partial(exc: Exception) -> None:  # the frames read are written; the warning and exit code say so
+        partial.append(exc)
+        tqdm.write(f"surgenet: WARNING: {exc}", file=sys.stderr)
+
     if args.keyframe_every is not None:
-        results = _keyframe_results(predictor, source, kind, args, on_error)
+        results = _keyframe_results(predictor, source, kind, args, on_error, on_partial)
     else:
-        results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
+        results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error,
+                                         on_partial=on_partial)
     count = 0
     if predictor.task == "segmentation":
         names: set[Path] = set()
@@ -176,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{count} frame(s) -> {written}{note}")
     if args.keyframe_every is not None:
         print(f"keyframe mode: {predictor.keyframe_stats.summary()}")
-    return 0 if count else 1
+    return 0 if count and not partial else 1  # 1: nothing, or not every frame the video announces
 
 
 def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> str:
@@ -268,14 +275,17 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
         written = "nothing written"
     print(f"{report.processed} frame(s) -> {written}")
     print(format_report(report))
-    return 0 if report.processed else 1
+    if report.partial:
+        print(f"surgenet: WARNING: {report.partial}", file=sys.stderr)
+    return 0 if report.processed and not report.partial else 1  # 1: nothing, or the video ended early
 
 
-def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any):
+def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any,
+                      on_partial: Any = None):
     """Keyframe mode (surgenet.video): checked before any frame is decoded."""
     from ..exceptions import InputError
 
     if predictor.task != "segmentation":  # N >= 1, the input and its frames are checked before the model
         raise InputError("--keyframe-every is for segmentation of a video or a folder of frames.")
     return predictor.predict_keyframes(source, every=args.keyframe_every, method=args.propagation,
-                                       on_error=on_error)
+                                       on_error=on_error, on_partial=on_partial)

@@ -130,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
         skipped.append(name)
         tqdm.write(f"surgenet: skipped {name}: {exc}", file=sys.stderr)
 
-    frames = iter_frames(source, on_skip)
+    partial: list[Exception] = []
+
+    def on_partial(exc: Exception) -> None:  # the frames read are written; the warning and exit code say so
+        partial.append(exc)
+        tqdm.write(f"surgenet: WARNING: {exc}", file=sys.stderr)
+
+    frames = iter_frames(source, on_skip, on_partial=on_partial)
     first = next(frames, None)
     if first is None:
         raise InputError(f"no readable frame in {source} ({len(skipped)} unreadable).")
@@ -209,4 +215,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"{count} frame(s) -> {written}{note}")
     if stats is not None:
         print(f"keyframe mode: {stats.summary()}")
-    return 0 if count else 1
+    return 0 if count and not partial else 1  # 1: nothing, or not every frame the video announces

@@ -69,6 +69,27 @@ def check_complete(path: str | Path, read: int, expected: int | None, on_partial
     on_partial(error)
 
 
+def decode_checked(container, stream, path: str | Path, on_partial: PartialHandler | None = None) -> Iterator:
+    """The PyAV frames of ``stream``, then the completeness check of every reader of videos.
+
+    Data that breaks off after some frames, or an end before the frames the container announces,
+    is a :class:`PartialVideoError` (to ``on_partial``, or raised) once the readable frames are
+    out; FFmpeg's error before the first frame is raised as it is (each reader words it).
+    """
+    av = import_av()
+    expected = expected_frames(container, stream)
+    read, reason = 0, ""
+    try:
+        for frame in container.decode(stream):
+            read += 1
+            yield frame
+    except av.error.FFmpegError as exc:
+        if read == 0:
+            raise
+        reason = f"decoding failed: {exc}"
+    check_complete(path, read, expected, on_partial, reason)
+
+
 @dataclass(frozen=True)
 class VideoFrame:
     index: int  # position in the decoded stream, counting every frame
@@ -203,18 +224,13 @@ def iter_video(path: str | Path, stride: int = 1, on_partial: PartialHandler | N
             raise InputError(f"{path} has no video stream.")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame-parallel decoding; the order of frames is unchanged
-        expected = expected_frames(container, stream)
-        index, reason = -1, ""
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
                 if index % stride == 0:
                     time = float(frame.time) if frame.time is not None else None
                     yield VideoFrame(index, time, frame.to_ndarray(format="rgb24"))
         except av.error.FFmpegError as exc:
-            if index < 0:
-                raise InputError(f"decoding {path} failed before its first frame: {exc}. Check that the file "
-                                 "is complete.") from exc
-            reason = f"decoding failed: {exc}"
-        check_complete(path, index + 1, expected, on_partial, reason)
+            raise InputError(f"decoding {path} failed before its first frame: {exc}. Check that the file "
+                             "is complete.") from exc
     finally:
         container.close()
