@@ -20,6 +20,7 @@ import numpy as np
 from ..exceptions import InputError
 from ..figures import pyplot
 from ..io import as_rgb_array, iter_video
+from ..io.paths import inside, safe_name
 from ..io.video import VideoWriter, import_av
 from ..results import MultiLabelResult, palette
 from ..tasks import MULTI_LABEL_TASKS
@@ -232,7 +233,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
     out_path = None
     if segmentation:  # a second decoding pass: cheap next to the model, and memory stays flat
         predictor = catalog.predictor(segmentation)
-        out_path = Path(out_dir) / f"{path.stem}_overlay.mp4"
+        out_path = inside(out_dir, Path(out_dir) / f"{safe_name(path.stem, 'clip')}_overlay.mp4")
         seg_times: list[float] = []
         start = time.perf_counter()
         with VideoWriter(out_path, fps=fps) as writer:  # H.264 that browsers play, written atomically

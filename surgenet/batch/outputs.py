@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_target
+from ..io.paths import inside, safe_name
 from ..tasks import MULTI_LABEL_TASKS
 from .inputs import ArchiveInput
 from .schema import conform, table_schema
@@ -60,15 +61,18 @@ def write_input(out: Path, item: ArchiveInput, mode: str, frames: dict[str, np.n
     names = [str(n) for n in frames["name"]]
     times = [None if np.isnan(t) else float(t) for t in frames["time"]]
     predictions = predictions_of(mode, values, class_names)
+    inside(out, out / item.id)  # ids are sanitised; a planted symlink at OUT/<id> is refused too
     if mode != "embed":
         staging = out / f".{item.id}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         if mode == "segmentation":
             (staging / "masks").mkdir()
-            for name, png in zip(names, frames["png"]):
-                (staging / "masks" / f"{name}.png").write_bytes(png)
-            predictions = [f"{item.id}/masks/{name}.png" for name in names]
+            stems = [safe_name(name, "frame") for name in names]  # frame names are file stems: a.jpg, a.png
+            files = [f"{s}-{int(i)}.png" if stems.count(s) > 1 else f"{s}.png" for s, i in zip(stems, frames["frame"])]
+            for file, png in zip(files, frames["png"]):
+                (staging / "masks" / file).write_bytes(png)
+            predictions = [f"{item.id}/masks/{file}" for file in files]
         else:
             _write_csv(staging / "predictions.csv", [str(x) for x in frames["source"]], frames["frame"], times,
                        predictions, values, class_names)
@@ -88,7 +92,7 @@ def write_input(out: Path, item: ArchiveInput, mode: str, frames: dict[str, np.n
     table = table.replace_schema_metadata({"surgenet": json.dumps(metadata, default=str)})
     parts = out / PARTS
     parts.mkdir(parents=True, exist_ok=True)
-    with atomic_target(parts / f"{item.id}.parquet") as tmp:
+    with atomic_target(inside(out, parts / f"{item.id}.parquet")) as tmp:
         pq.write_table(table, tmp)
     return len(names)
 

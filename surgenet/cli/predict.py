@@ -105,6 +105,7 @@ def _warn_if_untrained(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends import AUTO, eager_device, is_export_folder, runs_eager
     from ..io import is_video
+    from ..io.paths import inside
     from ..runtime.registry import open_runner
     from ..models import load_model
     from ..predict import Predictor
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             if name in names:  # a.jpg beside a.png: keep the extension so neither mask is lost
                 name = Path(result.source).relative_to(source)
             names.add(name)
+            inside(out, out / "masks" / f"{name}.png")  # a name from the input tree never leaves OUT
             save_png(result.class_map, out / "masks" / f"{name}.png", optimize=False)
             if not args.no_overlay:
                 save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png", optimize=False)

@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from ..video.tracks import InstrumentTracker, TrackWriter
     from tqdm import tqdm
 
+    from ..io.paths import inside
     from ..visualize import save_png
     from .predict import _warn_if_untrained
 
@@ -189,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     count, ok = 0, False
     try:
         for tf in outputs:
+            inside(out, out / "masks" / f"{tf.name}.png")  # a name from the input folder never leaves OUT
             save_png(tf.class_map, out / "masks" / f"{tf.name}.png", optimize=False)
             rows = tracker.update(tf.class_map, tf.warp_labels, tf.index, tf.name) if tracker is not None else []
             if not args.no_overlay:

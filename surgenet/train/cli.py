@@ -90,6 +90,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .data import list_videos
     from .data.video import UnreadableVideoError
     from .formats.frames import expected_samples, extract_indexed_frames
+    from ..io.paths import inside, safe_name
 
     if not 1 <= args.quality <= 100:
         raise InputError(f"--quality must be a JPEG quality in 1..100, not {args.quality}.")
@@ -104,7 +105,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         tqdm.write(f"surgenet-train: WARNING: {exc}", file=sys.stderr)
 
     for number, video in enumerate(videos, 1):
-        target = Path(args.out) / video.relative_to(root).parent / video.stem
+        # the stem of "...mp4" is "..": the folder is named from the sanitised stem, checked to stay in OUT
+        target = inside(args.out, Path(args.out) / video.relative_to(root).parent / safe_name(video.stem, "video"))
         with tqdm(total=expected_samples(video, args.fps), desc=f"{video.name} ({number}/{len(videos)})",
                   unit="frame", leave=False) as bar:
             try:
