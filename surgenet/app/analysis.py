@@ -29,6 +29,15 @@ from .catalog import ModelCatalog
 MAX_FRAME_PIXELS = 6000 * 4000  # a surgical frame is at most 4K; larger uploads are refused, not decoded
 DEFAULT_CLIP_FPS = 2.0  # frames analysed per second of video (phase labels are 1 fps in Cholec80)
 DEFAULT_MAX_SECONDS = 60.0
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 ** 2  # uploads above it are refused before any decoding
+
+
+def check_upload_size(path: str | Path, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+    """Refuse an uploaded file larger than ``max_bytes`` (None: no limit), from its size on disk only."""
+    size = Path(path).stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(f"{Path(path).name} is {size / 1024 ** 2:.1f} MB; uploads up to "
+                         f"{max_bytes / 1024 ** 2:.1f} MB are accepted (surgenet app --max-file-size).")
 
 
 # How each multi-label task names its labels, and words one at or above the threshold and one below it.
@@ -126,12 +135,16 @@ def scores_html(scores: LabelScores) -> str:
     return f'<table class="surgenet-scores">{head}{body}</table>'
 
 
-def load_frame(image: Any) -> np.ndarray:
-    """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame."""
+def load_frame(image: Any, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> np.ndarray:
+    """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame
+    (a file above ``max_bytes`` before it is opened, a frame above MAX_FRAME_PIXELS before it is decoded)."""
     if image is None:
         raise InputError("no frame: upload an image (PNG or JPEG) or pick one of the examples.")
     if isinstance(image, (str, Path)):
         from PIL import Image, UnidentifiedImageError
+
+        if Path(image).is_file():
+            check_upload_size(image, max_bytes)
 
         try:
             with Image.open(image) as probe:
@@ -145,7 +158,8 @@ def load_frame(image: Any) -> np.ndarray:
 
 
 def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str,
-                  multi_label: str | Sequence[str | None] | None = None, alpha: float = 0.5) -> FrameAnalysis:
+                  multi_label: str | Sequence[str | None] | None = None, alpha: float = 0.5,
+                  max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> FrameAnalysis:
     """Segment one frame, and score it with each multi-label model chosen (a CVS model, a tools
     model: at most one per task; ``None`` entries are skipped)."""
     labels = [multi_label] if isinstance(multi_label, str) else [m for m in (multi_label or ()) if m]
@@ -156,7 +170,7 @@ def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str,
     tasks = [c.task for c in choices]
     if len(set(tasks)) < len(tasks):
         raise InputError(f"choose at most one model per task (got {', '.join(tasks)}).")
-    frame = load_frame(image)
+    frame = load_frame(image, max_bytes)
     seconds, notes = {}, []
     choice = catalog.get(segmentation)
     if choice.task != "segmentation":
@@ -197,7 +211,7 @@ def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
 def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, phase: str | None = None,
                  segmentation: str | None = None, fps: float = DEFAULT_CLIP_FPS,
                  max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5,
-                 multi_label: str | None = None) -> ClipAnalysis:
+                 multi_label: str | None = None, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> ClipAnalysis:
     """Phase probabilities over a clip, a multi-label model's (tools, CVS) probabilities per frame
     and, with a segmentation model, the overlaid clip.
 
@@ -209,6 +223,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
     path = Path(video)
     if not path.is_file():
         raise InputError(f"{path} does not exist.")
+    check_upload_size(path, max_bytes)  # before FFmpeg opens it
     if not phase and not segmentation and not multi_label:
         raise InputError("choose a phase, segmentation or multi-label (tools, CVS) model.")
     label_choice = catalog.get(multi_label) if multi_label else None
