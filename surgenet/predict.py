@@ -25,6 +25,7 @@ import torch
 from .devices import resolve_device
 from .exceptions import InputError
 from .io import Frame, as_rgb_array, is_video, iter_video, list_images
+from .io.video import PartialHandler
 from .models.base import SurgeNetModel
 from .postprocess import label_names, label_probabilities, segmentation_labels, segmentation_probabilities
 from .results import MULTI_LABEL_RESULTS, FrameResult, PhaseResult, SegmentationResult
@@ -154,12 +155,17 @@ class Predictor:
         a logged warning) and are skipped."""
         return self._run(self._folder_frames(list_images(folder, recursive), on_error or _log_error))
 
-    def predict_video(self, path: str | Path, stride: int = 1) -> Iterator[FrameResult]:
-        """Every ``stride``-th frame of a video, decoded as a stream (memory does not grow with its length)."""
-        return self._run(iter_video(path, stride))
+    def predict_video(self, path: str | Path, stride: int = 1,
+                      on_partial: PartialHandler | None = None) -> Iterator[FrameResult]:
+        """Every ``stride``-th frame of a video, decoded as a stream (memory does not grow with its length).
+
+        A video that ends before the frames its container announces gives the results of its
+        readable frames, then a :class:`~surgenet.io.PartialVideoError` (to ``on_partial``, or raised)."""
+        return self._run(iter_video(path, stride, on_partial=on_partial))
 
     def predict_path(self, path: str | Path, stride: int = 1, recursive: bool = False,
-                     on_error: ErrorHandler | None = None) -> Iterator[FrameResult]:
+                     on_error: ErrorHandler | None = None,
+                     on_partial: PartialHandler | None = None) -> Iterator[FrameResult]:
         """An image file, a folder of images or a video, whichever ``path`` is."""
         path = Path(path)
         if path.is_dir():
@@ -167,7 +173,7 @@ class Predictor:
         if not path.exists():
             raise InputError(f"{path} does not exist.")
         if is_video(path):
-            return self.predict_video(path, stride)
+            return self.predict_video(path, stride, on_partial)
         return self._run(self._folder_frames([path], on_error or _log_error))
 
     def probabilities(self, image: Any) -> np.ndarray:
@@ -187,7 +193,8 @@ class Predictor:
 
     def predict_keyframes(self, path: str | Path, every: int = 10, method: str = "flow",
                           min_confidence: float | None = None, fusion: float = 0.5,
-                          on_error: ErrorHandler | None = None, **propagation: Any) -> Iterator[SegmentationResult]:
+                          on_error: ErrorHandler | None = None, on_partial: PartialHandler | None = None,
+                          **propagation: Any) -> Iterator[SegmentationResult]:
         """Keyframe mode for a video or an ordered folder (extra ``video``): the model runs on
         keyframes only and the masks are propagated in between (``method``: ``flow``, ``raft`` or
         ``features``; see :mod:`surgenet.video.keyframes` for when a frame becomes a keyframe).
@@ -211,7 +218,7 @@ class Predictor:
             names = ["background", *names]
 
         def results() -> Iterator[SegmentationResult]:
-            for tf in runner.run(iter_frames(path, on_error)):
+            for tf in runner.run(iter_frames(path, on_error, on_partial=on_partial)):
                 yield SegmentationResult(index=tf.index, source=tf.source, time=tf.time, class_names=names,
                                          class_map=tf.class_map, image=tf.image if self.keep_images else None)
 

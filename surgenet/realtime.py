@@ -105,6 +105,7 @@ class VideoRunReport:
     dropped_indices: list[int] = field(default_factory=list)  # stale frames skipped (real-time mode)
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     latency_ms: list[float] = field(default_factory=list)  # arrival (after decode) to written
+    partial: str = ""  # the video ended before the frames its container announces: what was read of how many
 
     @property
     def processed(self) -> int:
@@ -259,7 +260,10 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
 
     def read() -> None:
         torch.set_num_threads(1)  # this thread's torch ops only (OpenMP's setting is per thread)
-        frames = iter_video(path, stride)
+        def ended_early(exc: Exception) -> None:
+            report.partial = str(exc)
+
+        frames = iter_video(path, stride, on_partial=ended_early)
         clock_start = first_time = None
         try:
             for count in range(max_frames or 2 ** 62):

@@ -251,3 +251,27 @@ def test_catalog_takes_tools_folders_and_names_tasks_it_does_not_show(tmp_path):
     with pytest.raises(InputError, match="task 'detection' is not one the app shows") as info:
         ModelCatalog([str(odd)])
     assert len(str(info.value).splitlines()) == 1 and "tools" in str(info.value)
+
+
+def test_uploads_above_the_limit_are_refused_before_decoding(catalog, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * 4096)  # not even an image: the size is checked first
+    with pytest.raises(InputError, match="uploads up to"):
+        analyse_frame(catalog, str(big), _label(catalog, "segmentation"), max_bytes=1024)
+    clip = tmp_path / "big.mp4"
+    clip.write_bytes(b"\0" * 4096)
+    with pytest.raises(InputError, match="uploads up to"):
+        analyse_clip(catalog, clip, tmp_path, segmentation=_label(catalog, "segmentation"), max_bytes=1024)
+
+
+def test_app_host_and_size_options():
+    import argparse
+
+    from surgenet.cli.app import is_local, upload_bytes
+
+    assert is_local("127.0.0.1") and is_local("::1") and is_local("localhost")
+    assert not is_local("0.0.0.0") and not is_local("192.168.1.5") and not is_local("example.org")
+    assert upload_bytes("20mb") == 20 * 1024 ** 2 and upload_bytes("512") == 512 and upload_bytes("1.5kb") == 1536
+    for bad in ("lots", "-1mb", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            upload_bytes(bad)

@@ -20,6 +20,7 @@ import numpy as np
 from ..exceptions import InputError
 from ..figures import pyplot
 from ..io import as_rgb_array, iter_video
+from ..io.paths import inside, safe_name
 from ..io.video import VideoWriter, import_av
 from ..results import MultiLabelResult, palette
 from ..tasks import MULTI_LABEL_TASKS
@@ -28,6 +29,15 @@ from .catalog import ModelCatalog
 MAX_FRAME_PIXELS = 6000 * 4000  # a surgical frame is at most 4K; larger uploads are refused, not decoded
 DEFAULT_CLIP_FPS = 2.0  # frames analysed per second of video (phase labels are 1 fps in Cholec80)
 DEFAULT_MAX_SECONDS = 60.0
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 ** 2  # uploads above it are refused before any decoding
+
+
+def check_upload_size(path: str | Path, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+    """Refuse an uploaded file larger than ``max_bytes`` (None: no limit), from its size on disk only."""
+    size = Path(path).stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(f"{Path(path).name} is {size / 1024 ** 2:.1f} MB; uploads up to "
+                         f"{max_bytes / 1024 ** 2:.1f} MB are accepted (surgenet app --max-file-size).")
 
 
 # How each multi-label task names its labels, and words one at or above the threshold and one below it.
@@ -125,12 +135,16 @@ def scores_html(scores: LabelScores) -> str:
     return f'<table class="surgenet-scores">{head}{body}</table>'
 
 
-def load_frame(image: Any) -> np.ndarray:
-    """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame."""
+def load_frame(image: Any, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> np.ndarray:
+    """An uploaded frame (path, PIL image or array) as RGB uint8, refusing what is not a sane frame
+    (a file above ``max_bytes`` before it is opened, a frame above MAX_FRAME_PIXELS before it is decoded)."""
     if image is None:
         raise InputError("no frame: upload an image (PNG or JPEG) or pick one of the examples.")
     if isinstance(image, (str, Path)):
         from PIL import Image, UnidentifiedImageError
+
+        if Path(image).is_file():
+            check_upload_size(image, max_bytes)
 
         try:
             with Image.open(image) as probe:
@@ -144,7 +158,8 @@ def load_frame(image: Any) -> np.ndarray:
 
 
 def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str,
-                  multi_label: str | Sequence[str | None] | None = None, alpha: float = 0.5) -> FrameAnalysis:
+                  multi_label: str | Sequence[str | None] | None = None, alpha: float = 0.5,
+                  max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> FrameAnalysis:
     """Segment one frame, and score it with each multi-label model chosen (a CVS model, a tools
     model: at most one per task; ``None`` entries are skipped)."""
     labels = [multi_label] if isinstance(multi_label, str) else [m for m in (multi_label or ()) if m]
@@ -155,7 +170,7 @@ def analyse_frame(catalog: ModelCatalog, image: Any, segmentation: str,
     tasks = [c.task for c in choices]
     if len(set(tasks)) < len(tasks):
         raise InputError(f"choose at most one model per task (got {', '.join(tasks)}).")
-    frame = load_frame(image)
+    frame = load_frame(image, max_bytes)
     seconds, notes = {}, []
     choice = catalog.get(segmentation)
     if choice.task != "segmentation":
@@ -196,7 +211,7 @@ def _clip_stride(path: Path, fps: float) -> tuple[int, float]:
 def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, phase: str | None = None,
                  segmentation: str | None = None, fps: float = DEFAULT_CLIP_FPS,
                  max_seconds: float = DEFAULT_MAX_SECONDS, alpha: float = 0.5,
-                 multi_label: str | None = None) -> ClipAnalysis:
+                 multi_label: str | None = None, max_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES) -> ClipAnalysis:
     """Phase probabilities over a clip, a multi-label model's (tools, CVS) probabilities per frame
     and, with a segmentation model, the overlaid clip.
 
@@ -208,6 +223,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
     path = Path(video)
     if not path.is_file():
         raise InputError(f"{path} does not exist.")
+    check_upload_size(path, max_bytes)  # before FFmpeg opens it
     if not phase and not segmentation and not multi_label:
         raise InputError("choose a phase, segmentation or multi-label (tools, CVS) model.")
     label_choice = catalog.get(multi_label) if multi_label else None
@@ -226,17 +242,17 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         predictor = catalog.predictor(phase)
         phase_names = list(predictor.class_names)
         start = time.perf_counter()
-        for result in predictor.predict_images(_Images(path, stride, max_seconds, times)):
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, times, notes)):
             probabilities.append(result.probabilities)
         seconds[phase] = time.perf_counter() - start
     out_path = None
     if segmentation:  # a second decoding pass: cheap next to the model, and memory stays flat
         predictor = catalog.predictor(segmentation)
-        out_path = Path(out_dir) / f"{path.stem}_overlay.mp4"
+        out_path = inside(out_dir, Path(out_dir) / f"{safe_name(path.stem, 'clip')}_overlay.mp4")
         seg_times: list[float] = []
         start = time.perf_counter()
         with VideoWriter(out_path, fps=fps) as writer:  # H.264 that browsers play, written atomically
-            for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times)):
+            for result in predictor.predict_images(_Images(path, stride, max_seconds, seg_times, notes)):
                 writer.write(result.overlay(alpha=alpha))
         seconds[segmentation] = time.perf_counter() - start
         times = times or seg_times
@@ -248,7 +264,7 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
         label_names, threshold = list(predictor.class_names), float(predictor.threshold)
         label_times: list[float] = []
         start = time.perf_counter()
-        for result in predictor.predict_images(_Images(path, stride, max_seconds, label_times)):
+        for result in predictor.predict_images(_Images(path, stride, max_seconds, label_times, notes)):
             label_rows.append(result.probabilities)
         seconds[multi_label] = time.perf_counter() - start
         times = times or label_times
@@ -269,12 +285,19 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
 class _Images:
     """The sampled frames of a clip as images, recording each frame's time as it is decoded."""
 
-    def __init__(self, path: Path, stride: int, max_seconds: float, times: list[float]) -> None:
+    def __init__(self, path: Path, stride: int, max_seconds: float, times: list[float],
+                 notes: list[str] | None = None) -> None:
         self.path, self.stride, self.max_seconds, self.times = path, stride, max_seconds, times
+        self.notes = notes  # a clip that ends before the frames it announces is noted here
+
+    def _ended_early(self, exc: Exception) -> None:
+        note = f"{self.path.name}: {exc}".replace(str(self.path), self.path.name)
+        if self.notes is not None and note not in self.notes:
+            self.notes.append(note)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.times.clear()
-        for frame in iter_video(self.path, stride=self.stride):
+        for frame in iter_video(self.path, stride=self.stride, on_partial=self._ended_early):
             t = frame.time if frame.time is not None else frame.index / 25.0
             if t > self.max_seconds:
                 return

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..exceptions import SurgeNetError
 from ..tasks import MULTI_LABEL_TASKS
-from .analysis import (DEFAULT_CLIP_FPS, analyse_clip, analyse_frame, labels_over_time_figure, legend_html,
+from .analysis import (DEFAULT_CLIP_FPS, DEFAULT_MAX_UPLOAD_BYTES, analyse_clip, analyse_frame, labels_over_time_figure, legend_html,
                        phase_timeline_figure, scores_html)
 from .catalog import ModelCatalog
 
@@ -54,8 +54,10 @@ def _model_facts(catalog: ModelCatalog, labels: list[str | None]) -> str:
     return "\n".join(lines)
 
 
-def build_app(catalog: ModelCatalog, examples: list[str] | None = None):
-    """The demo as a ``gr.Blocks`` (not launched): a frame tab and a clip tab."""
+def build_app(catalog: ModelCatalog, examples: list[str] | None = None,
+              max_upload_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES):
+    """The demo as a ``gr.Blocks`` (not launched): a frame tab and a clip tab; uploads above
+    ``max_upload_bytes`` are refused with a message before they are decoded."""
     gr = _gradio()
     examples = example_frames() if examples is None else examples
     seg_menu = [c.label for c in catalog.choices("segmentation")]
@@ -69,7 +71,7 @@ def build_app(catalog: ModelCatalog, examples: list[str] | None = None):
     def on_frame(image: Any, seg_label: str, alpha: float, *label_choices: str):
         chosen = [None if label == NO_MODEL else label for label in label_choices]
         try:
-            result = analyse_frame(catalog, image, seg_label, chosen, alpha)
+            result = analyse_frame(catalog, image, seg_label, chosen, alpha, max_bytes=max_upload_bytes)
         except SurgeNetError as exc:
             raise gr.Error(str(exc)) from None
         timing = ", ".join(f"{catalog.get(label).task} {1000 * s:.0f} ms" for label, s in result.seconds.items())
@@ -81,7 +83,8 @@ def build_app(catalog: ModelCatalog, examples: list[str] | None = None):
     def on_clip(video: Any, phase_label: str, seg_label: str, label_choice: str, fps: float):
         chosen = [None if label == NO_MODEL else label for label in (phase_label, seg_label, label_choice)]
         try:
-            clip = analyse_clip(catalog, video, workdir, chosen[0], chosen[1], fps=fps, multi_label=chosen[2])
+            clip = analyse_clip(catalog, video, workdir, chosen[0], chosen[1], fps=fps, multi_label=chosen[2],
+                                max_bytes=max_upload_bytes)
         except SurgeNetError as exc:
             raise gr.Error(str(exc)) from None
         figure = phase_timeline_figure(clip) if clip.phase_names else None

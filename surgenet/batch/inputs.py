@@ -1,19 +1,20 @@
 """What an archive job reads: every video and frame folder of a folder tree, or of a manifest CSV.
 
-Each input gets a stable id (its path relative to the archive root, ``/`` replaced) that names
-its outputs, and a fingerprint (size and modification time) that tells a re-run whether it
+Each input gets a stable id (its path relative to the archive root, or the manifest's ``id``,
+sanitised by :func:`surgenet.io.paths.unique_names`: no ``..``, no absolute path, two ids that
+sanitise alike kept apart) that names its outputs, and a fingerprint (size and modification time) that tells a re-run whether it
 changed since it was done. Everything is checked before the first frame is decoded.
 """
 
 from __future__ import annotations
 
 import csv
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..exceptions import InputError
 from ..io import IMAGE_EXTENSIONS, is_video, list_images
+from ..io.paths import unique_names
 
 MANIFEST_COLUMNS = ("path",)
 
@@ -37,11 +38,6 @@ class ArchiveInput:
                 "frames": len(stats)}
 
 
-def _safe_id(relative: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("\\", "/").replace("/", "__")).strip("._")
-    return text or "input"
-
-
 def _has_images(folder: Path) -> bool:
     return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
 
@@ -52,9 +48,9 @@ def _from_tree(root: Path) -> list[ArchiveInput]:
     for folder in folders:
         if _has_images(folder):
             rel = folder.relative_to(root).as_posix()
-            found.append(ArchiveInput(_safe_id(rel if rel != "." else root.name), str(folder), "frames"))
+            found.append(ArchiveInput(rel if rel != "." else root.name, str(folder), "frames"))
     for video in sorted(p for p in root.rglob("*") if p.is_file() and is_video(p)):
-        found.append(ArchiveInput(_safe_id(video.relative_to(root).with_suffix("").as_posix()), str(video), "video"))
+        found.append(ArchiveInput(video.relative_to(root).with_suffix("").as_posix(), str(video), "video"))
     return sorted(found, key=lambda item: item.path)  # the archive's own order, whatever the kind
 
 
@@ -73,9 +69,9 @@ def _from_manifest(manifest: Path) -> list[ArchiveInput]:
         if not text:
             problems.append(f"line {line}: empty path")
         elif path.is_dir():
-            found.append(ArchiveInput(_safe_id(row.get("id") or text), str(path), "frames"))
+            found.append(ArchiveInput(row.get("id") or text, str(path), "frames"))
         elif path.is_file() and is_video(path):
-            found.append(ArchiveInput(_safe_id(row.get("id") or str(Path(text).with_suffix(""))), str(path), "video"))
+            found.append(ArchiveInput(row.get("id") or str(Path(text).with_suffix("")), str(path), "video"))
         elif path.exists():
             problems.append(f"line {line}: {text} is neither a video nor a folder of frames")
         else:
@@ -95,16 +91,16 @@ def discover_inputs(source: str | Path) -> list[ArchiveInput]:
     elif source.is_file() and source.suffix.lower() == ".csv":
         found = _from_manifest(source)
     elif source.is_file() and is_video(source):
-        found = [ArchiveInput(_safe_id(source.stem), str(source), "video")]
+        found = [ArchiveInput(source.stem, str(source), "video")]
     else:
         raise InputError(f"{source} is neither a folder, a video nor a manifest .csv; pass the archive's root "
                          "folder or a CSV with a 'path' column.")
     if not found:
         raise InputError(f"{source} holds no videos ({', '.join(('mp4', 'avi', 'mov', 'mkv', 'ts'))}, ...) and no "
                          "folders of frames.")
-    ids = [item.id for item in found]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    raw = [item.id for item in found]  # as the user wrote them; their outputs are named from sanitised ids
+    duplicates = sorted({i for i in raw if raw.count(i) > 1})
     if duplicates:
         raise InputError(f"two inputs would write to the same output folder {duplicates[:3]}; give them distinct "
                          "'id' values in a manifest.")
-    return found
+    return [replace(item, id=name) for item, name in zip(found, unique_names(raw))]

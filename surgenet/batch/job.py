@@ -3,8 +3,9 @@
 ``run_job`` checks every input, skips those already done with the same model (``OUT/done.json``
 keyed on each input's size and modification time and on the model's fingerprint), streams the
 rest through an engine, writes each input's outputs as soon as its last frame is in, and joins
-the run's Parquet table at the end. An unreadable or truncated input lands in
-``OUT/failures.csv`` and the job goes on.
+the run's Parquet table at the end. An unreadable input lands in ``OUT/failures.csv`` (status
+``failed``) and the job goes on; a video that ends before the frames its container announces
+keeps its rows and is listed there too (status ``partial``, with the frames expected and read).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
 from .inputs import ArchiveInput, discover_inputs
 from .outputs import join_parts, write_input
+from .schema import FAILED, FAILURE_COLUMNS, PARTIAL
 from .spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class BatchJob:
 class JobReport:
     done: list[str] = field(default_factory=list)  # processed in this run
     skipped: list[str] = field(default_factory=list)  # already done with this model
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # nothing kept
+    partial: dict[str, str] = field(default_factory=dict)  # done, but the video ended early (rows kept)
     frames: int = 0
     table: Path | None = None
     duplicates: Path | None = None
@@ -70,7 +73,7 @@ class _Collector:
     """Gathers the model's output rows per input; writes an input when its marker and all its rows are in."""
 
     def __init__(self, job: BatchJob, items: dict[str, ArchiveInput], finish: Callable[[ArchiveInput, dict, np.ndarray], None],
-                 fail: Callable[[ArchiveInput, str], None]) -> None:
+                 fail: Callable[[ArchiveInput, dict[str, Any]], None]) -> None:
         self.items, self.finish, self.fail = items, finish, fail
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.markers: dict[str, dict[str, Any]] = {}
@@ -96,9 +99,12 @@ class _Collector:
         self.rows.pop(item_id, None)
         if str(marker["skipped"]):
             self.skipped_frames[item_id] = str(marker["skipped"])
-        if str(marker["error"]):
-            self.fail(item, str(marker["error"]))
+        partial = bool(marker["partial"])
+        if str(marker["error"]) and not partial:
+            self.fail(item, marker)
             return
+        if partial:  # listed first, so that its done record says it is partial
+            self.fail(item, marker)
         columns = {key: np.asarray([r[key] for r in rows], dtype=object if key in ("png", "name", "source") else None)
                    for key in ("frame", "time", "name", "source", "png")}
         self.finish(item, columns, np.stack([r["values"] for r in rows]).astype(np.float32))
@@ -115,12 +121,12 @@ def _read_done(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_failures(path: Path, failed: dict[str, str], items: dict[str, ArchiveInput]) -> None:
+def _write_failures(path: Path, failures: dict[str, dict[str, Any]]) -> None:
+    """``failures.csv``: one row per input that failed or is partial (columns: schema.FAILURE_COLUMNS)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["video", "path", "error"])
-    for item_id, error in failed.items():
-        writer.writerow([item_id, items[item_id].path, error])
+    writer = csv.DictWriter(buffer, fieldnames=FAILURE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(failures.values())
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -145,11 +151,15 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
     done_path = out / DONE_FILE
     done = _read_done(done_path)
     report = JobReport()
+    failures: dict[str, dict[str, Any]] = {}  # failures.csv: this run's, and the partial inputs already done
     todo = []
     for item in inputs:
         record = done.get(item.id)
         if record and record.get("model") == fingerprint and record.get("input") == item.fingerprint():
             report.skipped.append(item.id)
+            if record.get("partial"):  # done as far as it could be read: still listed as partial
+                failures[item.id] = record["partial"]
+                report.partial[item.id] = record["partial"]["error"]
         else:
             todo.append(item)
     items = {item.id: item for item in inputs}
@@ -166,6 +176,8 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
             values = _phase_probabilities(model, values)
         rows = write_input(out, item, job.spec.mode, frames, values, class_names, metadata, job.dtype)
         done[item.id] = {"path": item.path, "input": item.fingerprint(), "model": fingerprint, "rows": rows}
+        if item.id in report.partial:
+            done[item.id]["partial"] = failures[item.id]
         atomic_write_text(done_path, json.dumps(done, indent=1, sort_keys=True) + "\n")
         report.done.append(item.id)
         report.frames += rows
@@ -174,9 +186,17 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
         if after_input is not None:
             after_input(item.id)
 
-    def fail(item: ArchiveInput, error: str) -> None:
-        report.failed[item.id] = error
-        _write_failures(out / FAILURES_FILE, report.failed, items)
+    def fail(item: ArchiveInput, marker: dict[str, Any]) -> None:
+        partial, error = bool(marker["partial"]), str(marker["error"])
+        (report.partial if partial else report.failed)[item.id] = error
+        expected = int(marker["expected"])
+        failures[item.id] = {"video": item.id, "path": item.path, "status": PARTIAL if partial else FAILED,
+                             "expected_frames": "" if expected < 0 else expected, "read_frames": int(marker["read"]),
+                             "error": error}
+        _write_failures(out / FAILURES_FILE, failures)
+        if partial:
+            logger.warning("%s", error)  # one line: the frames expected and read; its rows are kept
+            return  # counted by finish()
         bar.update(1)
         bar.set_postfix(frames=report.frames, failed=len(report.failed))
 
@@ -194,12 +214,14 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
                 raise RuntimeError(f"the engine ended with inputs incomplete: {missing[:5]}")
     finally:
         bar.close()
-    if not report.failed:
+    if failures:
+        _write_failures(out / FAILURES_FILE, failures)
+    else:
         (out / FAILURES_FILE).unlink(missing_ok=True)
     for item_id, reason in collector.skipped_frames.items():
         logger.warning("%s: unreadable frames skipped: %s", item_id, reason)
     ids = [item.id for item in inputs if item.id in done and item.id not in report.failed]
-    report.table = join_parts(out, ids, job.spec.mode)
+    report.table = join_parts(out, ids, job.spec.mode, job.dtype)
     if job.near_duplicates is not None and report.table is not None:
         from .duplicates import write_near_duplicates
 

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_target
+from ..io.paths import inside, safe_name
 from ..tasks import MULTI_LABEL_TASKS
 from .inputs import ArchiveInput
+from .schema import conform, table_schema
 
 PARTS = ".parts"
 
@@ -59,15 +61,18 @@ def write_input(out: Path, item: ArchiveInput, mode: str, frames: dict[str, np.n
     names = [str(n) for n in frames["name"]]
     times = [None if np.isnan(t) else float(t) for t in frames["time"]]
     predictions = predictions_of(mode, values, class_names)
+    inside(out, out / item.id)  # ids are sanitised; a planted symlink at OUT/<id> is refused too
     if mode != "embed":
         staging = out / f".{item.id}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         if mode == "segmentation":
             (staging / "masks").mkdir()
-            for name, png in zip(names, frames["png"]):
-                (staging / "masks" / f"{name}.png").write_bytes(png)
-            predictions = [f"{item.id}/masks/{name}.png" for name in names]
+            stems = [safe_name(name, "frame") for name in names]  # frame names are file stems: a.jpg, a.png
+            files = [f"{s}-{int(i)}.png" if stems.count(s) > 1 else f"{s}.png" for s, i in zip(stems, frames["frame"])]
+            for file, png in zip(files, frames["png"]):
+                (staging / "masks" / file).write_bytes(png)
+            predictions = [f"{item.id}/masks/{file}" for file in files]
         else:
             _write_csv(staging / "predictions.csv", [str(x) for x in frames["source"]], frames["frame"], times,
                        predictions, values, class_names)
@@ -78,14 +83,16 @@ def write_input(out: Path, item: ArchiveInput, mode: str, frames: dict[str, np.n
     columns = {"video": [item.id] * len(names), "source": [str(x) for x in frames["source"]],
                "frame": frames["frame"].astype(np.int64), "name": names, "time": times}
     if mode == "embed":
-        columns["embedding"] = pa.array(list(values.astype(dtype)), type=pa.list_(pa.from_numpy_dtype(np.dtype(dtype))))
+        columns["embedding"] = list(values.astype(dtype))
     else:
         columns["prediction"] = predictions
-        columns["probabilities"] = pa.array(list(values.astype(np.float32)), type=pa.list_(pa.float32()))
-    table = pa.table(columns).replace_schema_metadata({"surgenet": json.dumps(metadata, default=str)})
+        columns["probabilities"] = list(values.astype(np.float32))
+    schema = table_schema(mode, dtype)  # declared, never inferred: a folder's null times join a video's
+    table = pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
+    table = table.replace_schema_metadata({"surgenet": json.dumps(metadata, default=str)})
     parts = out / PARTS
     parts.mkdir(parents=True, exist_ok=True)
-    with atomic_target(parts / f"{item.id}.parquet") as tmp:
+    with atomic_target(inside(out, parts / f"{item.id}.parquet")) as tmp:
         pq.write_table(table, tmp)
     return len(names)
 
@@ -101,14 +108,16 @@ def _write_csv(target: Path, sources, frame_indices, times, predictions, values,
                              *[f"{p:.6f}" for p in row]])
 
 
-def join_parts(out: Path, ids: list[str], mode: str) -> Path | None:
-    """``OUT/predictions.parquet``: the parts of ``ids`` (done inputs of this job), in input order."""
+def join_parts(out: Path, ids: list[str], mode: str, dtype: str = "float32") -> Path | None:
+    """``OUT/predictions.parquet``: the parts of ``ids`` (done inputs of this job), in input order,
+    each cast to the declared schema (parts of older runs may hold a null-typed ``time``)."""
     pa, pq = _pyarrow()
     tables = [pq.read_table(out / PARTS / f"{i}.parquet") for i in ids if (out / PARTS / f"{i}.parquet").is_file()]
     if not tables:
         return None
     metadata = tables[-1].schema.metadata
-    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).replace_schema_metadata(metadata)
+    tables = [conform(t.replace_schema_metadata(None), mode, dtype) for t in tables]
+    table = pa.concat_tables(tables).replace_schema_metadata(metadata)
     target = out / table_name(mode)
     with atomic_target(target) as tmp:
         pq.write_table(table, tmp)

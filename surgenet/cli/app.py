@@ -16,6 +16,29 @@ def _port(text: str) -> int:
     return value
 
 
+def upload_bytes(text: str) -> int:
+    """``--max-file-size``: 20mb, 500kb, 1gb or a number of bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give e.g. 20mb, 500kb or 1gb")
+    scale = {"b": 1, None: 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}[match.group(2)]
+    return int(float(match.group(1)) * scale)
+
+
+def is_local(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (loopback)."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("app", help="serve the web demo (extra: app)", description=__doc__)
     p.add_argument("--model", action="append", metavar="NAME_OR_DIR",
@@ -27,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
     p.add_argument("--threshold", type=fraction, default=0.5,
                    help="probability at which a CVS criterion is met and a tool present (default 0.5)")
-    p.add_argument("--max-file-size", default="100mb", help="largest upload accepted, e.g. 20mb")
+    p.add_argument("--max-file-size", type=upload_bytes, default="100mb",
+                   help="largest upload accepted, e.g. 20mb (default 100mb); larger ones are refused before decoding")
     p.set_defaults(func=run)
 
 
@@ -46,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
     catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
                            device=args.device, threshold=args.threshold)
     catalog.warm_up()
-    demo = build_app(catalog)
+    demo = build_app(catalog, max_upload_bytes=args.max_file_size)
     # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the
     # clip folder the app registered for removal at exit is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if not is_local(args.host):
+        print(f"surgenet app: WARNING: bound to {args.host}, not this machine only: anyone who can reach it can "
+              "upload files and run the models (default --host 127.0.0.1).", file=sys.stderr, flush=True)
     print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
                 show_error=False, quiet=True)

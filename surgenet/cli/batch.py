@@ -3,13 +3,16 @@
 The input is a folder tree (every video, and every folder of frames, below it) or a manifest CSV
 with a ``path`` column. Per input, outputs as ``surgenet predict`` writes them (``OUT/<id>/``);
 for the run, one Parquet table (``OUT/predictions.parquet`` or ``OUT/embeddings.parquet``);
-unreadable inputs in ``OUT/failures.csv``. Running the same command again skips what is done.
+unreadable inputs in ``OUT/failures.csv`` (status ``failed``), with videos that end before the
+frames their container announces (status ``partial``: their rows are kept). Exit code 1 when any
+input is listed there, 2 when no input could be read at all. Running the same command again skips what is done.
 ``--engine ray`` runs the same job on Ray Data (a local instance, or a cluster at ``--address``).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
@@ -73,13 +76,17 @@ def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
     job = BatchJob(source=str(args.input), spec=spec, out=str(args.out), fps=args.fps,
                    batch_size=args.batch_size, **job_options)
     report = run_job(job, engine=args.engine, workers=args.workers, address=args.address)
+    if report.failed and not report.done and not report.skipped:
+        raise InputError(f"no input of {args.input} could be read ({len(report.failed)} failed, see "
+                         f"{Path(args.out) / 'failures.csv'}); check that they are complete videos or images.")
+    listed = report.failed or report.partial
     print(f"{len(report.done)} input(s) processed ({report.frames} frames), {len(report.skipped)} already done, "
-          f"{len(report.failed)} failed{' (see failures.csv)' if report.failed else ''}"
+          f"{len(report.failed)} failed, {len(report.partial)} partial{' (see failures.csv)' if listed else ''}"
           f"{f' -> {report.table}' if report.table else ''}")
     if report.duplicates is not None:
         pairs = sum(1 for _ in open(report.duplicates)) - 1
         print(f"{pairs} near-duplicate pair(s) -> {report.duplicates}")
-    return 0 if not report.failed else 1
+    return 1 if listed else 0  # 1: results are there but incomplete
 
 
 def run_batch(args: argparse.Namespace) -> int:

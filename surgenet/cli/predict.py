@@ -128,6 +128,7 @@ def _warn_if_untrained(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends import AUTO, eager_device, is_export_folder, runs_eager
     from ..io import is_video
+    from ..io.paths import inside
     from ..runtime.registry import open_runner
     from ..models import load_model
     from ..predict import Predictor
@@ -163,10 +164,17 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         tqdm.write(f"surgenet: skipped {path}: {exc}", file=sys.stderr)
 
+    partial: list[Exception] = []
+
+    def on_partial(exc: Exception) -> None:  # the frames read are written; the warning and exit code say so
+        partial.append(exc)
+        tqdm.write(f"surgenet: WARNING: {exc}", file=sys.stderr)
+
     if args.keyframe_every is not None:
-        results = _keyframe_results(predictor, source, kind, args, on_error)
+        results = _keyframe_results(predictor, source, kind, args, on_error, on_partial)
     else:
-        results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error)
+        results = predictor.predict_path(source, stride=args.stride, recursive=args.recursive, on_error=on_error,
+                                         on_partial=on_partial)
     count = 0
     if predictor.task == "segmentation":
         names: set[Path] = set()
@@ -175,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             if name in names:  # a.jpg beside a.png: keep the extension so neither mask is lost
                 name = Path(result.source).relative_to(source)
             names.add(name)
+            inside(out, out / "masks" / f"{name}.png")  # a name from the input tree never leaves OUT
             save_png(result.class_map, out / "masks" / f"{name}.png", optimize=False)
             if not args.no_overlay:
                 save_png(result.overlay(alpha=args.alpha), out / "overlays" / f"{name}.png", optimize=False)
@@ -199,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{count} frame(s) -> {written}{note}")
     if args.keyframe_every is not None:
         print(f"keyframe mode: {predictor.keyframe_stats.summary()}")
-    return 0 if count else 1
+    return 0 if count and not partial else 1  # 1: nothing, or not every frame the video announces
 
 
 def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> str:
@@ -335,14 +344,18 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
         written = "nothing written"
     print(f"{report.processed} frame(s) -> {written}")
     print(format_keyframe_report(report) if keyframes else format_report(report))
-    return 0 if report.processed else 1
+    partial = getattr(report, "partial", None)
+    if partial:
+        print(f"surgenet: WARNING: {partial}", file=sys.stderr)
+    return 0 if report.processed and not partial else 1  # 1: nothing, or the video ended early
 
 
-def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any):
+def _keyframe_results(predictor: Any, source: Path, kind: str, args: argparse.Namespace, on_error: Any,
+                      on_partial: Any = None):
     """Keyframe mode (surgenet.video): checked before any frame is decoded."""
     from ..exceptions import InputError
 
     if predictor.task != "segmentation":  # N >= 1, the input and its frames are checked before the model
         raise InputError("--keyframe-every is for segmentation of a video or a folder of frames.")
     return predictor.predict_keyframes(source, every=args.keyframe_every, method=args.propagation,
-                                       on_error=on_error)
+                                       on_error=on_error, on_partial=on_partial)

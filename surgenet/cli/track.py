@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from ..video.tracks import InstrumentTracker, TrackWriter
     from tqdm import tqdm
 
+    from ..io.paths import inside
     from ..visualize import save_png
     from .predict import _warn_if_untrained
 
@@ -130,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
         skipped.append(name)
         tqdm.write(f"surgenet: skipped {name}: {exc}", file=sys.stderr)
 
-    frames = iter_frames(source, on_skip)
+    partial: list[Exception] = []
+
+    def on_partial(exc: Exception) -> None:  # the frames read are written; the warning and exit code say so
+        partial.append(exc)
+        tqdm.write(f"surgenet: WARNING: {exc}", file=sys.stderr)
+
+    frames = iter_frames(source, on_skip, on_partial=on_partial)
     first = next(frames, None)
     if first is None:
         raise InputError(f"no readable frame in {source} ({len(skipped)} unreadable).")
@@ -183,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     count, ok = 0, False
     try:
         for tf in outputs:
+            inside(out, out / "masks" / f"{tf.name}.png")  # a name from the input folder never leaves OUT
             save_png(tf.class_map, out / "masks" / f"{tf.name}.png", optimize=False)
             rows = tracker.update(tf.class_map, tf.warp_labels, tf.index, tf.name) if tracker is not None else []
             if not args.no_overlay:
@@ -209,4 +217,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"{count} frame(s) -> {written}{note}")
     if stats is not None:
         print(f"keyframe mode: {stats.summary()}")
-    return 0 if count else 1
+    return 0 if count and not partial else 1  # 1: nothing, or not every frame the video announces

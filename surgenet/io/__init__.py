@@ -1,7 +1,7 @@
 """Reading frames: image files, folders of images and videos (streamed with PyAV)."""
 
 from .images import IMAGE_EXTENSIONS, ImageLike, as_rgb_array, list_images, read_image
-from .video import VIDEO_EXTENSIONS, Frame, frame_count, is_video, iter_video
+from .video import VIDEO_EXTENSIONS, Frame, PartialVideoError, frame_count, is_video, iter_video
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageLike", "VIDEO_EXTENSIONS", "Frame", "as_rgb_array", "frame_count",
+__all__ = ["IMAGE_EXTENSIONS", "ImageLike", "PartialVideoError", "VIDEO_EXTENSIONS", "Frame", "as_rgb_array", "frame_count",
            "is_video", "iter_video", "list_images", "read_image"]

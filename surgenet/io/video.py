@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -18,6 +18,77 @@ from .sampling import FpsSampler
 # (.ts/.m2ts/.mts) or MPEG program streams (.mpg/.mpeg).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                     ".ts", ".m2ts", ".mts")
+
+
+class PartialVideoError(InputError):
+    """A video that ended before the frames its container announces: truncated, or an index that
+    counts frames the file does not hold. Raised (or handed to ``on_partial``) after the frames
+    that could be read, so a caller may keep them and still say the video is incomplete."""
+
+    def __init__(self, path: str | Path, expected: int | None, read: int, reason: str = "") -> None:
+        self.path, self.expected, self.read, self.reason = str(path), expected, int(read), reason
+        of = f"{read} of the {expected} frames its container announces" if expected else f"{read} frames"
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{path} ended after {of}{why}: the file is truncated or damaged; "
+                         "the results hold only the frames read.")
+
+
+PartialHandler = Callable[[PartialVideoError], None]
+# Frames a complete video may fall short of its announced count (rounded durations, edit lists).
+MISSING_TOLERANCE = 0.01
+
+
+def expected_frames(container, stream) -> int | None:
+    """Frames the container announces for ``stream``: its frame count, else duration x frame rate."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # microseconds (av.time_base)
+    if not rate or not seconds:
+        return None
+    return int(round(seconds * float(rate)))
+
+
+def is_short(read: int, expected: int | None) -> bool:
+    """Whether ``read`` frames fall short of ``expected`` by more than a complete video may."""
+    return expected is not None and expected - read > max(1, int(expected * MISSING_TOLERANCE))
+
+
+def check_complete(path: str | Path, read: int, expected: int | None, on_partial: PartialHandler | None,
+                   reason: str = "") -> None:
+    """End of a decoding pass: a short video (or one that broke off after ``read`` frames, ``reason``)
+    goes to ``on_partial``, or is raised as a :class:`PartialVideoError` when there is none."""
+    if not reason and not is_short(read, expected):
+        return
+    error = PartialVideoError(path, expected, read, reason)
+    if on_partial is None:
+        raise error
+    on_partial(error)
+
+
+def decode_checked(container, stream, path: str | Path, on_partial: PartialHandler | None = None) -> Iterator:
+    """The PyAV frames of ``stream``, then the completeness check of every reader of videos.
+
+    Data that breaks off after some frames, or an end before the frames the container announces,
+    is a :class:`PartialVideoError` (to ``on_partial``, or raised) once the readable frames are
+    out; FFmpeg's error before the first frame is raised as it is (each reader words it).
+    """
+    av = import_av()
+    expected = expected_frames(container, stream)
+    read, reason = 0, ""
+    try:
+        for frame in container.decode(stream):
+            read += 1
+            yield frame
+    except av.error.FFmpegError as exc:
+        if read == 0:
+            raise
+        reason = f"decoding failed: {exc}"
+    check_complete(path, read, expected, on_partial, reason)
 
 
 @dataclass
@@ -136,11 +207,18 @@ class VideoWriter:
         return bool(suppress)
 
 
-def iter_video(path: str | Path, stride: int = 1, fps: float | None = None) -> Iterator[Frame]:
+def iter_video(path: str | Path, stride: int = 1, fps: float | None = None,
+               on_partial: PartialHandler | None = None) -> Iterator[Frame]:
     """Every ``stride``-th frame of the first video stream, decoded lazily (``container.decode``);
     with ``fps``, the frames :class:`~surgenet.io.sampling.FpsSampler` samples at that rate instead
     (each frame once, however many sample times it serves: the rule of ``surgenet-train extract-frames``).
-    Frame times are seconds from the stream's start."""
+    Frame times are seconds from the stream's start.
+
+    A video that ends before the frames its container announces, or whose data breaks off after
+    some frames, is never passed off as complete: once its readable frames are yielded, a
+    :class:`PartialVideoError` (expected and read counts) goes to ``on_partial``, or is raised
+    when there is none. A video with no readable frame at all is an :class:`InputError`.
+    """
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}.")
     sampler = FpsSampler(fps) if fps else None
@@ -160,9 +238,8 @@ def iter_video(path: str | Path, stride: int = 1, fps: float | None = None) -> I
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None and \
             stream.time_base is not None else 0.0
         rate = float(stream.average_rate or 25)
-        index = -1
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
                 time = float(frame.time) - start if frame.time is not None else None
                 if sampler is not None:
                     if not sampler.take(time if time is not None else index / rate):
@@ -171,6 +248,7 @@ def iter_video(path: str | Path, stride: int = 1, fps: float | None = None) -> I
                     continue
                 yield Frame(index, f"frame_{index:06d}", frame.to_ndarray(format="rgb24"), time, str(path))
         except av.error.FFmpegError as exc:
-            raise InputError(f"decoding {path} failed after {index + 1} frames: {exc}.") from exc
+            raise InputError(f"decoding {path} failed before its first frame: {exc}. Check that the file "
+                             "is complete.") from exc
     finally:
         container.close()

@@ -90,6 +90,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .data import list_videos
     from .data.video import UnreadableVideoError
     from .formats.frames import expected_samples, extract_indexed_frames
+    from ..io.paths import inside, safe_name
 
     if not 1 <= args.quality <= 100:
         raise InputError(f"--quality must be a JPEG quality in 1..100, not {args.quality}.")
@@ -97,14 +98,20 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not videos:
         raise InputError(f"no videos found in {args.video_dir}.")
     root = Path(args.video_dir) if Path(args.video_dir).is_dir() else Path(args.video_dir).parent
-    total, written, unreadable = 0, 0, []
+    total, written, unreadable, partial = 0, 0, [], []
+
+    def on_partial(exc: Exception) -> None:  # its frames are written; it is named, and the exit code says so
+        partial.append(exc)
+        tqdm.write(f"surgenet-train: WARNING: {exc}", file=sys.stderr)
+
     for number, video in enumerate(videos, 1):
-        target = Path(args.out) / video.relative_to(root).parent / video.stem
+        # the stem of "...mp4" is "..": the folder is named from the sanitised stem, checked to stay in OUT
+        target = inside(args.out, Path(args.out) / video.relative_to(root).parent / safe_name(video.stem, "video"))
         with tqdm(total=expected_samples(video, args.fps), desc=f"{video.name} ({number}/{len(videos)})",
                   unit="frame", leave=False) as bar:
             try:
                 sampled, new = extract_indexed_frames(video, target, fps=args.fps, quality=args.quality,
-                                                      progress=bar)
+                                                      progress=bar, on_partial=on_partial)
                 total, written = total + sampled, written + new
             except UnreadableVideoError as exc:  # one broken file does not stop the others
                 unreadable.append(video)
@@ -113,10 +120,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise InputError(f"none of the {len(videos)} video(s) in {args.video_dir} could be read (see above); "
                          "check that they are complete videos that ffmpeg can play.")
     note = f", skipped {len(unreadable)} unreadable video(s)" if unreadable else ""
+    note += f", {len(partial)} video(s) ended early (see above)" if partial else ""
     kept = f" ({total - written} already there)" if total > written else ""
     print(f"{total} frames from {len(videos) - len(unreadable)} videos at {args.fps} fps in {args.out}{kept}{note}; "
           "named by frame index (OUT/<video>/NNNNNN.jpg)")
-    return 0
+    return 1 if partial else 0  # 1: frames are there, but not every frame the videos announce
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 from ..exceptions import InputError
 from ..io import Frame, is_video, iter_video, list_images, read_image
 from ..io.masks import IGNORE_INDEX, read_label_image
+from ..io.video import PartialHandler
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,14 @@ def check_source(path: str | Path) -> str:
     raise InputError(f"{path} is neither a folder of frames nor a video (.mp4, .avi, .mkv, ...).")
 
 
-def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: int = 1) -> Iterator[Frame]:
+def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: int = 1,
+                on_partial: PartialHandler | None = None) -> Iterator[Frame]:
     """Frames of a video (streamed) or of a folder (natural order), one at a time.
 
     Unreadable images and frames whose size differs from the first frame go to ``on_skip``
-    (default: a logged warning) and are left out; every propagation needs one frame size.
+    (default: a logged warning) and are left out; every propagation needs one frame size. A video
+    that ends before the frames its container announces goes to ``on_partial`` once its readable
+    frames are out (raised as a PartialVideoError without one).
     """
     on_skip = on_skip or _log_skip
     path = Path(path)
@@ -64,7 +68,7 @@ def iter_frames(path: str | Path, on_skip: SkipHandler | None = None, stride: in
         return True
 
     if kind == "video":
-        for frame in iter_video(path, stride):
+        for frame in iter_video(path, stride, on_partial=on_partial):
             if sized(frame):
                 yield frame
         return

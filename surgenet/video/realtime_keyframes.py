@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from ..exceptions import InputError
-from ..io.video import VideoFrame, iter_video, video_info
+from ..io.video import Frame, iter_video, video_info
 from ..postprocess import label_names, segmentation_probabilities
-from ..predict import Predictor, _Frame
+from ..predict import Predictor
 from ..realtime import Sink, VideoRunReport, _Worker, latency_summary
 from ..results import SegmentationResult
 from ._deps import cv2 as _cv2
@@ -188,16 +188,18 @@ def format_keyframe_report(report: KeyframeRunReport) -> str:
     return "\n".join(lines)
 
 
-def looped_video(path: Path, repeat: int) -> Iterator[VideoFrame]:
+def looped_video(path: Path, repeat: int) -> Iterator[Frame]:
     """The clip ``repeat`` times over, indices and times continuing (a longer live source)."""
     offset_index, offset_time = 0, 0.0
     for _ in range(repeat):
-        last: VideoFrame | None = None
+        last: Frame | None = None
         frames = iter_video(path)
         try:
             for vf in frames:
                 last = vf
-                yield VideoFrame(vf.index + offset_index, None if vf.time is None else vf.time + offset_time, vf.image)
+                index = vf.index + offset_index
+                yield Frame(index, f"frame_{index:06d}", vf.image,
+                            None if vf.time is None else vf.time + offset_time, vf.source)
         finally:
             frames.close()
         if last is None:
@@ -209,7 +211,7 @@ def looped_video(path: Path, repeat: int) -> Iterator[VideoFrame]:
 
 @dataclass
 class _Item:
-    frame: _Frame
+    frame: Frame
     arrived: float
 
 
@@ -281,7 +283,7 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                         time.sleep(wait)
                 while not stop.is_set():
                     try:
-                        frames_in.put(_Item(_Frame(vf.index, str(path), vf.time, vf.image), arrived), timeout=0.1)
+                        frames_in.put(_Item(vf, arrived), timeout=0.1)
                         break
                     except queue.Full:
                         continue

@@ -8,6 +8,7 @@ folders, on-the-fly sampling and ``surgenet batch`` agree.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +19,9 @@ from ...exceptions import InputError
 from ...io.atomic import atomic_target
 from ...io.sampling import TOLERANCE_S as _EPS
 from ...io.sampling import FpsSampler, check_fps
-from ...io.video import VIDEO_EXTENSIONS, import_av  # noqa: F401 - one list for prediction and training
+from ...io.video import VIDEO_EXTENSIONS, PartialHandler, decode_checked, import_av  # noqa: F401 - one list
+
+logger = logging.getLogger(__name__)
 
 
 class UnreadableVideoError(InputError):
@@ -65,7 +68,15 @@ def video_duration(path: str | Path) -> float:
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
+            announced = float(stream.duration * stream.time_base)
+            end = _stream_end(container, stream)  # a truncated file keeps its header: check the data's end
+            held = None if end is None else max(0.0, end - _start_seconds(stream))
+            slack = 1.0 / float(stream.average_rate or 25) + 0.01 * announced
+            if held is not None and held + slack < announced:
+                logger.warning("%s announces %.2f s of video but its data ends at %.2f s (truncated or damaged); "
+                               "only the %.2f s it holds are sampled", path, announced, held, held)
+                return held
+            return announced
         end = _stream_end(container, stream)
         if end is None:
             return float(stream.frames / (stream.average_rate or 25))
@@ -95,23 +106,25 @@ def _stream_end(container, stream) -> float | None:
     return end
 
 
-def iter_sampled_frames(path: str | Path, fps: float) -> Iterator[tuple[int, Image.Image]]:
+def iter_sampled_frames(path: str | Path, fps: float,
+                        on_partial: PartialHandler | None = None) -> Iterator[tuple[int, Image.Image]]:
     """Decode ``path`` once and yield ``(k, frame)`` for the frames sampled at ``k / fps`` seconds.
 
-    ``fps`` is checked here, before any decoding; a file PyAV cannot read raises
-    UnreadableVideoError while iterating (after the frames decoded before the damage).
+    ``fps`` is checked here, before any decoding; a file PyAV cannot open raises
+    UnreadableVideoError. A video that ends before the frames its container announces (or breaks
+    off) gives its readable frames, then a PartialVideoError to ``on_partial`` (raised without one).
     """
-    return _sampled_frames(Path(path), check_fps(fps))
+    return _sampled_frames(Path(path), check_fps(fps), on_partial)
 
 
-def _sampled_frames(path: Path, fps: float) -> Iterator[tuple[int, Image.Image]]:
+def _sampled_frames(path: Path, fps: float, on_partial: PartialHandler | None) -> Iterator[tuple[int, Image.Image]]:
     av = _av()
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start = _start_seconds(stream)
         sampler = FpsSampler(fps)
-        for frame in container.decode(stream):
+        for frame in decode_checked(container, stream, path, on_partial):
             samples = sampler.take(frame.time - start if frame.time is not None else 0.0)
             if samples:  # a long gap between frames covers several sample times: each gets this frame
                 image = frame.to_image()
@@ -136,17 +149,19 @@ def read_frame_at(container, t: float) -> Image.Image:
     return last.to_image()
 
 
-def extract_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, quality: int = 95) -> int:
+def extract_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, quality: int = 95,
+                   on_partial: PartialHandler | None = None) -> int:
     """Write the frames of ``video`` sampled at ``fps`` as ``out_dir/<stem>_<k>.jpg``; returns the count.
 
     Existing frames are kept, so an interrupted extraction can be run again; each JPEG is written
     to a temporary name first, so a kill never leaves a half-written frame behind. ``out_dir`` is
     made at the first frame, so a video that cannot be opened leaves no empty folder; such a video
-    raises UnreadableVideoError.
+    raises UnreadableVideoError; one that ends early keeps its frames and goes to ``on_partial``
+    (raised without one).
     """
     video, out_dir = Path(video), Path(out_dir)
     count = 0
-    for k, image in iter_sampled_frames(video, fps):
+    for k, image in iter_sampled_frames(video, fps, on_partial):
         if count == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"{video.stem}_{k:06d}.jpg"

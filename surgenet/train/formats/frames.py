@@ -22,6 +22,7 @@ from typing import Iterator
 from PIL import Image
 
 from ...io.atomic import atomic_target
+from ...io.video import PartialHandler, decode_checked
 from ...io.sampling import FpsSampler, check_fps, num_samples
 from ..data.video import UnreadableVideoError, _av, _reading, _start_seconds, _video_stream, video_duration
 
@@ -33,35 +34,40 @@ def frame_name(index: int) -> str:
     return f"{index:0{FRAME_DIGITS}d}.jpg"
 
 
-def iter_indexed_frames(video: str | Path, fps: float) -> Iterator[tuple[int, "object"]]:
-    """``(frame index, PyAV frame)`` of the frames sampled at ``fps``, each frame once, in order."""
-    return _indexed(Path(video), check_fps(fps))
+def iter_indexed_frames(video: str | Path, fps: float,
+                        on_partial: PartialHandler | None = None) -> Iterator[tuple[int, "object"]]:
+    """``(frame index, PyAV frame)`` of the frames sampled at ``fps``, each frame once, in order.
+
+    A video that ends before the frames its container announces gives its readable frames, then a
+    PartialVideoError to ``on_partial`` (raised without one)."""
+    return _indexed(Path(video), check_fps(fps), on_partial)
 
 
-def _indexed(path: Path, fps: float) -> Iterator[tuple[int, object]]:
+def _indexed(path: Path, fps: float, on_partial: PartialHandler | None) -> Iterator[tuple[int, object]]:
     av = _av()
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start = _start_seconds(stream)
         sampler = FpsSampler(fps)
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
             t = frame.time - start if frame.time is not None else index / float(stream.average_rate or 25)
             if sampler.take(t):  # a long gap covers several sample times: still one file
                 yield index, frame
 
 
 def extract_indexed_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, quality: int = 95,
-                           progress=None) -> tuple[int, int]:
+                           progress=None, on_partial: PartialHandler | None = None) -> tuple[int, int]:
     """Write the frames of ``video`` sampled at ``fps`` as ``out_dir/NNNNNN.jpg`` (frame index).
 
     Returns ``(frames sampled, frames written)``; frames already on disk are counted but not
     written again. ``out_dir`` is made at the first frame, so an unreadable video leaves no empty
     folder; it raises UnreadableVideoError. ``progress`` is an optional tqdm bar updated per frame.
+    A video that ends early keeps the frames written and goes to ``on_partial`` (raised without one).
     """
     video, out_dir = Path(video), Path(out_dir)
     sampled = written = 0
-    for index, frame in iter_indexed_frames(video, fps):
+    for index, frame in iter_indexed_frames(video, fps, on_partial):
         if sampled == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
         sampled += 1
