@@ -132,3 +132,12 @@ def test_predict_on_an_export_folder_picks_caches_and_can_be_overridden(export_f
     assert main(base + ["--backend", "onnxruntime", "--rebenchmark", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--rebenchmark go with --backend auto" in err[0], err
+
+
+def test_the_summary_is_one_line_naming_the_choice_and_why_the_others_lost():
+    choice = auto.Choice("b", [auto.Measurement("b", 5.0, 1.0, passed=True),
+                               auto.Measurement("a", 9.31, 1.0, passed=True),
+                               auto.Measurement("c", None, 0.9, note="agreement 90.00 % < 99.5 %")],
+                         "CPU X (avx2)", "frames", "key", cached=True)
+    assert choice.summary() == ("backend auto -> b (5.0 ms, agreement 100.0 %; cached, CPU X (avx2)) "
+                                "[others: a 9.3 ms; c failed: agreement 90.00 % < 99.5 %]")
