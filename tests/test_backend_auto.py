@@ -141,3 +141,27 @@ def test_the_summary_is_one_line_naming_the_choice_and_why_the_others_lost():
                          "CPU X (avx2)", "frames", "key", cached=True)
     assert choice.summary() == ("backend auto -> b (5.0 ms, agreement 100.0 %; cached, CPU X (avx2)) "
                                 "[others: a 9.3 ms; c failed: agreement 90.00 % < 99.5 %]")
+
+
+def test_the_cache_keeps_every_entry_and_an_unreadable_file_is_an_empty_cache(tmp_path):
+    def choice(key: str, backend: str) -> auto.Choice:
+        return auto.Choice(backend, [auto.Measurement(backend, 1.5, 1.0, passed=True)], "CPU X", "frames", key)
+
+    auto.write_cache(choice("k1", "onnxruntime-cpu"), tmp_path)
+    auto.write_cache(choice("k2", "openvino-f32"), tmp_path)
+    entries = auto.read_cache(tmp_path)
+    assert {k: v["backend"] for k, v in entries.items()} == {"k1": "onnxruntime-cpu", "k2": "openvino-f32"}
+    back = auto.Choice.from_json(entries["k2"], "k2")
+    assert back.cached and back.measured().median_ms == 1.5 and back.key == "k2"
+    (tmp_path / auto.CACHE_FILE).write_text("{half a file")
+    assert auto.read_cache(tmp_path) == {}
+    assert auto.read_cache(tmp_path / "nowhere") == {}
+    assert auto.cache_key("m", (8, 8), 1, "frames") != auto.cache_key("m", (8, 8), 2, "frames")  # threads count
+
+
+def test_the_cache_folder_is_surgenet_cache_else_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SURGENET_CACHE", str(tmp_path / "own"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert auto.cache_dir() == tmp_path / "own"
+    monkeypatch.delenv("SURGENET_CACHE")
+    assert auto.cache_dir() == tmp_path / "xdg" / "surgenet"
