@@ -165,3 +165,24 @@ def test_the_cache_folder_is_surgenet_cache_else_xdg_cache_home(tmp_path, monkey
     assert auto.cache_dir() == tmp_path / "own"
     monkeypatch.delenv("SURGENET_CACHE")
     assert auto.cache_dir() == tmp_path / "xdg" / "surgenet"
+
+
+def test_auto_frames_with_masks_judge_the_miou_drop_and_wrong_classes_are_refused(export_folder, tmp_path):
+    from PIL import Image
+
+    from surgenet.exceptions import InputError
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(data / "images" / f"f{i}.png")
+        Image.fromarray(rng.integers(0, 4, (40, 48), dtype=np.uint8)).save(data / "masks" / f"f{i}.png")
+    choice = auto.select_backend(export_folder, frames_dir=data, cache_root=tmp_path / "cache", warmup=1, runs=1)
+    assert choice.frames.endswith("with masks") and choice.frames.startswith("2 frames of")
+    by = {m.backend: m for m in choice.measurements}
+    assert by["onnxruntime-cpu"].miou_drop == 0.0  # FP32 against itself
+    Image.fromarray(np.full((40, 48), 9, np.uint8)).save(data / "masks" / "f1.png")  # a class the model lacks
+    with pytest.raises(InputError, match="masks hold class 9, and the model has 4 classes"):
+        auto.select_backend(export_folder, frames_dir=data, cache_root=tmp_path / "cache", refresh=True)
