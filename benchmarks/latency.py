@@ -55,6 +55,11 @@ BASELINE = registry.REFERENCE
 SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
 
 
+# How to get the int8 rows: the one line said whenever an int8 backend lacks its calibration frames.
+CALIB_HINT = ("needs --calib FRAMES_DIR: a folder of ~100 real surgical frames to calibrate int8 on (e.g. a "
+              "train split's images/, such as ../shared/data/endoscapes/train/images; not the --eval-data frames)")
+
+
 class Unavailable(Exception):
     """A backend that cannot run here; the message says why."""
 
@@ -95,7 +100,7 @@ class Context:
             from surgenet_export.int8 import quantize_int8
 
             if self.calib is None:
-                raise Unavailable("needs --calib FRAMES_DIR: real frames to calibrate int8 on")
+                raise Unavailable(CALIB_HINT)
             start = time.perf_counter()
             report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
             self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
@@ -222,6 +227,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise InputError(f"unknown backends {', '.join(unknown)}; valid: {', '.join(BACKENDS)}.")
     names = list(dict.fromkeys(registry.get_backend(n).name for n in names))
+    if args.calib is not None and not args.calib.is_dir():
+        raise InputError(f"--calib {args.calib} is not a folder; pass {CALIB_HINT.removeprefix('needs ')}.")
+    asked_int8 = [n for n in (args.backends or ()) if registry.get_backend(n).artefact == "openvino-ir"]
+    if asked_int8 and args.calib is None:  # asked for by name: refused now, not after the other backends ran
+        raise InputError(f"--backends {' '.join(asked_int8)} {CALIB_HINT}; or drop them from --backends.")
     if registry.get_backend(args.reference).precision != "fp32":
         raise InputError(f"--reference {args.reference} is not an FP32 backend; the others are checked against it.")
     if args.threads:

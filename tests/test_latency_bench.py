@@ -112,6 +112,10 @@ def test_roofline_measures_a_matrix_product_rate():
     (["--model", "no-such-model", "--task", "segmentation", "--num-classes", "3"], "no-such-model"),
     (["--model", "surgenet-caformer", "--task", "segmentation"], "num_classes is required"),
     (["--model", "surgenet-caformer", "--task", "cvs", "--backends", "fastest-ever"], "unknown backends fastest-ever"),
+    (["--model", "surgenet-caformer", "--task", "segmentation", "--num-classes", "3", "--backends",
+      "onnxruntime-cpu", "openvino-int8"], "--backends openvino-int8 needs --calib FRAMES_DIR: a folder of ~100 real"),
+    (["--model", "surgenet-caformer", "--task", "segmentation", "--num-classes", "3", "--calib", "no-such-dir"],
+     "--calib no-such-dir is not a folder; pass --calib FRAMES_DIR: a folder of ~100 real surgical frames"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(argv, message, capsys):
     from latency import main

@@ -83,8 +83,8 @@ class Choice:
         if m.miou_drop is not None:
             figures.append(f"mIoU drop {m.miou_drop:.2f} points")
         rivals = sorted((x for x in self.measurements if x.backend != self.backend), key=lambda x: x.backend)
-        others = "; ".join(f"{x.backend} " + (f"{x.median_ms:.1f} ms" if x.median_ms is not None else "")
-                           + (f" failed: {x.note}" if not x.passed else "") for x in rivals)
+        others = "; ".join(" ".join([x.backend] + ([f"{x.median_ms:.1f} ms"] if x.median_ms is not None else [])
+                                    + ([f"failed: {x.note}"] if not x.passed else [])) for x in rivals)
         how = "cached" if self.cached else "measured"
         return (f"backend auto -> {self.backend} ({', '.join(figures)}; {how}, {self.cpu})"
                 + (f" [others: {others}]" if others else ""))
