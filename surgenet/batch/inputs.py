@@ -8,12 +8,14 @@ changed since it was done. Everything is checked before the first frame is decod
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import InputError
 from ..io import IMAGE_EXTENSIONS, is_video, list_images
+from ..io.text import read_user_text
 
 MANIFEST_COLUMNS = ("path",)
 
@@ -59,7 +61,7 @@ def _from_tree(root: Path) -> list[ArchiveInput]:
 
 
 def _from_manifest(manifest: Path) -> list[ArchiveInput]:
-    with manifest.open(newline="") as handle:
+    with io.StringIO(read_user_text(manifest), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise InputError(f"{manifest}: a manifest is a CSV with a header holding a 'path' column "
