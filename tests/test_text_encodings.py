@@ -106,3 +106,17 @@ def test_yaml_config_with_a_bom_or_in_cp1252(tmp_path, capsys):
     except SystemExit as exc:
         code = int(exc.code)
     _one_line(capsys, code, str(config), "0xe9", "UTF-8")
+
+
+def test_saved_model_config_with_a_bom_or_in_cp1252(tmp_path):
+    import surgenet
+
+    folder = tmp_path / "model"
+    surgenet.load_model("resnet18", task="cvs", pretrained=False).save_pretrained(folder)
+    config = folder / "config.json"
+    original = config.read_bytes()
+    config.write_bytes(BOM + original)  # what an editor that adds a BOM leaves
+    assert surgenet.load_model(folder).task == "cvs"
+    config.write_bytes(original.replace(b'"cvs"', b'"cvs", "note": "r\xe9vis\xe9"', 1))
+    with pytest.raises(InputError, match="config.json is not UTF-8 text"):
+        surgenet.load_model(folder)
