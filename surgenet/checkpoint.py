@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from .exceptions import CheckpointError, KeyMismatchError
+from .io.text import read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def read_folder_config(folder: Path) -> dict[str, Any] | None:
     if not cfg.is_file():
         return None
     try:
-        return json.loads(cfg.read_text())
+        return json.loads(read_user_text(cfg))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{cfg} is not valid JSON: {exc}. Re-save the model with save_pretrained.") from exc
 

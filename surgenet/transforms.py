@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .exceptions import InputError
 from .io import as_rgb_array
+from .io.text import read_user_text
 from .registry import get_entry
 
 
@@ -63,7 +64,7 @@ def _config_of(model_or_name: Any) -> dict[str, Any]:
     if isinstance(model_or_name, (str, Path)):
         folder = Path(model_or_name).expanduser()
         if folder.is_dir() and (folder / "config.json").is_file():
-            return json.loads((folder / "config.json").read_text())
+            return json.loads(read_user_text(folder / "config.json"))
         entry = get_entry(str(model_or_name))
         return {"backbone": entry.name, "mean": list(entry.mean), "std": list(entry.std),
                 "input_size": list(entry.input_size)}

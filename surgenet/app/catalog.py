@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..exceptions import InputError, SurgeNetError
+from ..io.text import read_user_text
 from ..labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
 from ..models.loading import model_source
 from ..predict import Predictor
@@ -59,8 +60,8 @@ def _licence_of(name: str | None) -> str:
 
 def _read_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
+        return json.loads(read_user_text(folder / "config.json"))
+    except (OSError, ValueError) as exc:  # InputError (missing, not UTF-8) is a ValueError
         raise InputError(f"{folder}/config.json cannot be read ({exc}); pass a folder written by "
                          "save_pretrained or surgenet-train.") from exc
 
@@ -71,8 +72,8 @@ def _export_sidecar(folder: Path) -> dict | None:
         return None
     for candidate in sorted(folder.glob("*.json")):
         try:
-            data = json.loads(candidate.read_text())
-        except (OSError, ValueError):
+            data = json.loads(read_user_text(candidate))
+        except (OSError, ValueError):  # InputError (not UTF-8) is a ValueError: not the sidecar
             continue
         if isinstance(data, dict) and "task" in data:
             return data

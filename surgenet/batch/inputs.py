@@ -9,12 +9,14 @@ changed since it was done. Everything is checked before the first frame is decod
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..exceptions import InputError
 from ..io import IMAGE_EXTENSIONS, is_video, list_images
 from ..io.paths import unique_names
+from ..io.text import read_user_text
 
 MANIFEST_COLUMNS = ("path",)
 
@@ -55,7 +57,7 @@ def _from_tree(root: Path) -> list[ArchiveInput]:
 
 
 def _from_manifest(manifest: Path) -> list[ArchiveInput]:
-    with manifest.open(newline="") as handle:
+    with io.StringIO(read_user_text(manifest), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise InputError(f"{manifest}: a manifest is a CSV with a header holding a 'path' column "

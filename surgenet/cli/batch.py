@@ -101,7 +101,9 @@ def run_batch(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
-        mode = json.loads((Path(args.model).expanduser() / "config.json").read_text()).get("task")
+        from ..io.text import read_user_text
+
+        mode = json.loads(read_user_text(Path(args.model).expanduser() / "config.json")).get("task")
     return _run(args, mode)
 
 

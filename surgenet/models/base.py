@@ -24,6 +24,7 @@ from ..checkpoint import load_strict, read_file
 from ..exceptions import CheckpointError, InputError
 from ..factory import load_backbone
 from ..io.atomic import atomic_target, atomic_write_text
+from ..io.text import read_user_text
 from ..registry import ModelEntry, get_entry, input_size_for
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder} has no {CONFIG_NAME}; it was not written by save_pretrained. "
                               "Pass a model name with task= and weights= instead.")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}). Re-save the model with save_pretrained.") from exc
     missing = [k for k in ("task", "backbone", "num_classes") if k not in config]

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .._version import __version__ as SURGENET_VERSION
 from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..io.text import read_user_text
 
 from .errors import ExportError
 
@@ -84,10 +85,10 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 def read_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist; export the model again with surgenet-export.")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ExportError(f"{path} does not exist; export the model again with surgenet-export.") from exc
+        return json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path} is not valid JSON ({exc}); export the model again.") from exc
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..exceptions import InputError, MissingExtraError
+from ..io.text import read_user_text
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -247,7 +248,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
     yaml = _yaml()
     raw: dict[str, Any] = {}
     if name_or_path is not None:
-        text = resolve_config_path(name_or_path).read_text()
+        text = read_user_text(resolve_config_path(name_or_path))
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

@@ -31,6 +31,7 @@ import torch
 from ..exceptions import InputError
 from .checkpointing import seed_everything
 from .config import to_dict
+from .resume import check_resumed_settings
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_ca
     from ..devices import resolve_device
     from .distill_cache import FrameSet, TeacherCache
     from .distill_task import DistillTask
-    from .finetune import LAST, _optimizer, load_checkpoint_state, run_epochs
+    from .finetune import LAST, RESUMABLE_CHANGES, _optimizer, load_checkpoint_state, run_epochs
     from .finetune_tasks import segmentation_class_weight, weights_digest
 
     _check_numbers(cfg)
@@ -205,6 +206,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_ca
     out = Path(out_dir)
     device = resolve_device(cfg.device)
     state = load_checkpoint_state(out / LAST) if resume else None
+    if state is not None:  # before the teacher runs or any frame is read
+        check_resumed_settings(state.get("config") or {}, cfg, RESUMABLE_CHANGES)
     unlabelled, train, val = open_inputs(cfg, task or "segmentation")
     teacher = load_teacher(cfg, task).to(device).eval()
     task = teacher.task

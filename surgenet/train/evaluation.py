@@ -11,6 +11,7 @@ features once, whatever the methods asked for.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from ..exceptions import InputError
 from ..io.images import IMAGE_EXTENSIONS
+from ..io.text import read_user_text
 from ..transforms import ImageTransform
 from .config import EVAL_METHODS
 
@@ -42,7 +44,7 @@ def read_labelled(path: str | Path, classes: Sequence[str] | None = None) -> Lab
         pairs = [(str(f), d.name) for d in sorted(p for p in path.iterdir() if p.is_dir())
                  for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
     elif path.suffix.lower() == ".csv":
-        with path.open(newline="") as f:
+        with io.StringIO(read_user_text(path), newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows or not {"image", "label"} <= set(rows[0]):
             raise InputError(f"{path} needs the columns image,label (one row per frame).")

@@ -39,12 +39,15 @@ from ..io.atomic import atomic_write_text
 from ..tasks import MULTI_LABEL_TASKS
 from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
 from .config import dump_yaml, to_dict
+from .resume import check_resumed_settings
 from .runlog import MetricLog, records_until
 from .schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
 LAST = "last.pth"
+# Settings a resumed fine-tuning or distillation run may change: how long and where it runs, not what it trains.
+RESUMABLE_CHANGES = ("epochs", "num_workers", "device", "patience")
 FINETUNE_FORMAT = "surgenet-finetune/1"
 
 
@@ -167,6 +170,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     out = Path(out_dir)
     device = resolve_device(cfg.device)  # a device that is not there fails before data and model are touched
     state = load_checkpoint_state(out / LAST) if resume else None  # a missing state fails before data loading
+    if state is not None:
+        check_resumed_settings(state.get("config") or {}, cfg, RESUMABLE_CHANGES)
     seed_everything(cfg.seed)
     task = TASKS[cfg.task](cfg)  # opens and checks every label of the datasets
     num_classes, class_names = _class_names_for(cfg, task.class_names)

@@ -38,6 +38,7 @@ from .dino.optim import clip_gradients, set_hyperparameters
 from .export import export_teacher
 from .methods import method_class
 from .methods.base import PretrainMethod
+from .resume import check_resumed_settings
 from .runlog import LOG_FILE, MetricLog, write_run_info
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ RESUMABLE_CHANGES = ("train.max_steps", "train.checkpoint_every", "train.log_eve
                      "data.num_workers", "train.device")
 # The periodic evaluation reads the teacher and draws no random numbers: a resumed run may add
 # or change it without changing the training.
-RESUMABLE_SECTIONS = ("eval.",)
+RESUMABLE_SECTIONS = ("eval.",)  # a name ending in "." allows the whole section
 
 
 def build_networks(config: PretrainConfig):
@@ -102,27 +103,16 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return table[name]
 
 
-def check_resumable(saved: dict[str, Any], current: PretrainConfig) -> None:
-    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "network_kwargs" else {prefix + k: v})
-        return out
-
-    old, new = flat(saved), flat(to_dict(current))
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
-                     and not k.startswith(RESUMABLE_SECTIONS))
-    if changed:
-        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
-        raise InputError(f"--resume continues the saved run, but these settings differ from it: {details}. "
-                         "Drop them from the command line (the saved config is used), or start a new --out.")
-
-
 class Pretrainer:
     """The state of one process of a pretraining run and the loop that advances it."""
 
     def __init__(self, config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> None:
         self.config, self.out_dir = config, Path(out_dir)
+        # A resumed run's settings are checked before any network or data is built.
+        saved = load_checkpoint(self.out_dir) if resume else None
+        if saved is not None:
+            check_resumed_settings(saved.get("config") or {}, config, RESUMABLE_CHANGES + RESUMABLE_SECTIONS,
+                                   fix="drop them from the command line (the saved config is used), or use a new --out")
         self.dist = D.init_distributed(config.train.device)
         self.device = self.dist.device
         self.autocast_dtype = resolve_precision(config.train.precision, self.device)
@@ -144,8 +134,8 @@ class Pretrainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.step = 0
         self.resumed = resume
-        if resume:
-            self._load(load_checkpoint(self.out_dir))
+        if saved is not None:
+            self._load(saved)
         self.model = self.student
         if self.dist.enabled:
             # CAFormer's depthwise convolutions return channels-last gradients that DDP copies into
@@ -173,7 +163,6 @@ class Pretrainer:
         return state
 
     def _load(self, state: dict[str, Any]) -> None:
-        check_resumable(state["config"], self.config)
         self.student.load_state_dict(state["student"])
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])

@@ -14,6 +14,7 @@ with labels already validated. This module turns them into what a model eats:
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from ...exceptions import InputError
+from ...io.text import read_user_text
 from ..seg_augment import SegmentationAugment, colour_jitter, image_to_tensor, resize_image
 
 
@@ -103,7 +105,7 @@ class PhaseVideo:
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
+    with io.StringIO(read_user_text(path), newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not set(required) <= set(rows[0]):
         raise InputError(f"{path} needs a header with the columns {','.join(required)}.")

@@ -8,6 +8,7 @@ cost little memory and DataLoader workers share them without copy-on-write growt
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 from ...exceptions import InputError
 from ...io.images import IMAGE_EXTENSIONS
 from ...io.sampling import check_fps, num_samples
+from ...io.text import read_user_text
 from .video import VIDEO_EXTENSIONS, UnreadableVideoError, list_videos, read_frame_at, video_duration
 
 logger = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def frame_list(path: Path) -> ImageFiles:
     is for downstream tasks and pretraining ignores it."""
     root = path.parent
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as f:
+        with io.StringIO(read_user_text(path), newline="") as f:
             rows = list(csv.reader(f))
         if not rows:
             raise InputError(f"frame list {path} is empty.")
@@ -94,7 +96,7 @@ def frame_list(path: Path) -> ImageFiles:
         body = rows[1:] if column is not None else rows
         names = [r[column or 0].strip() for r in body if r and r[column or 0].strip()]
     else:
-        names = [line.strip() for line in path.read_text().splitlines()]
+        names = [line.strip() for line in read_user_text(path).splitlines()]
         names = [n for n in names if n and not n.startswith("#")]
     return ImageFiles(str(path), [str((root / n) if not Path(n).is_absolute() else Path(n)) for n in names])
 

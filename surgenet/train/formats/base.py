@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 
 import csv
+import io
 import logging
 import sys
 import warnings
@@ -31,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from ...exceptions import InputError
 from ...io.images import IMAGE_EXTENSIONS
 from ...io.masks import IGNORE_INDEX, read_index_mask
+from ...io.text import decode_user_text, read_user_text
 from ...tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -79,22 +81,27 @@ def read_delimited(path: Path, delimiter: str = ",") -> Iterator[tuple[int, list
     if not path.is_file():
         raise InputError(f"label file {path} does not exist.")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(read_user_text(path), newline="") as f:
             reader = csv.reader(f, delimiter=delimiter)
             for fields in reader:
                 if fields and any(x.strip() for x in fields):
                     yield reader.line_num, [x.strip() for x in fields]
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise InputError(f"{path} is not a readable text {('CSV' if delimiter == ',' else 'TSV')} file: {exc}.") \
             from exc
 
 
 def read_header(path: Path, delimiter: str = ",") -> list[str]:
-    """The first row of a CSV/TSV file, lower-cased (empty if unreadable or empty)."""
+    """The first row of a CSV/TSV file, lower-cased (empty if unreadable or empty).
+
+    Only the first line is decoded: a body in another encoding is reported by :func:`read_delimited`
+    with its offset, not taken here for a file without the header.
+    """
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            row = next(csv.reader(f, delimiter=delimiter), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
+        with path.open("rb") as f:
+            first = f.readline(1 << 16)
+        row = next(csv.reader([decode_user_text(first, path)], delimiter=delimiter), [])
+    except (OSError, csv.Error):
         return []
     return [x.strip().lower() for x in row]
 

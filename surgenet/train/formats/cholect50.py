@@ -33,6 +33,7 @@ import numpy as np
 
 from ...exceptions import InputError
 from ...io.images import IMAGE_EXTENSIONS
+from ...io.text import read_user_text
 from ..data.labelled import PhaseVideo
 from .base import LabelDataset, RawDataset, check_task, select_videos
 
@@ -61,11 +62,9 @@ def detect(path: Path) -> bool:
 
 def _load(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not a UTF-8 JSON file: {exc}.") from exc
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), dict):
         raise InputError(f"{path} has no 'annotations' object; is it a CholecT50 label file?")
     categories = data.get("categories")

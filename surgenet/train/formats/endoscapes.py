@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ...exceptions import InputError
+from ...io.text import read_user_text
 from ...labels import CVS_CRITERIA, ENDOSCAPES_CLASSES
 from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, images_with_masks, parse_float,
                    parse_int,
@@ -136,11 +137,9 @@ def _coco_images(split: Path) -> list[tuple[int, str]]:
     """``(entry index, file_name)`` of ``annotation_coco.json``'s ``images``."""
     path = split / "annotation_coco.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not a UTF-8 JSON file: {exc}.") from exc
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise InputError(f"{path} has no COCO 'images' list; is it an Endoscapes annotation file?")

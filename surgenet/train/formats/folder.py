@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ...exceptions import InputError
+from ...io.text import read_user_text
 from ..data.labelled import PhaseVideo
 from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, images_with_masks, parse_float,
                    parse_int,
@@ -66,7 +67,7 @@ def _segmentation(root: Path, class_names: Sequence[str] | None) -> Segmentation
     images, masks = images_with_masks(
         root, "must hold images/ and masks/ (PNG class-index masks with the image stems).")
     if class_names is None and (root / "classes.txt").is_file():
-        class_names = [x.strip() for x in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if x.strip()]
+        class_names = [x.strip() for x in read_user_text(root / "classes.txt").splitlines() if x.strip()]
     if class_names is not None:
         ds = SegmentationDataset(class_names, images, masks, source=str(root))
     else:  # every id below 255 is a class; the list ends at the largest id present
