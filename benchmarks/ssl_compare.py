@@ -16,7 +16,6 @@ need GPUs. Results go to OUT/results.json and a Markdown table on stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys

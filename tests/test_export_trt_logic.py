@@ -15,7 +15,6 @@ import hashlib
 import json
 import shutil
 import types
-import warnings
 
 import numpy as np
 import pytest

@@ -14,7 +14,6 @@ from PIL import Image
 from surgenet.train.distill import DistillConfig, distill
 from surgenet.train.distill_cache import FrameSet, TeacherCache
 from surgenet.train.distill_loss import soft_kl
-from tests.helpers.cli import exit_code
 from tests.test_train_finetune import SIZE, disc_dataset
 
 
