@@ -151,7 +151,8 @@ def realtime_runs(predictor: Any, clip: Path, min_frames: int, runs: int) -> lis
                         "frames": report.processed, "decoded": report.decoded, "keyframes": report.keyframes,
                         "source_fps": report.source_fps, "sustained_fps": report.sustained_fps,
                         "keeps_up": report.keeps_up, "wall_s": report.wall_s, "latency_ms": d["latency_ms"],
-                        "intervals": report.intervals, "stage_ms": {k: v.mean_ms for k, v in report.stage_times().items()},
+                        "intervals": report.intervals,
+                        "stage_ms": {k: v.mean_ms for k, v in report.stage_times().items()},
                         "thread_ms_per_frame": report.thread_loads(),
                         "bottleneck": {"thread": name, "ms_per_frame": ms}})
         print(f"real-time run {run + 1}/{runs}: {report.processed} frames, {report.sustained_fps:.2f} fps, "
