@@ -206,6 +206,28 @@ class _Channel:
             self.cond.notify_all()
 
 
+class LiveSourcePacer:
+    """Delivers a clip's frames at their timestamps, as a live source (a camera) would: ``wait``
+    sleeps until a frame is due and returns the time it was due (the first frame is due at once).
+    A frame without a timestamp is due ``count / fps`` after the first."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self._start: float | None = None
+        self._first_time: float | None = None
+
+    def wait(self, frame_time: float | None, count: int) -> float:
+        if self._start is None:
+            self._start, self._first_time = time.perf_counter(), frame_time
+        offset = (frame_time - self._first_time) if frame_time is not None and self._first_time is not None \
+            else count / self.fps
+        due = self._start + offset
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        return due
+
+
 class _Worker(threading.Thread):
     """A daemon thread that keeps the first exception it meets for the main thread to raise."""
 
@@ -264,7 +286,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
             report.partial = str(exc)
 
         frames = iter_video(path, stride, on_partial=ended_early)
-        clock_start = first_time = None
+        pacer = LiveSourcePacer(source_fps) if realtime else None
         try:
             for count in range(max_frames or 2 ** 62):
                 t0 = time.perf_counter()
@@ -273,14 +295,8 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
                     return
                 report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
                 report.decoded += 1
-                if realtime:  # the frame arrives when a live source would show it
-                    if clock_start is None:
-                        clock_start, first_time = time.perf_counter(), vf.time
-                    offset = (vf.time - first_time) if vf.time is not None and first_time is not None \
-                        else count / source_fps
-                    wait = clock_start + offset - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
+                if pacer is not None:  # the frame arrives when a live source would show it
+                    pacer.wait(vf.time, count)
                 arrived = time.perf_counter()
                 x = predictor.transform(vf.image)
                 report.stages["preprocess"].append((time.perf_counter() - arrived) * 1e3)

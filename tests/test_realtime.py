@@ -343,3 +343,17 @@ def test_realtime_benchmark_writes_the_overlay_video_and_a_json_row(seg_model, c
     assert "| torch-eager-fp32" in capsys.readouterr().out
     assert realtime_video.main([*argv[:4], "--imgsz", "64"]) == 2  # a saved model keeps its size
     assert "--imgsz is for zoo names" in capsys.readouterr().err
+
+
+def test_live_source_pacer_delivers_frames_at_their_timestamps():
+    import time as _time
+
+    from surgenet.realtime import LiveSourcePacer
+
+    pacer = LiveSourcePacer(fps=20.0)
+    t0 = _time.perf_counter()
+    due = [pacer.wait(t, i) for i, t in enumerate((1.00, 1.03, 1.06))] + [pacer.wait(None, 4)]
+    # Offsets from the first frame: its timestamps (0, 30, 60 ms), then count / fps (4 / 20 s).
+    offsets = [d - due[0] for d in due]
+    assert offsets == pytest.approx([0.0, 0.03, 0.06, 0.2], abs=1e-9)
+    assert _time.perf_counter() - t0 >= 0.2 - 1e-3  # it slept until the last frame was due

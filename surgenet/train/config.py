@@ -242,6 +242,19 @@ def _yaml():
     return yaml
 
 
+def flag_overrides(args: object, keys: Sequence[str]) -> list[str]:
+    """``--set`` overrides of a parsed command line, then ``KEY=JSON`` for each of ``keys`` the user
+    gave (an attribute that is not None): command-line flags win over the config file."""
+    import json
+
+    overrides = list(getattr(args, "set", None) or [])
+    for key in keys:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value, default=str)}")  # default: Path values
+    return overrides
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = (),
                 cls: type = PretrainConfig) -> Any:
     """A config from a shipped name or a YAML path (or the defaults), with ``key=value`` overrides."""

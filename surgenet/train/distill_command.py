@@ -9,20 +9,17 @@ from pathlib import Path
 
 from ..exceptions import InputError
 from . import distill as _library
-from .config import load_config
+from .config import flag_overrides, load_config
 from .distill import DEFAULT_STUDENT, DistillConfig, check_student, distill
 
 DISTILL_HELP = _library.__doc__.split("\n\n", 1)[1]
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    overrides = list(args.set or [])
-    for key in ("teacher", "teacher_weights", "task", "num_classes", "student", "student_weights", "fps", "train",
-                "val", "image_size", "cache_reduction", "temperature", "kd_weight", "gt_weight", "epochs",
-                "batch_size", "lr", "patience", "device", "num_workers", "class_weighting"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value, default=str)}")
+    overrides = flag_overrides(args, (
+        "teacher", "teacher_weights", "task", "num_classes", "student", "student_weights", "fps", "train",
+        "val", "image_size", "cache_reduction", "temperature", "kd_weight", "gt_weight", "epochs",
+        "batch_size", "lr", "patience", "device", "num_workers", "class_weighting"))
     if args.data:
         overrides.append("data=" + json.dumps([str(d) for d in args.data]))
     cfg = load_config(args.config, overrides, cls=DistillConfig)

@@ -8,20 +8,17 @@ import json
 from pathlib import Path
 
 from . import finetune as _library
-from .config import load_config
+from .config import flag_overrides, load_config
 from .finetune import FinetuneConfig, summary_line, finetune
 
 FINETUNE_HELP = _library.__doc__.split("\n\n", 1)[1]
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    overrides = list(args.set or [])
-    for key in ("task", "model", "weights", "num_classes", "train", "val", "image_size", "epochs", "batch_size",
-                "lr", "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers",
-                "class_weighting", "label_weighting"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value, default=str)}")  # default: Path values
+    overrides = flag_overrides(args, (
+        "task", "model", "weights", "num_classes", "train", "val", "image_size", "epochs", "batch_size", "lr",
+        "backbone_lr", "patience", "clip_length", "temporal", "device", "num_workers", "class_weighting",
+        "label_weighting"))
     if args.class_names:
         overrides.append("class_names=" + json.dumps(args.class_names.split(",")))
     if args.no_pretrained:

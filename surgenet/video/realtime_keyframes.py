@@ -41,7 +41,7 @@ from ..exceptions import InputError
 from ..io.video import Frame, iter_video, video_info
 from ..postprocess import label_names, segmentation_probabilities
 from ..predict import Predictor
-from ..realtime import Sink, VideoRunReport, _Worker, latency_summary
+from ..realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary
 from ..results import SegmentationResult
 from ._deps import cv2 as _cv2
 from .keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
@@ -262,7 +262,7 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
     def read() -> None:
         torch.set_num_threads(1)
         frames = looped_video(path, repeat)
-        clock_start = first_time = None
+        pacer = LiveSourcePacer(info.fps) if realtime else None
         try:
             for count in range(max_frames or 2 ** 62):
                 t0 = time.perf_counter()
@@ -272,15 +272,8 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                 report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
                 report.decoded += 1
                 arrived = time.perf_counter()
-                if realtime:  # the frame arrives when a live source would show it; latency counts from then
-                    if clock_start is None:
-                        clock_start, first_time = arrived, vf.time
-                    offset = (vf.time - first_time) if vf.time is not None and first_time is not None \
-                        else count / info.fps
-                    arrived = clock_start + offset
-                    wait = arrived - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
+                if pacer is not None:  # the frame arrives when a live source would show it; latency counts from then
+                    arrived = pacer.wait(vf.time, count)
                 while not stop.is_set():
                     try:
                         frames_in.put(_Item(vf, arrived), timeout=0.1)
