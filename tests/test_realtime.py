@@ -14,6 +14,7 @@ from surgenet.cli import main
 from surgenet.exceptions import InputError
 from surgenet.realtime import run_video, stage_time
 from tests.helpers.paths import REPO
+from tests.helpers.realtime import SleepyBackend, write_pattern_clip
 
 av = pytest.importorskip("av")
 
@@ -23,33 +24,7 @@ N_FRAMES = 20
 
 def _write_clip(path: Path, n: int = N_FRAMES, fps: int = 25, h: int = 48, w: int = 64) -> Path:
     """Frames whose content moves with the index (so that every frame differs)."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for t in range(n):
-            frame = np.stack([(xx * 4 + t * 9) % 256, (yy * 5 + t * 7) % 256, (xx + yy + t * 3) % 256], -1)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-class SleepyBackend:
-    """An exported-model stand-in: ``sleep`` seconds per call, constant logits (2 classes)."""
-
-    config = {"task": "segmentation", "num_classes": 2, "mean": [0.5] * 3, "std": [0.25] * 3, "input_size": [3, 16, 16]}
-
-    def __init__(self, sleep: float) -> None:
-        self.sleep = sleep
-        self.calls = 0
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        time.sleep(self.sleep)
-        logits = np.zeros((x.shape[0], 2, 4, 4), np.float32)
-        logits[:, 1] = 1.0
-        return logits
+    return write_pattern_clip(path, n, fps, moving=True, h=h, w=w)
 
 
 @pytest.fixture(scope="module")
