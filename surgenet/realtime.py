@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -206,6 +206,19 @@ class _Channel:
             self.cond.notify_all()
 
 
+def timed_decode(frames: Iterator[Frame], report: Any, max_frames: int | None = None) -> Iterator[tuple[int, Frame]]:
+    """``(count, frame)`` of ``frames``, at most ``max_frames``: each decode is timed into
+    ``report.stages["decode"]`` (ms) and counted in ``report.decoded``."""
+    for count in range(max_frames or 2 ** 62):
+        t0 = time.perf_counter()
+        frame = next(frames, None)
+        if frame is None:
+            return
+        report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
+        report.decoded += 1
+        yield count, frame
+
+
 class LiveSourcePacer:
     """Delivers a clip's frames at their timestamps, as a live source (a camera) would: ``wait``
     sleeps until a frame is due and returns the time it was due (the first frame is due at once).
@@ -288,13 +301,7 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
         frames = iter_video(path, stride, on_partial=ended_early)
         pacer = LiveSourcePacer(source_fps) if realtime else None
         try:
-            for count in range(max_frames or 2 ** 62):
-                t0 = time.perf_counter()
-                vf = next(frames, None)
-                if vf is None:
-                    return
-                report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
-                report.decoded += 1
+            for count, vf in timed_decode(frames, report, max_frames):
                 if pacer is not None:  # the frame arrives when a live source would show it
                     pacer.wait(vf.time, count)
                 arrived = time.perf_counter()

@@ -41,7 +41,7 @@ from ..exceptions import InputError
 from ..io.video import Frame, iter_video, video_info
 from ..postprocess import label_names, segmentation_probabilities
 from ..predict import Predictor
-from ..realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary
+from ..realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary, timed_decode
 from ..results import SegmentationResult
 from ._deps import cv2 as _cv2
 from .keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
@@ -264,13 +264,7 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
         frames = looped_video(path, repeat)
         pacer = LiveSourcePacer(info.fps) if realtime else None
         try:
-            for count in range(max_frames or 2 ** 62):
-                t0 = time.perf_counter()
-                vf = next(frames, None)
-                if vf is None:
-                    return
-                report.stages["decode"].append((time.perf_counter() - t0) * 1e3)
-                report.decoded += 1
+            for count, vf in timed_decode(frames, report, max_frames):
                 arrived = time.perf_counter()
                 if pacer is not None:  # the frame arrives when a live source would show it; latency counts from then
                     arrived = pacer.wait(vf.time, count)
