@@ -88,7 +88,7 @@ def test_int8_runner_follows_the_fp32_model(int8_export):
 @pytest.mark.parametrize("argv, message", [
     (["--int8"], "--int8 and --calib FRAMES_DIR go together"),
     (["--int8", "--calib", "no/such/frames"], "there is no folder no/such/frames"),
-    (["--out-is-a-file"], "is a file; pass a folder"),
+    (["--out-is-a-file"], "is an existing file; pass a folder"),
 ])
 def test_int8_mistakes_are_one_line_before_any_model_is_built(argv, message, tmp_path, capsys, monkeypatch):
     import surgenet
@@ -98,7 +98,10 @@ def test_int8_mistakes_are_one_line_before_any_model_is_built(argv, message, tmp
     if argv == ["--out-is-a-file"]:
         out.write_text("not a folder")
         argv = []
-    code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--out", str(out), *argv])
+    try:
+        code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--out", str(out), *argv])
+    except SystemExit as exit_info:  # refused while parsing (the --out check), before run() starts
+        code = exit_info.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
 

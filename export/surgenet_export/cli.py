@@ -96,8 +96,6 @@ def check_requirements(args: argparse.Namespace) -> None:
     if missing:
         raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
                                       "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} is a file; pass a folder (it is created if missing).")
     if args.int8 and args.task == "phase":
         raise InputError("--int8 quantises frame models (segmentation, CVS, tools); a phase model's temporal state "
                          "would need calibration over whole videos. Export it without --int8.")

@@ -38,6 +38,13 @@ PartialHandler = Callable[[PartialVideoError], None]
 MISSING_TOLERANCE = 0.01
 
 
+def stream_start_seconds(stream) -> float:
+    """The stream's start time in seconds (0 when the container gives none)."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
 def expected_frames(container, stream) -> int | None:
     """Frames the container announces for ``stream``: its frame count, else duration x frame rate."""
     if stream.frames:
@@ -47,7 +54,12 @@ def expected_frames(container, stream) -> int | None:
     if stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration:
-        seconds = container.duration / 1_000_000  # microseconds (av.time_base)
+        # Microseconds (av.time_base). Matroska's duration runs from 0 and so includes the stream's
+        # start offset; subtracting it can only lower the count, never flag a complete video short.
+        seconds = container.duration / 1_000_000
+        start = stream_start_seconds(stream)
+        if 0 < start < seconds:
+            seconds -= start
     if not rate or not seconds:
         return None
     return int(round(seconds * float(rate)))

@@ -19,7 +19,7 @@ from ...exceptions import InputError
 from ...io.atomic import atomic_target
 from ...io.sampling import TOLERANCE_S as _EPS
 from ...io.sampling import FpsSampler, check_fps
-from ...io.video import VIDEO_EXTENSIONS, PartialHandler, decode_checked, import_av  # noqa: F401 - one list
+from ...io.video import VIDEO_EXTENSIONS, PartialHandler, decode_checked, import_av, stream_start_seconds  # noqa: F401,E501 - one list
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,6 @@ def _video_stream(container, path: Path):
     return container.streams.video[0]
 
 
-def _start_seconds(stream) -> float:
-    """The stream's start time in seconds (0 when the container gives none)."""
-    if stream.start_time is None or stream.time_base is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base)
-
-
 def video_duration(path: str | Path) -> float:
     """Length in seconds of the first video stream, from its start time to the end of its last frame.
 
@@ -70,7 +63,7 @@ def video_duration(path: str | Path) -> float:
         if stream.duration is not None and stream.time_base is not None:
             announced = float(stream.duration * stream.time_base)
             end = _stream_end(container, stream)  # a truncated file keeps its header: check the data's end
-            held = None if end is None else max(0.0, end - _start_seconds(stream))
+            held = None if end is None else max(0.0, end - stream_start_seconds(stream))
             slack = 1.0 / float(stream.average_rate or 25) + 0.01 * announced
             if held is not None and held + slack < announced:
                 logger.warning("%s announces %.2f s of video but its data ends at %.2f s (truncated or damaged); "
@@ -80,7 +73,7 @@ def video_duration(path: str | Path) -> float:
         end = _stream_end(container, stream)
         if end is None:
             return float(stream.frames / (stream.average_rate or 25))
-        return max(0.0, end - _start_seconds(stream))
+        return max(0.0, end - stream_start_seconds(stream))
 
 
 def _stream_end(container, stream) -> float | None:
@@ -122,7 +115,7 @@ def _sampled_frames(path: Path, fps: float, on_partial: PartialHandler | None) -
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
-        start = _start_seconds(stream)
+        start = stream_start_seconds(stream)
         sampler = FpsSampler(fps)
         for frame in decode_checked(container, stream, path, on_partial):
             samples = sampler.take(frame.time - start if frame.time is not None else 0.0)
@@ -136,7 +129,7 @@ def read_frame_at(container, t: float) -> Image.Image:
     """The frame sampled at ``t`` seconds (from the stream's start) of an open PyAV container;
     seeks to the keyframe before it."""
     stream = container.streams.video[0]
-    start = _start_seconds(stream)
+    start = stream_start_seconds(stream)
     offset = int(max(0.0, t - 0.5) / stream.time_base) + (stream.start_time or 0)
     container.seek(offset, stream=stream, backward=True, any_frame=False)
     last = None

@@ -22,9 +22,9 @@ from typing import Iterator
 from PIL import Image
 
 from ...io.atomic import atomic_target
-from ...io.video import PartialHandler, decode_checked
+from ...io.video import PartialHandler, decode_checked, stream_start_seconds
 from ...io.sampling import FpsSampler, check_fps, num_samples
-from ..data.video import UnreadableVideoError, _av, _reading, _start_seconds, _video_stream, video_duration
+from ..data.video import UnreadableVideoError, _av, _reading, _video_stream, video_duration
 
 FRAME_DIGITS = 6
 
@@ -48,7 +48,7 @@ def _indexed(path: Path, fps: float, on_partial: PartialHandler | None) -> Itera
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
-        start = _start_seconds(stream)
+        start = stream_start_seconds(stream)
         sampler = FpsSampler(fps)
         for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
             t = frame.time - start if frame.time is not None else index / float(stream.average_rate or 25)
