@@ -7,7 +7,7 @@ and every Ray process) and Ray's overhead over the local engine. From the per-wo
 states the simple scaling model a cluster follows (throughput ~ workers x per-worker rate while
 decoding keeps up). Figures go to ``OUT/archive.json`` and a markdown table.
 
-    python benchmarks/archive.py --data ../shared/data --out runs/archive
+    python benchmarks/archive.py --data data/ --out runs/archive
 """
 
 from __future__ import annotations
@@ -80,13 +80,13 @@ def build_archive(data: Path, root: Path, copies: int, frame_folders: int) -> in
     for folder in frames:
         shutil.copytree(folder, root / "frames" / folder.name)
     if not clips:
-        raise SystemExit(f"benchmark: no clips under {data / 'clips'}; pass --data ../shared/data")
+        raise SystemExit(f"benchmark: no clips under {data / 'clips'}; pass --data a folder with clips/ (videos)")
     return len(clips) * copies + len(frames)
 
 
 def main() -> None:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="../shared/data")
+    parser.add_argument("--data", type=Path, required=True, help="a data folder: clips/ (videos), optionally cholect50/videos/ (frame folders)")
     parser.add_argument("--out", type=output_folder, default="runs/archive")
     parser.add_argument("--model", default="surgenetxl-caformer")
     parser.add_argument("--task", default="phase", choices=TASKS)

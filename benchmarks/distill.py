@@ -1,9 +1,9 @@
 """Distillation on real data: a CAFormer teacher, small students, and the same student on labels alone.
 
-    nice -n 10 python benchmarks/distill.py /work/shared/data --out runs/distill            # every phase
-    python benchmarks/distill.py /work/shared/data --out runs/distill --phases fps report   # re-measure speed
+    nice -n 10 python benchmarks/distill.py data/ --out runs/distill            # every phase
+    python benchmarks/distill.py data/ --out runs/distill --phases fps report   # re-measure speed
 
-DATA is the shared data folder (``endoscapes/``, ``cholect50/``, ``clips/``). Phases, each kept
+DATA is a data folder with ``endoscapes/`` (Endoscapes2023), ``cholect50/`` and ``clips/``. Phases, each kept
 in OUT and skipped (or resumed) when it is already there, so training runs once and the speeds
 can be measured again on an idle machine:
 

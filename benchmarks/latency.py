@@ -2,8 +2,8 @@
 
     python benchmarks/latency.py --model surgenetxl-caformer --task segmentation --num-classes 13 \\
         --batch 1 --imgsz 256 512 --no-pretrained --json out/latency.json
-    python benchmarks/latency.py --model runs/seg/best --eval-data ../shared/data/endoscapes/val \\
-        --calib ../shared/data/endoscapes/train --imgsz 256 512 256x448 --json out/fidelity.json
+    python benchmarks/latency.py --model runs/seg/best --eval-data data/endoscapes/val \\
+        --calib data/endoscapes/train --imgsz 256 512 256x448 --json out/fidelity.json
 
 Backends (``--backends`` picks some) are those of the registry (:mod:`surgenet.runtime.registry`),
 under the names ``surgenet predict --backend`` takes: PyTorch eager FP32 (the baseline,

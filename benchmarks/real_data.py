@@ -11,7 +11,7 @@ From a random backbone (the released weights are not reachable on the machines t
   training set's most frequent phase for every frame;
 * tools: CholecT50 VID68 + VID70 -> VID73 (6 instruments): mAP; baseline: label prior.
 
-The validation split is also the one reported (as in the shared splits; the best epoch is picked
+The validation split is also the one reported (as in the data folder's splits; the best epoch is picked
 on it, as ``surgenet-train finetune --val`` does). Each task records its wall time and the CPU
 time of this process and its data workers, and the CPU model. Writes ``OUT/results.json``,
 ``OUT/results.md``, each task's run under ``OUT/<task>/`` (the fine-tuned segmentation model at
@@ -19,7 +19,10 @@ time of this process and its data workers, and the CPU model. Writes ``OUT/resul
 with ``--model``) and its evaluation under ``OUT/<task>/eval/`` (a figure per task, see
 ``surgenet evaluate``; segmentation: also a contact sheet).
 
-    python benchmarks/real_data.py --data ../shared/data --out runs/real --epochs 3
+    python benchmarks/real_data.py --data data/ --out runs/real --epochs 3
+
+``--data`` is a folder holding ``endoscapes/`` (Endoscapes2023 segmentation subset, ``train``/``val``
+with ``images/``, ``masks/``, ``cvs.csv``) and ``cholect50/`` (CholecT50 videos and labels).
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--tasks: unknown {', '.join(unknown)}; choose from {', '.join(TASKS)}.")
     missing = [d for d in ("endoscapes", "cholect50") if not (data / d).is_dir()]
     if missing:
-        p.error(f"--data {data} lacks {', '.join(missing)}/ (see ../shared/data/README.md).")
+        p.error(f"--data {data} lacks {', '.join(missing)}/ (it needs endoscapes/ and cholect50/ folders).")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import torch

@@ -6,8 +6,8 @@ sustained fps against the clip's rate, per-stage mean / p90 ms, the end-to-end l
 frames dropped in ``--realtime`` mode. The overlay is encoded to an H.264 file (``--write video``,
 what a recorder or a second screen takes), to PNG files, or not at all (``--write none``).
 
-    python benchmarks/realtime_video.py --clip ../shared/data/clips/clip_a.mp4 --model surgenet-caformer
-    python benchmarks/realtime_video.py --clip ../shared/data/clips/clip_a.mp4 --model export/ \\
+    python benchmarks/realtime_video.py --clip clips/clip_a.mp4 --model surgenet-caformer
+    python benchmarks/realtime_video.py --clip clips/clip_a.mp4 --model export/ \\
         --backend openvino openvino-int8 --realtime --frames 400
 
 ``--model`` is a zoo name (random weights: a speed-only run, said in the output), a
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="realtime_video", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clip", required=True, type=existing_file, help="a video, e.g. ../shared/data/clips/clip_a.mp4")
+    p.add_argument("--clip", required=True, type=existing_file, help="a video file, e.g. an 854x480 laparoscopic clip (.mp4)")
     p.add_argument("--model", required=True, type=model_reference,
                    help="zoo name (random weights), save_pretrained folder or surgenet-export folder")
     p.add_argument("--backend", nargs="+", metavar="NAME",

@@ -8,7 +8,7 @@ backbone (the EMA teacher where the method has one) is then probed, frozen, with
 linear classifier on CholecT50 phase (VID68 + VID70 -> VID73) and Endoscapes CVS (train -> val,
 criterion c >= 0.5, mean balanced accuracy of C1..C3). Random weights are the baseline row.
 
-    python benchmarks/ssl_compare.py --data ../shared/data --cpu-budget 120 --out runs/ssl_compare
+    python benchmarks/ssl_compare.py --data data/ --cpu-budget 120 --out runs/ssl_compare
 
 A small-scale replica: full-scale comparisons (224 px, ViT-S or ResNet-50, hundreds of epochs)
 need GPUs. Results go to OUT/results.json and a Markdown table on stdout.
@@ -173,7 +173,7 @@ def probe(backbone: torch.nn.Module, sets: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, type=Path, help="the shared data folder (../shared/data)")
+    parser.add_argument("--data", required=True, type=Path, help="a data folder with endoscapes/, cholect50/ and clips/")
     parser.add_argument("--cpu-budget", required=True, type=positive_float, help="CPU seconds of pretraining per method")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--out", type=output_folder, default=None, help="folder for the runs and results.json")

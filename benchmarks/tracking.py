@@ -8,8 +8,8 @@ Speed: flow propagation (decode + DIS flow both ways + consistency check + warpi
 frame of each clip, resident memory at the start and at the end; keyframe mode with a SurgeNet
 segmentation model (fps and the share of frames that needed the model).
 
-    python benchmarks/tracking.py --data ../shared/data
-    python benchmarks/tracking.py --data ../shared/data --quick        # fewer frames, for a smoke run
+    python benchmarks/tracking.py --data data/
+    python benchmarks/tracking.py --data data/ --quick        # fewer frames, for a smoke run
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def keyframe_speed(clip: Path, max_frames: int, every: int, model_name: str) -> 
 
 def main() -> int:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the shared data folder (../shared/data)")
+    parser.add_argument("--data", type=Path, required=True, help="a data folder with endoscapes/ (Endoscapes2023 segmentation subset) and clips/ (videos)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quality-frames", type=int, default=32)
     parser.add_argument("--frames", type=int, default=800, help="frames per clip for the speed runs")

@@ -2,7 +2,7 @@
 
     surgenet-export surgenetxl-caformer --task segmentation --num-classes 13 --dynamic --out export/
     surgenet-export runs/seg/best --task segmentation --trt --fp16 --out export/   # a save_pretrained folder
-    surgenet-export runs/seg/best --int8 --calib ../shared/data/endoscapes/train --out export/
+    surgenet-export runs/seg/best --int8 --calib data/endoscapes/train --out export/
 
 Writes ``model.onnx`` (+ ``model.onnx.json``), with ``--fp16`` also ``model.fp16.onnx``, with
 ``--int8 --calib FRAMES`` ``model.int8.xml`` (OpenVINO, NNCF-calibrated) and with ``--trt``

@@ -8,7 +8,7 @@ AP with mAP (tools; both with ``OUT/pr_curves.png``), per-video accuracy and mac
 format is detected (Endoscapes, CholecT50, Cholec80, CholecSeg8k, CSV, surgenet's folders).
 
 example:
-  surgenet evaluate --model run/best --data endoscapes:../shared/data/endoscapes/val --out eval/
+  surgenet evaluate --model run/best --data endoscapes:data/endoscapes/val --out eval/
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import torch
 from ..exceptions import CheckpointError
 
 # Attribute names of the online backbone in common Lightning modules (lightly's examples, the
-# seeds' notebooks, pl_bolts), tried in this order.
+# published SimCLR/BYOL training code, pl_bolts), tried in this order.
 BACKBONE_PREFIXES = ("backbone.", "student_backbone.", "online_backbone.", "online_network.encoder.",
                      "encoder.", "online_encoder.", "convnet.", "model.backbone.", "model.encoder.", "model.")
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")

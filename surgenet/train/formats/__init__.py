@@ -1,6 +1,6 @@
 """Readers for the surgical datasets' own formats, one module per format, behind one call.
 
->>> ds = open_dataset("endoscapes:../shared/data/endoscapes/train", "segmentation")
+>>> ds = open_dataset("endoscapes:data/endoscapes/train", "segmentation")
 >>> image, mask = ds[0]          # PIL RGB image, int64 (H, W) class ids (255 = ignore)
 
 ``spec`` is ``FORMAT:PATH`` or a bare ``PATH`` whose format is recognised from its files. The

@@ -2,7 +2,7 @@
 
 Two layouts are read.
 
-**Shared layout** (``../shared/data/endoscapes/<split>``): ``images/<video>_<frame>.jpg``,
+**Flat layout** (one folder per split, e.g. ``endoscapes/train``): ``images/<video>_<frame>.jpg``,
 ``masks/<video>_<frame>.png`` (one channel, ids 0..6, 255 = unlabelled) and ``cvs.csv`` with the
 columns ``file,video,c1,c2,c3`` (each criterion the mean of three experts' 0/1 votes).
 
@@ -53,7 +53,7 @@ from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, im
 logger = logging.getLogger(__name__)
 
 NAME = "endoscapes"
-DESCRIPTION = ("Endoscapes2023: images/ + masks/ + cvs.csv (shared layout) or a release split folder "
+DESCRIPTION = ("Endoscapes2023: images/ + masks/ + cvs.csv (flat layout) or a release split folder "
                "(annotation_coco.json, ../semseg, ../all_metadata.csv); segmentation, cvs")
 TASKS = ("segmentation", "cvs")
 CLASS_NAMES = list(ENDOSCAPES_CLASSES)

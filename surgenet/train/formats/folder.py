@@ -13,7 +13,7 @@
   keeps only those CSVs.
 
 Detection: this is the generic fallback; a folder that a field format also recognises (the
-Endoscapes shared layout also has images/ and masks/) is read by that format.
+Endoscapes flat layout also has images/ and masks/) is read by that format.
 """
 
 from __future__ import annotations

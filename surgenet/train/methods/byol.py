@@ -73,7 +73,7 @@ class BYOL(PretrainMethod):
         self.loss_fn = _Loss()
 
     def views(self) -> MultiCrop:
-        """Two 224 crops with the notebook's colour jitter and blur, seeded (not lightly's ``BYOLTransform``)."""
+        """Two 224 crops with the recipe's colour jitter and blur (``config.byol``), seeded (not lightly's ``BYOLTransform``)."""
         c = self.config.byol
         return self.seeded_views(view_specs(c.view_size, c.view_scale, 2, c))
 
