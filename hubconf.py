@@ -7,12 +7,12 @@
 
 dependencies = ["torch", "timm", "huggingface_hub", "safetensors"]
 
-from surgenet.registry import REGISTRY as _REGISTRY  # noqa: E402
+from surgenet.zoo.registry import REGISTRY as _REGISTRY  # noqa: E402
 
 
 def backbone(name: str, pretrained: bool = True, **kwargs):
     """The backbone ``name`` (see ``surgenet.list_models()``); arguments as ``surgenet.load_backbone``."""
-    from surgenet.factory import load_backbone
+    from surgenet.zoo.factory import load_backbone
 
     return load_backbone(name, pretrained=pretrained, **kwargs)
 

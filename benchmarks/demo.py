@@ -34,9 +34,9 @@ import torch  # noqa: E402
 
 import surgenet  # noqa: E402
 from surgenet.exceptions import SurgeNetError  # noqa: E402
-from surgenet.features import DEFAULT_SHORT_SIDE  # noqa: E402
-from surgenet.hub import cached_weights_path, download_weights, license_notice  # noqa: E402
-from surgenet.registry import get_entry  # noqa: E402
+from surgenet.patch_features import DEFAULT_SHORT_SIDE  # noqa: E402
+from surgenet.zoo.hub import cached_weights_path, download_weights, license_notice  # noqa: E402
+from surgenet.zoo.registry import get_entry  # noqa: E402
 from surgenet.samples import endoscapes_frame  # noqa: E402
 from surgenet.console import CommandParser  # noqa: E402
 from surgenet.console.checks import image_side, output_folder, positive_float, positive_int  # noqa: E402
@@ -102,7 +102,7 @@ def fetch_weights(name: str, unreachable: str | None) -> Weights:
 def feature_pictures(names: list[str], weights: dict[str, Weights], frame_path: Path, out: Path,
                      short_side: int) -> Path:
     """The PCA picture of each backbone on the frame, and one figure: frame | one per model."""
-    from surgenet.features import load_feature_extractor
+    from surgenet.patch_features import load_feature_extractor
     from surgenet.io import read_image
     from surgenet.visualize import feature_pca, save_png, side_by_side
 

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import surgenet  # noqa: E402
 from surgenet.console.table import format_table  # noqa: E402
-from surgenet.registry import REGISTRY  # noqa: E402
+from surgenet.zoo.registry import REGISTRY  # noqa: E402
 
 
 def backbone_gflops(name: str, imgsz: int = 256) -> float:

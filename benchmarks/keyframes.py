@@ -41,7 +41,7 @@ from _bench_utils import format_table, gemm_gflops, gflops_per_frame, machine_in
 from surgenet.console import CommandParser
 from surgenet.console.checks import existing_path, model_reference, output_folder, positive_int
 from surgenet.exceptions import InputError
-from surgenet.metrics import iou_per_class
+from surgenet.evaluation.metrics import iou_per_class
 
 INTERVALS = (1, 2, 3, 4, 6, 8)
 GOAL_MIOU = 0.85

@@ -209,7 +209,7 @@ def judge_fidelity(runner: Any, pairs: tuple[list[Path], list[Path]], hw: tuple[
     and the share of pixels whose class matches the FP32 baseline's (``reference``)."""
     from surgenet.io.images import read_image
     from surgenet_export.fidelity import miou_against_masks
-    from surgenet_export.frames import preprocess
+    from surgenet_export.calibration_frames import preprocess
 
     preds = [np.asarray(runner(preprocess(read_image(image), hw, config)))[0].argmax(0) for image in pairs[0]]
     scores = miou_against_masks(preds, pairs[1], int(config["num_classes"]))

@@ -23,7 +23,7 @@ import torch
 
 from surgenet.console.table import format_table
 from surgenet.io.atomic import atomic_write_text
-from surgenet.registry import REGISTRY
+from surgenet.zoo.registry import REGISTRY
 from surgenet.train.config import load_config
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file

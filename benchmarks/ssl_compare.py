@@ -129,7 +129,7 @@ def pretrain_for(method: str, sources: list[str], out: Path, budget: float) -> t
 
 
 def random_backbone() -> torch.nn.Module:
-    from surgenet.backbones import FeatureBackbone, create_network
+    from surgenet.zoo.backbones import FeatureBackbone, create_network
 
     torch.manual_seed(0)
     return FeatureBackbone(create_network("vit_tiny_patch16_224", patch_size=8, depth=6, img_size=64),
@@ -139,7 +139,7 @@ def random_backbone() -> torch.nn.Module:
 # ---------------------------------------------------------------- probes
 def load_images(sets: dict) -> dict:
     """Every probe image decoded and resized once (the transform of evaluation.extract_features)."""
-    from surgenet.registry import IMAGENET_MEAN, IMAGENET_STD
+    from surgenet.zoo.registry import IMAGENET_MEAN, IMAGENET_STD
     from surgenet.transforms import ImageTransform
 
     transform = ImageTransform((IMAGE, IMAGE), IMAGENET_MEAN, IMAGENET_STD)
@@ -147,7 +147,7 @@ def load_images(sets: dict) -> dict:
 
 
 def probe(backbone: torch.nn.Module, sets: dict) -> dict[str, float]:
-    from surgenet.train.evaluation import accuracy_report, knn_classify, linear_probe
+    from surgenet.evaluation.probes import accuracy_report, knn_classify, linear_probe
 
     @torch.no_grad()
     def feats(images):

@@ -27,8 +27,8 @@ import torch
 
 from _bench_utils import format_table, machine_info, write_json
 
-from surgenet.metrics import davis_scores
-from surgenet.video.frames import Frame, iter_frames
+from surgenet.evaluation.metrics import davis_scores
+from surgenet.video.frame_source import Frame, iter_frames
 from surgenet.video.methods import create_propagator
 from surgenet.video.propagate import labels_of
 from surgenet.video.semi import propagate_mask

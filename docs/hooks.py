@@ -56,7 +56,7 @@ def cli_reference() -> str:
 
 def zoo_table() -> str:
     _import_paths()
-    from surgenet.zoo_cards import zoo_table_markdown
+    from surgenet.zoo.card_files import zoo_table_markdown
 
     return zoo_table_markdown()
 
@@ -65,7 +65,7 @@ def training_data_table() -> str:
     """What each released model was pretrained on, from the registry."""
     _import_paths()
     from surgenet.console.table import format_table
-    from surgenet.registry import REGISTRY
+    from surgenet.zoo.registry import REGISTRY
 
     rows = [[f"`{e.name}`", e.pretraining_data, e.license] for e in REGISTRY.values()]
     return format_table(["model", "pretraining data", "weights licence"], rows, markdown=True)

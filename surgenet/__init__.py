@@ -8,21 +8,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _moved
 from ._version import __version__ as __version__
-from .registry import list_models as list_models
-from .registry import model_info as model_info
+from .zoo.registry import list_models as list_models
+from .zoo.registry import model_info as model_info
 
 _LAZY = {
-    "load_backbone": "factory",
+    "load_backbone": "zoo.factory",
     "load_model": "models",
     "create_transform": "transforms",
     "Predictor": "predict",
 }
 
+_moved.install()  # the old module names (surgenet.registry, ...) still import, with a FutureWarning
+
 __all__ = ["__version__", "list_models", "model_info", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .factory import load_backbone as load_backbone
+    from .zoo.factory import load_backbone as load_backbone
     from .models import load_model as load_model
     from .predict import Predictor as Predictor
     from .transforms import create_transform as create_transform

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .labelmaps import upsampled_argmax
+from .argmax import upsampled_argmax
 from .tasks import MULTI_LABEL_TASKS
 
 

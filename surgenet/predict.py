@@ -202,7 +202,7 @@ class Predictor:
         One result per frame, streaming. ``self.keyframe_stats`` counts the frames and the model
         calls (``.saving``: the share of frames that did not need the model).
         """
-        from .video.frames import check_source, iter_frames
+        from .video.frame_source import check_source, iter_frames
         from .video.keyframes import KeyframePolicy, KeyframeSegmenter
         from .video.methods import create_propagator
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .exceptions import InputError
 from .io import as_rgb_array
 from .io.text import read_user_text
-from .registry import get_entry
+from .zoo.registry import get_entry
 
 
 class ImageTransform:

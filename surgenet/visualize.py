@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .exceptions import InputError
-from .features import DEFAULT_SHORT_SIDE, FeatureExtractor, load_feature_extractor
+from .patch_features import DEFAULT_SHORT_SIDE, FeatureExtractor, load_feature_extractor
 from .io import as_rgb_array
 from .io.atomic import atomic_target
 
@@ -105,7 +105,7 @@ def feature_pca(model: Any, image: Any, *, layer: int | None = None, short_side:
 
     Args:
         model: a zoo name, a folder written by ``save_pretrained`` or ``surgenet-train``, a task
-            model, or a :class:`~surgenet.features.FeatureExtractor` (reused across frames).
+            model, or a :class:`~surgenet.patch_features.FeatureExtractor` (reused across frames).
         image: a path, a PIL image or a uint8 RGB array (H, W, 3).
         layer: CNNs: stage 0..3 (default 2, stride 16); ViTs: block (default the last).
         short_side: input pixels on the frame's short side (aspect ratio kept).

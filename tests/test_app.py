@@ -17,7 +17,7 @@ from surgenet.app import (LabelScores, ModelCatalog, analyse_clip, analyse_frame
                           labels_over_time_figure, phase_timeline_figure)
 from surgenet.app.analysis import legend_html, legend_rows, scores_html  # noqa: E402
 from surgenet.exceptions import InputError, UnknownModelError  # noqa: E402
-from surgenet.labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, CHOLECT50_TOOLS, ENDOSCAPES_CLASSES  # noqa: E402
+from surgenet.label_sets import CHOLEC80_PHASES, CHOLEC80_TOOLS, CHOLECT50_TOOLS, ENDOSCAPES_CLASSES  # noqa: E402
 from surgenet.results import palette  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402

@@ -20,7 +20,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the web demo needs the app extra: pip install 'surgenet[app]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright (pip install playwright)")
 
-from surgenet.labels import CHOLEC80_TOOLS, CVS_CRITERIA, ENDOSCAPES_CLASSES  # noqa: E402
+from surgenet.label_sets import CHOLEC80_TOOLS, CVS_CRITERIA, ENDOSCAPES_CLASSES  # noqa: E402
 from tests.helpers.paths import SHARED_DATA
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import surgenet
-from surgenet.registry import REGISTRY
+from surgenet.zoo.registry import REGISTRY
 
 EXPECTED_CHANNELS = {
     "caformer": [64, 128, 320, 512],

@@ -19,7 +19,7 @@ pq = pytest.importorskip("pyarrow.parquet", reason="archive jobs write Parquet: 
 import surgenet  # noqa: E402
 from surgenet.batch import BatchJob, ModelSpec, discover_inputs, run_job  # noqa: E402
 from surgenet.batch.duplicates import near_duplicate_pairs  # noqa: E402
-from surgenet.batch.frames import sampled_video  # noqa: E402
+from surgenet.batch.decode import sampled_video  # noqa: E402
 from surgenet.exceptions import InputError  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
 from tests.helpers.clips import write_clip  # noqa: E402

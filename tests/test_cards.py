@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import surgenet
-from surgenet.cards import render_card
-from surgenet.registry import get_entry
+from surgenet.zoo.cards import render_card
+from surgenet.zoo.registry import get_entry
 
 
 def _split(card: str) -> tuple[dict, str]:

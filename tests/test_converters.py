@@ -8,8 +8,8 @@ import importlib
 import pytest
 import torch
 
-from surgenet.backbones import create_network
-from surgenet.converters import CONVERTERS
+from surgenet.zoo.backbones import create_network
+from surgenet.zoo.converters import CONVERTERS
 from tests.reference.convnextv2_ref import ConvNeXtV2Ref
 from tests.reference.metaformer_ref import SurgeNetCAFormerRef
 from tests.reference.pvtv2_ref import PVTv2Ref
@@ -35,7 +35,7 @@ def test_original_keys_map_onto_timm_exactly(layout, arch, make_ref):
 
 @pytest.mark.parametrize("layout,arch,make_ref", CASES, ids=[c[0] for c in CASES])
 def test_converters_are_idempotent(layout, arch, make_ref, monkeypatch):
-    module = importlib.import_module(f"surgenet.converters.{layout}")
+    module = importlib.import_module(f"surgenet.zoo.converters.{layout}")
     once, _ = CONVERTERS[layout](make_ref().state_dict())
     # The renaming rules themselves, with the "already timm" short-circuit switched off: converted
     # keys must come out of them unchanged.

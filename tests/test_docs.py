@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from surgenet.registry import REGISTRY
-from surgenet.zoo_cards import write_zoo_cards, zoo_table_markdown
+from surgenet.zoo.registry import REGISTRY
+from surgenet.zoo.card_files import write_zoo_cards, zoo_table_markdown
 from tests.helpers.paths import REPO
 
 

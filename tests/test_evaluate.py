@@ -161,7 +161,7 @@ def test_surgenet_evaluate_cvs_scores_and_curves_match_an_independent_computatio
 def test_phase_scores_hand_each_videos_sequence_to_the_timeline(tmp_path):
     import surgenet
     from surgenet.train.data.labelled import PhaseVideo
-    from surgenet.train.eval_plots import phase_timeline
+    from surgenet.evaluation.plots import phase_timeline
     from surgenet.train.task_eval import phase_scores
 
     rng = np.random.default_rng(2)

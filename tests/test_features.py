@@ -15,7 +15,7 @@ from PIL import Image
 import surgenet
 from surgenet.cli import main as surgenet_main
 from surgenet.exceptions import InputError
-from surgenet.features import load_feature_extractor
+from surgenet.patch_features import load_feature_extractor
 from surgenet.samples import endoscapes_frame, endoscapes_frames, endoscapes_mask
 from surgenet.visualize import feature_pca, pca_rgb, side_by_side
 from tests.helpers.released import teacher_file
@@ -125,7 +125,7 @@ def test_a_real_backbone_separates_two_flat_regions():
 
 
 def test_saved_task_model_and_training_export_give_the_pictures_of_their_weights(tmp_path):
-    from surgenet.train.export import export_teacher
+    from surgenet.train.teacher_export import export_teacher
 
     frame = np.asarray(Image.open(endoscapes_frame()).convert("RGB"))
     model = surgenet.load_model("surgenetxl-caformer", task="segmentation", num_classes=2, pretrained=False)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("av", reason="reading videos needs PyAV: pip install 'surgenet[video]'")
 
-from surgenet.batch.frames import decode_rows  # noqa: E402
+from surgenet.batch.decode import decode_rows  # noqa: E402
 from surgenet.batch.inputs import ArchiveInput  # noqa: E402
 from surgenet.train.cli import main as train_main  # noqa: E402
 from surgenet.transforms import create_transform  # noqa: E402

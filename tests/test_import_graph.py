@@ -48,7 +48,7 @@ def test_nothing_below_the_command_line_imports_it():
 
 # `surgenet evaluate` reads the labelled dataset formats and the task scoring, which live in
 # surgenet.train (extra `train`); it imports them lazily, when it runs. The one known arrow.
-KNOWN_TRAIN_ARROWS = {"cli/evaluate.py": ("surgenet.train.eval_plots", "surgenet.train.task_eval")}
+KNOWN_TRAIN_ARROWS = {"cli/evaluate.py": ("surgenet.evaluation.plots", "surgenet.train.task_eval")}
 
 
 def test_the_surgenet_command_reaches_train_and_export_only_through_entry_points():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgenet.labelmaps import bilinear_sources, upsampled_argmax
+from surgenet.argmax import bilinear_sources, upsampled_argmax
 
 
 def _reference(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import torch
 
 import surgenet
 from surgenet.exceptions import CheckpointError, KeyMismatchError, WeightsNotAvailableError
-from surgenet.hub import LicenseWarning
+from surgenet.zoo.hub import LicenseWarning
 from tests.helpers.released import full_dino_checkpoint, teacher_file
 from tests.reference import randomize_
 from tests.reference.convnextv2_ref import ConvNeXtV2Ref

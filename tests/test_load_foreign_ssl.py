@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import surgenet
-from surgenet.backbones import FeatureBackbone, create_network
+from surgenet.zoo.backbones import FeatureBackbone, create_network
 from surgenet.exceptions import InputError, KeyMismatchError, UnknownModelError
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -104,7 +104,7 @@ def transformers_vit_msn_layout(timm_state: dict[str, torch.Tensor]) -> dict[str
 
 
 def test_the_transformers_vit_msn_layout_loads_strictly_and_computes_the_same(tmp_path):
-    from surgenet.converters import CONVERTERS
+    from surgenet.zoo.converters import CONVERTERS
 
     torch.manual_seed(0)
     network = create_network("vit_small_patch16_msn", depth=2)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 import surgenet
 from surgenet.exceptions import CheckpointError, InputError, KeyMismatchError
 from surgenet.models import CVS_CRITERIA, CVSModel, PhaseModel, SegmentationModel
-from surgenet.registry import get_entry
+from surgenet.zoo.registry import get_entry
 
 # One family per task, so the three round trips together cover CNNs, a PVT and a ViT.
 SAVE_CASES = {

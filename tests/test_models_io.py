@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import surgenet
-from surgenet.backbones import create_network
-from surgenet.registry import get_entry
+from surgenet.zoo.backbones import create_network
+from surgenet.zoo.registry import get_entry
 from tests.helpers.released import teacher_file
 from tests.reference import randomize_
 
@@ -47,7 +47,7 @@ def test_pretrained_loads_the_released_backbone(hf_cache, monkeypatch):
     entry = get_entry(NAME)
     network = randomize_(create_network(entry.arch), seed=5)
     hf_cache.add(entry.repo_id, entry.filename, teacher_file(network.state_dict(), 384))
-    monkeypatch.setattr("surgenet.hub._warned_licenses", set())
+    monkeypatch.setattr("surgenet.zoo.hub._warned_licenses", set())
     with pytest.warns(UserWarning, match="non-commercial"):
         model = surgenet.load_model(NAME, task="phase", num_classes=7, pretrained=True)
     _same_state(model.backbone.model, network)

@@ -120,7 +120,7 @@ def test_a_failing_sink_stops_the_run_with_its_error(clip):
 
 
 def test_argmax_classes_picks_the_first_maximum_like_torch():
-    from surgenet.labelmaps import argmax_classes
+    from surgenet.argmax import argmax_classes
 
     scores = torch.tensor([[[1.0, 5.0], [0.0, -1.0]],
                            [[3.0, 5.0], [0.0, -2.0]],

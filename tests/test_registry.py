@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import surgenet
-from surgenet.backbones import ARCHITECTURES, create_network
+from surgenet.zoo.backbones import ARCHITECTURES, create_network
 from surgenet.exceptions import UnknownModelError
-from surgenet.registry import REGISTRY
+from surgenet.zoo.registry import REGISTRY
 
 DESIGN_NAMES = {
     "surgenetxl-caformer", "surgenet-caformer", "surgenet-small-caformer", "surgenet-public-caformer",

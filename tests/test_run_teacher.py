@@ -11,14 +11,14 @@ import pytest
 import torch
 
 import surgenet
-from surgenet.backbones import FeatureBackbone, create_network
+from surgenet.zoo.backbones import FeatureBackbone, create_network
 from surgenet.exceptions import KeyMismatchError
 
 pytest.importorskip("yaml")
 
-from surgenet.train.checkpointing import save_checkpoint  # noqa: E402
+from surgenet.train.run_state import save_checkpoint  # noqa: E402
 from surgenet.train.config import load_config, to_dict  # noqa: E402
-from surgenet.train.export import export_teacher  # noqa: E402
+from surgenet.train.teacher_export import export_teacher  # noqa: E402
 
 NAME = "vit_tiny_patch16_224"
 # Every argument differs from the architecture's default (patch 16, depth 12, 224 px, width 192).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from surgenet.console.table import format_table
-from surgenet.metrics import decision_agreement
+from surgenet.evaluation.metrics import decision_agreement
 from surgenet.tasks import MULTI_LABEL_TASKS, TASKS
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from surgenet.train.augment import MultiCrop, color_jitter
+from surgenet.train.multicrop import MultiCrop, color_jitter
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
 N = 300  # views per rate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from surgenet.exceptions import InputError
-from surgenet.registry import get_entry
+from surgenet.zoo.registry import get_entry
 from surgenet.train.config import PretrainConfig, available_configs, dump_yaml, load_config
 
 

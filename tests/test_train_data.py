@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from surgenet.exceptions import InputError
-from surgenet.train.augment import CropSpec, MultiCrop, random_resized_crop
+from surgenet.train.multicrop import CropSpec, MultiCrop, random_resized_crop
 from surgenet.train.data import (Mixture, MultiCropDataset, StepSampler, VideoFrames, collate_crops,
                                  extract_frames, frame_folder, frame_list, iter_sampled_frames, list_videos,
                                  load_skipping, open_source)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from surgenet.exceptions import InputError
-from surgenet.train.evaluation import (accuracy_report, knn_classify, knn_evaluate, linear_probe, probe_evaluate,
+from surgenet.evaluation.probes import (accuracy_report, knn_classify, knn_evaluate, linear_probe, probe_evaluate,
                                        read_labelled)
 
 
@@ -77,8 +77,8 @@ def test_labelled_formats_and_knn_on_a_backbone(tmp_path):
 
 def _random_teacher(folder: Path) -> Path:
     """A randomly initialised SurgeNetXL network in the zoo's format, as ``surgenet-train`` exports it."""
-    from surgenet.backbones import create_network
-    from surgenet.train.export import export_teacher
+    from surgenet.zoo.backbones import create_network
+    from surgenet.train.teacher_export import export_teacher
 
     torch.manual_seed(0)
     return export_teacher(create_network("caformer_s18_surgenet"), "surgenetxl-caformer", folder)

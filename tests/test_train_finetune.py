@@ -128,8 +128,8 @@ def _phase_data(root: Path) -> Path:
 
 def _random_backbone_weights(folder: Path, seed: int) -> Path:
     """A randomly initialised CAFormer-S18 (the SurgeNetXL network) in the zoo's format."""
-    from surgenet.backbones import create_network
-    from surgenet.train.export import export_teacher
+    from surgenet.zoo.backbones import create_network
+    from surgenet.train.teacher_export import export_teacher
 
     torch.manual_seed(seed)
     return export_teacher(create_network("caformer_s18_surgenet"), "surgenetxl-caformer", folder)
@@ -138,7 +138,7 @@ def _random_backbone_weights(folder: Path, seed: int) -> Path:
 def _expected_embeddings(weights: Path, frames: list[Path]) -> torch.Tensor:
     """Each frame's pooled embedding by the backbone at ``weights``, computed here, apart from fine-tuning."""
     import surgenet
-    from surgenet.registry import get_entry
+    from surgenet.zoo.registry import get_entry
     from surgenet.transforms import ImageTransform
 
     entry = get_entry("surgenetxl-caformer")

@@ -132,7 +132,7 @@ def test_msn_loss_matches_the_formula_and_me_max_punishes_one_prototype_for_all(
 
 
 def test_masked_embedding_keeps_the_class_token_and_the_asked_share_of_patches():
-    from surgenet.backbones import create_network
+    from surgenet.zoo.backbones import create_network
     from surgenet.train.methods.msn import masked_embedding
 
     vit = create_network("vit_tiny_patch16_224", patch_size=8, depth=1, img_size=32).eval()
@@ -190,7 +190,7 @@ def test_a_few_steps_lower_the_loss_without_collapse(trained, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_the_exported_backbone_loads_in_one_line(trained, method):
     import surgenet
-    from surgenet.backbones import FeatureBackbone, create_network
+    from surgenet.zoo.backbones import FeatureBackbone, create_network
 
     out = trained[method][0]
     config = json.loads((out / "teacher" / "config.json").read_text())

@@ -82,7 +82,7 @@ def test_schedules_reach_the_steps_as_configured(trained):
 
 def test_exported_teacher_loads_with_load_backbone(trained):
     import surgenet
-    from surgenet.backbones import FeatureBackbone, create_network
+    from surgenet.zoo.backbones import FeatureBackbone, create_network
 
     out, _ = trained
     config = json.loads((out / "teacher" / "config.json").read_text())
@@ -155,7 +155,7 @@ def _labelled_frames(root: Path) -> Path:
 
 def test_periodic_knn_and_linear_probe_are_logged_and_leave_training_unchanged(frames, tmp_path):
     import surgenet
-    from surgenet.train.evaluation import knn_evaluate, linear_evaluate
+    from surgenet.evaluation.probes import knn_evaluate, linear_evaluate
 
     labelled = _labelled_frames(tmp_path / "labelled")
     evaluated, plain = tmp_path / "evaluated", tmp_path / "plain"

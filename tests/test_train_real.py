@@ -285,7 +285,7 @@ def _real_subset(root: Path) -> Path:
 def test_short_fine_tuning_on_real_frames_lowers_the_loss(tmp_path):
     import surgenet
     from surgenet.train.data.labelled import SegmentationSamples
-    from surgenet.train.checkpointing import seed_everything
+    from surgenet.train.run_state import seed_everything
     from surgenet.train.finetune import build_model
     from surgenet.train.formats import open_dataset
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import surgenet
 from surgenet.exceptions import InputError
-from surgenet.registry import get_entry
+from surgenet.zoo.registry import get_entry
 
 NAME = "surgenet-caformer"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgenet.metrics import boundary_map, davis_f, davis_j, davis_scores, davis_statistics
+from surgenet.evaluation.metrics import boundary_map, davis_f, davis_j, davis_scores, davis_statistics
 
 
 def _box(shape, rows, cols) -> np.ndarray:

@@ -9,9 +9,9 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from surgenet.exceptions import InputError  # noqa: E402
-from surgenet.metrics import davis_scores  # noqa: E402
+from surgenet.evaluation.metrics import davis_scores  # noqa: E402
 from surgenet.video.flow import DISFlowPropagator  # noqa: E402
-from surgenet.video.frames import Frame  # noqa: E402
+from surgenet.video.frame_source import Frame  # noqa: E402
 from surgenet.video.keyframes import KeyframePolicy, KeyframeSegmenter  # noqa: E402
 from surgenet.video.propagate import one_hot  # noqa: E402
 from surgenet.video.semi import propagate_mask  # noqa: E402

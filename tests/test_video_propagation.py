@@ -11,7 +11,7 @@ import torch
 cv2 = pytest.importorskip("cv2")
 
 from surgenet.exceptions import InputError  # noqa: E402
-from surgenet.metrics import davis_j  # noqa: E402
+from surgenet.evaluation.metrics import davis_j  # noqa: E402
 from surgenet.video.flow import DISFlowPropagator, FlowPropagator  # noqa: E402
 from surgenet.video.methods import create_propagator  # noqa: E402
 from surgenet.video.propagate import labels_of, one_hot  # noqa: E402
@@ -200,7 +200,7 @@ def test_feature_propagation_follows_a_shift_of_whole_feature_cells():
     # the top match of every query is its source and the labels move with the image.
     import surgenet
 
-    from surgenet.video.features import FeaturePropagator
+    from surgenet.video.affinity import FeaturePropagator
 
     torch.manual_seed(0)
     backbone = surgenet.load_backbone("surgenet-caformer", pretrained=False, out_indices=(0, 1))

@@ -27,7 +27,7 @@ from surgenet.tasks import TASKS
 
 from surgenet.runtime.cuda import import_tensorrt
 from surgenet.runtime.errors import BackendUnavailableError
-from .frames import image_files
+from .calibration_frames import image_files
 from .int8 import DEFAULT_CALIB_SIZE, require_nncf
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 

@@ -3,7 +3,7 @@
 A backend is faithful when it segments as well as FP32, not when its logits round the same way:
 on a trained model what matters is the mIoU against the annotation. Predictions made at the
 graph's size are brought to the mask's size (nearest) and counted into one confusion matrix over
-all frames with :func:`surgenet.metrics.confusion_matrix`; mask values outside the model's
+all frames with :func:`surgenet.evaluation.metrics.confusion_matrix`; mask values outside the model's
 classes (255, or undocumented ids) are ignored.
 """
 
@@ -43,7 +43,7 @@ def to_mask_size(pred: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 def confusion_against_masks(preds: Sequence[np.ndarray], masks: Sequence[str | Path | np.ndarray],
                             num_classes: int) -> np.ndarray:
     """One ``(C, C)`` confusion matrix (rows target) over all frames."""
-    from surgenet.metrics import confusion_matrix
+    from surgenet.evaluation.metrics import confusion_matrix
 
     cm = np.zeros((num_classes, num_classes), np.int64)
     for pred, mask in zip(preds, masks, strict=True):
@@ -57,7 +57,7 @@ def miou_against_masks(preds: Sequence[np.ndarray], masks: Sequence[str | Path |
                        num_classes: int) -> dict[str, Any]:
     """``miou`` (0..1, the mean over classes present in prediction or target) and ``per_class_iou``
     (None for a class in neither) over all frames."""
-    from surgenet.metrics import segmentation_metrics_from_confusion
+    from surgenet.evaluation.metrics import segmentation_metrics_from_confusion
 
     scores = segmentation_metrics_from_confusion(confusion_against_masks(preds, masks, num_classes))
     iou = [None if np.isnan(v) else float(v) for v in scores["iou"]]
@@ -66,7 +66,7 @@ def miou_against_masks(preds: Sequence[np.ndarray], masks: Sequence[str | Path |
 
 def eval_pairs(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """``images/`` and ``masks/`` of a segmentation dataset folder, paired by file stem."""
-    from .frames import image_files
+    from .calibration_frames import image_files
 
     folder = Path(folder).expanduser()
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():

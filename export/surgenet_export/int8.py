@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from surgenet.runtime.errors import BackendUnavailableError, ExportError
-from .frames import image_files, load_frames
+from .calibration_frames import image_files, load_frames
 from surgenet.runtime.metadata import read_onnx_config, sidecar_path, write_bytes, write_json
 from .validate import agreement
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from surgenet.metrics import decision_agreement as agreement  # one definition, shared with the benchmarks
+from surgenet.evaluation.metrics import decision_agreement as agreement  # one definition, shared with the benchmarks
 
 from surgenet.runtime.errors import ExportError
 from surgenet.runtime.graph import GraphSpec

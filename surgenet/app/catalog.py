@@ -18,10 +18,10 @@ from typing import Sequence
 
 from ..exceptions import InputError, SurgeNetError
 from ..io.text import read_user_text
-from ..labels import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
+from ..label_sets import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
 from ..models.loading import model_source
 from ..predict import Predictor
-from ..registry import get_entry
+from ..zoo.registry import get_entry
 from ..runtime.registry import REFERENCE, open_runner, unavailable_reason
 from ..tasks import MULTI_LABEL_TASKS
 

@@ -1,6 +1,6 @@
 """Two schedulers for one job: in this process, or on Ray Data (a local instance or a cluster).
 
-Both run the same two functions, :func:`~surgenet.batch.frames.decode_rows` (decoding and
+Both run the same two functions, :func:`~surgenet.batch.decode.decode_rows` (decoding and
 preprocessing) and :class:`~surgenet.batch.spec.BatchModel` (the model on a batch), and hand the
 output batches to the same collector, so their results agree to numeric tolerance. On Ray,
 decoding runs in tasks, the model in an actor pool of ``workers`` actors (one CPU each), and
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..exceptions import InputError
-from .frames import decode_rows, stack_rows
+from .decode import decode_rows, stack_rows
 from .inputs import ArchiveInput
 
 logger = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ class ModelSpec:
 
         if self.mode == "embed":
             if model_source(self.model) == "zoo":
-                from ..factory import load_backbone
+                from ..zoo.factory import load_backbone
 
                 return load_backbone(self.model, pretrained=self.pretrained, weights=self.weights).eval()
             return load_model(self.model).eval()

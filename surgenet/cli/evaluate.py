@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: give a positive number of frames per batch.")
     try:
-        from ..train.eval_plots import FIGURE_OF_TASK
+        from ..evaluation.plots import FIGURE_OF_TASK
         from ..train.task_eval import evaluate_model, table_rows
     except ModuleNotFoundError as exc:  # the readers live in the training extra
         raise MissingExtraError(f"surgenet evaluate needs the training extra ({exc.name} is missing): "

@@ -46,7 +46,7 @@ def _png(path: str | Path, flag: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..exceptions import InputError
-    from ..features import DEFAULT_SHORT_SIDE, load_feature_extractor
+    from ..patch_features import DEFAULT_SHORT_SIDE, load_feature_extractor
     from ..io import read_image
     from ..visualize import feature_pca, save_png, side_by_side
 

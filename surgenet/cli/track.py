@@ -111,7 +111,7 @@ def _keyframe_predictor(model, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..results import SegmentationResult
-    from ..video.frames import check_source, iter_frames, read_first_mask
+    from ..video.frame_source import check_source, iter_frames, read_first_mask
     from ..video.methods import create_propagator
     from ..video.track_draw import draw_tracks
     from ..video.tracks import InstrumentTracker, TrackWriter

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..exceptions import InputError
-from ..registry import REGISTRY, get_entry, list_models
+from ..zoo.registry import REGISTRY, get_entry, list_models
 from ..console.checks import output_folder
 from ..console.table import format_table
 
@@ -53,7 +53,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..hub import download_weights
+    from ..zoo.hub import download_weights
 
     entries = [get_entry(name) for name in args.names]
     if args.full:
@@ -71,7 +71,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _cards(args: argparse.Namespace) -> int:
-    from ..zoo_cards import write_zoo_cards
+    from ..zoo.card_files import write_zoo_cards
 
     stale = write_zoo_cards(args.out, check=args.check)
     if args.check and stale:

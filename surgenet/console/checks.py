@@ -150,7 +150,7 @@ def model_reference(text: str) -> str:
 
 def zoo_name(text: str) -> str:
     """A name of the zoo (it fixes the architecture); weights from a folder go to ``--weights``."""
-    from ..registry import get_entry
+    from ..zoo.registry import get_entry
 
     try:
         return get_entry(text).name

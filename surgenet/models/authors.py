@@ -11,10 +11,10 @@ from typing import Mapping
 
 import torch
 
-from ..checkpoint import unwrap
-from ..converters import CONVERTERS
+from ..zoo.checkpoint import unwrap
+from ..zoo.converters import CONVERTERS
 from ..exceptions import CheckpointError, KeyMismatchError
-from ..registry import ModelEntry
+from ..zoo.registry import ModelEntry
 
 StateDict = dict[str, torch.Tensor]
 

@@ -19,13 +19,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._version import __version__
-from ..backbones import FeatureBackbone
-from ..checkpoint import load_strict, read_file
+from ..zoo.backbones import FeatureBackbone
+from ..zoo.checkpoint import load_strict, read_file
 from ..exceptions import CheckpointError, InputError
-from ..factory import load_backbone
+from ..zoo.factory import load_backbone
 from ..io.atomic import atomic_target, atomic_write_text
 from ..io.text import read_user_text
-from ..registry import ModelEntry, get_entry, input_size_for
+from ..zoo.registry import ModelEntry, get_entry, input_size_for
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class SurgeNetModel(nn.Module):
         """
         from safetensors.torch import save_file
 
-        from ..cards import render_card
+        from ..zoo.cards import render_card
 
         folder = Path(save_directory).expanduser()
         folder.mkdir(parents=True, exist_ok=True)

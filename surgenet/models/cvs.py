@@ -7,10 +7,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .. import labels
+from .. import label_sets
 from .base import SurgeNetModel, register_task
 
-CVS_CRITERIA = list(labels.CVS_CRITERIA)
+CVS_CRITERIA = list(label_sets.CVS_CRITERIA)
 
 
 @register_task

@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import DINO_HEAD_PREFIXES, load_strict
+from ..zoo.checkpoint import DINO_HEAD_PREFIXES, load_strict
 from ..exceptions import CheckpointError, InputError, KeyMismatchError, UnknownModelError
-from ..factory import layout_network_kwargs, normalised_state_dict, read_weights, recorded_network_kwargs
-from ..registry import ModelEntry, get_entry
+from ..zoo.factory import layout_network_kwargs, normalised_state_dict, read_weights, recorded_network_kwargs
+from ..zoo.registry import ModelEntry, get_entry
 from .authors import authors_layout, convert_authors_fpn, explain_mismatch, flat_state_dict
 from .base import CONFIG_NAME, TASK_CLASSES, SurgeNetModel
 
@@ -127,7 +127,7 @@ def _load_with_weights(entry: ModelEntry, task: str, num_classes: int, path: Pat
                        model_kwargs: dict[str, Any]) -> SurgeNetModel:
     source = str(path)
     if path.is_dir() and (path / CONFIG_NAME).is_file():
-        from ..checkpoint import read_folder_config
+        from ..zoo.checkpoint import read_folder_config
 
         config = read_folder_config(path) or {}
         if "task" in config:  # a saved task model: its own config describes it fully

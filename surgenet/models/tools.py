@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .. import labels
+from .. import label_sets
 from .base import register_task
 from .cvs import CVSModel
 
 # The instrument lists of the two public label sets, in their official id order.
-CHOLECT50_TOOLS = list(labels.CHOLECT50_TOOLS)
-CHOLEC80_TOOLS = list(labels.CHOLEC80_TOOLS)
+CHOLECT50_TOOLS = list(label_sets.CHOLECT50_TOOLS)
+CHOLEC80_TOOLS = list(label_sets.CHOLEC80_TOOLS)
 
 
 @register_task

@@ -138,7 +138,7 @@ def median_ms(run: Callable[[], Any], warmup: int = WARMUP, runs: int = RUNS,
 
 
 def _miou(preds: Sequence[np.ndarray], masks: Sequence[np.ndarray], num_classes: int) -> float:
-    from ..metrics import confusion_matrix, segmentation_metrics_from_confusion
+    from ..evaluation.metrics import confusion_matrix, segmentation_metrics_from_confusion
 
     cm = sum(confusion_matrix(p, m, num_classes, ignore_index=255) for p, m in zip(preds, masks))
     return float(segmentation_metrics_from_confusion(cm)["mean_iou"])
@@ -148,7 +148,7 @@ def judge(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray], task: 
           masks: Sequence[np.ndarray] | None = None, num_classes: int | None = None) -> tuple[float, float | None]:
     """Agreement of ``outputs`` with the FP32 ``reference`` over all frames (share of decisions),
     and with ``masks`` (segmentation) the mIoU drop in points."""
-    from ..metrics import decision_agreement
+    from ..evaluation.metrics import decision_agreement
 
     agreement = float(np.mean([decision_agreement(r, o, task) for r, o in zip(reference, outputs)]))
     drop = None

@@ -89,7 +89,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     from .data import list_videos
     from .data.video import UnreadableVideoError
-    from .formats.frames import expected_samples, extract_indexed_frames
+    from .formats.frame_index import expected_samples, extract_indexed_frames
     from ..io.paths import inside, safe_name
 
     if not 1 <= args.quality <= 100:
@@ -128,9 +128,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..factory import load_backbone
-    from ..registry import get_entry
-    from .evaluation import probe_evaluate, read_labelled
+    from ..zoo.factory import load_backbone
+    from ..zoo.registry import get_entry
+    from ..evaluation.probes import probe_evaluate, read_labelled
 
     # both label sets are read (and their images found) before the backbone is built
     read_labelled(args.val, classes=read_labelled(args.train).classes)
@@ -145,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_from_checkpoint
+    from .teacher_export import export_from_checkpoint
 
     out = export_from_checkpoint(args.checkpoint, args.out)
     print(f"teacher backbone written to {out}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..evaluation.probes import EVAL_METHODS
 from ..exceptions import InputError, MissingExtraError
 from ..io.text import read_user_text
 
@@ -173,7 +174,6 @@ class TrainConfig:
     log_every: int = 10  # steps between JSON-lines log records
 
 
-EVAL_METHODS = ("knn", "linear", "both")
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..exceptions import InputError
-from .checkpointing import seed_everything
+from .run_state import seed_everything
 from .config import to_dict
 from .resume import check_resumed_settings
 
@@ -83,7 +83,7 @@ def check_student(name: str) -> str:
 
     import timm
 
-    from ..backbones.architectures import is_timm_architecture
+    from ..zoo.backbones.architectures import is_timm_architecture
 
     if is_timm_architecture(name):
         return name

@@ -37,7 +37,7 @@ import torch
 from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
 from ..tasks import MULTI_LABEL_TASKS
-from .checkpointing import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
+from .run_state import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
 from .config import dump_yaml, to_dict
 from .resume import check_resumed_settings
 from .runlog import MetricLog, records_until

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import metrics
+from ..evaluation import metrics
 from ..exceptions import InputError
 from ..io.masks import IGNORE_INDEX
 from .data.labelled import LabelSamples, PhaseClips, SegmentationSamples, collate_masks

@@ -28,13 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..devices import cpu_has_native_bf16
 from ..exceptions import InputError, SurgeNetError
-from ..registry import get_entry
+from ..zoo.registry import get_entry
 from . import distributed as D
-from .checkpointing import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
+from .run_state import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
 from .config import EVAL_METHODS, PretrainConfig, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
 from .dino.optim import clip_gradients, set_hyperparameters
-from .export import export_teacher
+from .teacher_export import export_teacher
 from .methods import method_class
 from .methods.base import PretrainMethod
 from .resume import check_resumed_settings
@@ -281,7 +281,7 @@ class Pretrainer:
         """kNN and/or linear-probe accuracy (``eval.method``) of the teacher backbone on the
         configured labelled frames (main process), logged as ``knn_top1``, ``linear_top1``, ..."""
         if self.dist.is_main:
-            from .evaluation import probe_evaluate
+            from ..evaluation.probes import probe_evaluate
 
             e = self.config.eval
             entry = get_entry(self.config.model.name)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .. import metrics
+from ..evaluation import metrics
 from ..exceptions import InputError
 from ..io.atomic import atomic_target, atomic_write_text
 from ..tasks import MULTI_LABEL_TASKS
@@ -34,10 +34,10 @@ def evaluate_model(model, spec: str, out_dir: str | Path | None = None, batch_si
     """Score ``model`` (a surgenet task model) on the labelled dataset ``spec`` (``FORMAT:PATH`` or a path).
 
     With ``out_dir``: writes ``metrics.json``, ``metrics.md`` (the table), a figure (see
-    :mod:`.eval_plots`: ``pr_curves.png``, ``phase_timeline.png`` or ``confusion.png``) and, for
+    :mod:`surgenet.evaluation.plots`: ``pr_curves.png``, ``phase_timeline.png`` or ``confusion.png``) and, for
     segmentation, ``contact_sheet.png`` with ``sheet_frames`` frames spread over the dataset.
     """
-    from . import eval_plots
+    from ..evaluation import plots as eval_plots
     from .. import create_transform
     from .data.labelled import LabelSamples, SegmentationSamples
     from .finetune_tasks import multilabel_scores, open_labelled, segmentation_scores

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..exceptions import InputError
-from .frames import Frame
+from .frame_source import Frame
 from .propagate import Propagator, TrackedFrame, check_probs, labels_of
 
 Segmenter = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> probabilities (H, W, C)

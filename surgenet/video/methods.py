@@ -27,6 +27,6 @@ def create_propagator(method: str, model: Any = None, **kwargs: Any) -> Propagat
         if model is None:
             raise InputError("--method features needs a model whose backbone gives the features: pass --model "
                              "NAME_OR_DIR (or use --method flow, which needs no weights).")
-        from .features import FeaturePropagator
+        from .affinity import FeaturePropagator
         return FeaturePropagator(model, **kwargs)
     raise InputError(f"unknown propagation method {method!r}; valid: {', '.join(METHODS)}.")

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..exceptions import InputError
-from .frames import Frame
+from .frame_source import Frame
 from .propagate import Propagator, TrackedFrame, labels_of, one_hot
 
 

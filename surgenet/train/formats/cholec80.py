@@ -8,7 +8,7 @@ two folders below it (the release has ``phase_annotations/videoNN-phase.txt`` an
     surgenet-train extract-frames PATH/videos PATH/frames --fps 1
 
 writes them: NNNNNN is the index of the frame in the 25 fps video (see
-:mod:`surgenet.train.formats.frames`), the number in the annotation files' ``Frame`` column, so
+:mod:`surgenet.train.formats.frame_index`), the number in the annotation files' ``Frame`` column, so
 frames and labels are matched by that number.
 
 * ``videoNN-phase.txt``: tab-separated, header ``Frame<TAB>Phase``, one row per frame at 25 fps, the

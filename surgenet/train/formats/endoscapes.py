@@ -45,7 +45,7 @@ import numpy as np
 
 from ...exceptions import InputError
 from ...io.text import read_user_text
-from ...labels import CVS_CRITERIA, ENDOSCAPES_CLASSES
+from ...label_sets import CVS_CRITERIA, ENDOSCAPES_CLASSES
 from .base import (LabelDataset, RawDataset, SegmentationDataset, check_task, images_with_masks, parse_float,
                    parse_int,
                    read_delimited, read_header, require_file, sorted_images)

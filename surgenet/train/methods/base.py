@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...backbones import FeatureBackbone, create_network
-from ...registry import ModelEntry
-from ..augment import CropSpec, MultiCrop
+from ...zoo.backbones import FeatureBackbone, create_network
+from ...zoo.registry import ModelEntry
+from ..multicrop import CropSpec, MultiCrop
 from ..dino.optim import param_groups
 from ..dino.schedules import cosine_schedule
 
@@ -135,7 +135,7 @@ def initialise_backbone(backbone: FeatureBackbone, config: Any, entry: ModelEntr
     """``model.init``: random (null), the released weights ("pretrained") or a file/folder."""
     if config.model.init is None:
         return
-    from ...factory import load_backbone
+    from ...zoo.factory import load_backbone
 
     weights = None if config.model.init == "pretrained" else config.model.init
     init = load_backbone(entry.name, pretrained=weights is None, weights=weights, **config.model.network_kwargs)

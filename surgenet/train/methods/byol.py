@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ..augment import MultiCrop
+from ..multicrop import MultiCrop
 from .base import PretrainMethod, build_backbone, ema_copy, embedding_std, initialise_backbone, view_specs
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..augment import MultiCrop
+from ..multicrop import MultiCrop
 from ..dino import DINOHead, DINOLoss, MultiCropWrapper, build_schedules
 from ..dino.optim import cancel_last_layer_gradients, ema_update
 from .base import PretrainMethod, build_backbone, initialise_backbone

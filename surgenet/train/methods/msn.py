@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ...exceptions import InputError
-from ..augment import MultiCrop
+from ..multicrop import MultiCrop
 from .base import PretrainMethod, build_backbone, ema_copy, embedding_std, initialise_backbone, view_specs
 
 

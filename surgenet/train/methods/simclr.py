@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ..augment import MultiCrop
+from ..multicrop import MultiCrop
 from .base import PretrainMethod, StepSchedules, build_backbone, embedding_std, initialise_backbone, view_specs
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tasks import MULTI_LABEL_TASKS
+from ..tasks import MULTI_LABEL_TASKS
 
 
 def _labels(pred: np.ndarray, target: np.ndarray, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:

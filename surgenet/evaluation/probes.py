@@ -25,7 +25,8 @@ from ..exceptions import InputError
 from ..io.images import IMAGE_EXTENSIONS
 from ..io.text import read_user_text
 from ..transforms import ImageTransform
-from .config import EVAL_METHODS
+
+EVAL_METHODS = ("knn", "linear", "both")  # what probe_evaluate runs: a kNN classifier, a linear probe, or both
 
 
 @dataclass

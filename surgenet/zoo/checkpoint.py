@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .exceptions import CheckpointError, KeyMismatchError
-from .io.text import read_user_text
+from ..exceptions import CheckpointError, KeyMismatchError
+from ..io.text import read_user_text
 
 logger = logging.getLogger(__name__)
 

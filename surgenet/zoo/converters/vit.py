@@ -8,7 +8,7 @@ import torch
 
 # Pretraining-only tensors: DINOv2/v3 mask token and DINOv3's local-crop class norm. (The key-bias
 # mask of Meta's DINOv3 runs is applied by convert_dinov3; its RoPE periods are kept: the file's
-# bf16 values are what Meta's code computes with, see surgenet/backbones/rope.py.)
+# bf16 values are what Meta's code computes with, see surgenet/zoo/backbones/rope.py.)
 UNUSED = (r"mask_token", r"local_cls_norm\.(weight|bias)", r"head\.(weight|bias)")
 
 

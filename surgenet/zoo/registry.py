@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .exceptions import UnknownModelError
+from ..exceptions import UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .. import metrics
+from . import metrics
 from ..figures import pyplot, save_figure
 
 PR_FILE, TIMELINE_FILE, CONFUSION_FILE = "pr_curves.png", "phase_timeline.png", "confusion.png"

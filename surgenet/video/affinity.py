@@ -29,7 +29,7 @@ class FeaturePropagator(Propagator):
 
     Args:
         model: a surgenet task model (its backbone and normalisation are used) or a
-            :class:`~surgenet.backbones.FeatureBackbone`.
+            :class:`~surgenet.zoo.backbones.FeatureBackbone`.
         stage: which of the backbone's feature maps (index into its outputs); default the
             finest map at stride >= 8 (DINO used stride 8).
         max_side: frames are resized so their longer side is at most this before the backbone.

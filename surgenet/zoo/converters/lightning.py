@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..exceptions import CheckpointError
+from ...exceptions import CheckpointError
 
 # Attribute names of the online backbone in common Lightning modules (lightly's examples, the
 # published SimCLR/BYOL training code, pl_bolts), tried in this order.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
 from .registry import ModelEntry
 
 PIPELINE_TAGS = {

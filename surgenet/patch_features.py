@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backbones import ARCHITECTURES, FeatureBackbone
-from .checkpoint import read_folder_config
+from .zoo.backbones import ARCHITECTURES, FeatureBackbone
+from .zoo.checkpoint import read_folder_config
 from .exceptions import InputError
 from .io import as_rgb_array
-from .registry import get_entry
+from .zoo.registry import get_entry
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def load_feature_extractor(model: Any, layer: int | None = None, pretrained: boo
         return _from_folder(path, layer)
     entry = get_entry(str(model))  # an unknown name fails here, before anything is loaded
     layer = _checked_layer(entry.arch, layer)
-    from .factory import load_backbone
+    from .zoo.factory import load_backbone
 
     network = load_backbone(entry.name, pretrained=pretrained, weights=weights, out_indices=(-1,)).model
     backbone = _wrap(network, entry.arch, layer)
@@ -141,7 +141,7 @@ def _from_folder(path: Path, layer: int | None) -> FeatureExtractor:
         raise InputError(f"{path / 'config.json'} names no model (expected the keys 'task', or 'name' and "
                          "'arch' of a surgenet-train teacher export).")
     entry = get_entry(config["name"])
-    from .factory import load_backbone
+    from .zoo.factory import load_backbone
 
     layer = _checked_layer(entry.arch, layer)
     network = load_backbone(entry.name, weights=path, out_indices=(-1,)).model  # it reads the run's network_kwargs

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from .backbones import FeatureBackbone, create_network
 from .checkpoint import backbone_state_dict, load_strict, read_file, read_folder_config
 from .converters import CONVERTERS
-from .exceptions import CheckpointError, InputError
+from ..exceptions import CheckpointError, InputError
 from .hub import download_weights, warn_license
 from .registry import ModelEntry, get_entry, is_released
 

@@ -6,7 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from .exceptions import WeightsNotAvailableError
+from ..exceptions import WeightsNotAvailableError
 from .registry import ModelEntry
 
 logger = logging.getLogger(__name__)

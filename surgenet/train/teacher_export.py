@@ -14,8 +14,8 @@ import torch
 
 from .._version import __version__
 from ..io.atomic import atomic_target, atomic_write_bytes
-from ..registry import get_entry, input_size_for
-from .checkpointing import load_checkpoint
+from ..zoo.registry import get_entry, input_size_for
+from .run_state import load_checkpoint
 
 
 def export_teacher(network: torch.nn.Module, name: str, out_dir: str | Path,
@@ -45,7 +45,7 @@ def teacher_backbone_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Ten
 
 def export_from_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Export the teacher of a saved checkpoint (for example a kept ``checkpoint_epochNNNN.pth``)."""
-    from ..backbones import create_network
+    from ..zoo.backbones import create_network
 
     state = load_checkpoint(Path(checkpoint))
     config = state["config"]

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import FeatureInfo
 
-from ..exceptions import InputError
+from ...exceptions import InputError
 from .architectures import architecture
 
 PYRAMID_REDUCTIONS = (4, 8, 16, 32)

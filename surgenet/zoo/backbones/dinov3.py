@@ -34,7 +34,7 @@ import torch.nn as nn
 from timm.layers.pos_embed_sincos import RotaryEmbeddingDinoV3
 from timm.models.eva import EvaAttention
 
-from ..exceptions import CheckpointError
+from ...exceptions import CheckpointError
 
 
 class StoredPeriodsRope(RotaryEmbeddingDinoV3):

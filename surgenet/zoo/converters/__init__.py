@@ -1,7 +1,7 @@
 """Key-layout converters: one module per foreign checkpoint layout, each idempotent.
 
 A converter maps a flat backbone state dict (already unwrapped and stripped of prefixes and
-DINO heads by :mod:`surgenet.checkpoint`) onto timm's key layout, and names the keys it drops
+DINO heads by :mod:`surgenet.zoo.checkpoint`) onto timm's key layout, and names the keys it drops
 on purpose. Running a converter on its own output returns the same dict.
 """
 
