@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from surgenet.console.table import format_table as _format_table
+from surgenet.io.table import format_table as _format_table
 from surgenet.runtime.cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
 from surgenet.runtime.cpu import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
 from surgenet.io.atomic import atomic_write_text

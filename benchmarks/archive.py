@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from surgenet.batch import BatchJob, ModelSpec, run_job
-from surgenet.console.table import format_table
+from surgenet.io.table import format_table
 from surgenet.io.atomic import atomic_write_text
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import surgenet  # noqa: E402
-from surgenet.console.table import format_table  # noqa: E402
+from surgenet.io.table import format_table  # noqa: E402
 from surgenet.zoo.registry import REGISTRY  # noqa: E402
 
 

@@ -80,7 +80,7 @@ def keyframe_masks(predictor: Any, images: list[np.ndarray], logits: list[Any], 
     Returns the masks, the keyframes and the scene cuts."""
     from surgenet.video.keyframes import SceneCutDetector
     from surgenet.video.methods import create_propagator
-    from surgenet.video.realtime_keyframes import KeyframePropagation, full_size_labels
+    from surgenet.realtime_keyframes import KeyframePropagation, full_size_labels
 
     stream = KeyframePropagation(create_propagator("flow", predictor.model))
     cuts = SceneCutDetector(cut_threshold) if cut_threshold is not None else None
@@ -134,7 +134,7 @@ def quality(predictor: Any, clips: list[Path], frames: int, cut_threshold: float
 def realtime_runs(predictor: Any, clip: Path, min_frames: int, runs: int) -> list[dict[str, Any]]:
     """run_keyframe_video with the adaptive interval, the clip looped to >= ``min_frames`` frames."""
     from surgenet.io.video import video_info
-    from surgenet.video.realtime_keyframes import run_keyframe_video
+    from surgenet.realtime_keyframes import run_keyframe_video
 
     info = video_info(clip)
     if not info.fps:

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from surgenet.console.table import format_table
+from surgenet.io.table import format_table
 from surgenet.io.atomic import atomic_write_text
 from surgenet.zoo.registry import REGISTRY
 from surgenet.train.config import load_config

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from surgenet import metrics
+from surgenet.evaluation import metrics
 from surgenet.io.atomic import atomic_write_text
 from surgenet.train.task_eval import _json_safe
 from surgenet.console import CommandParser

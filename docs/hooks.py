@@ -64,7 +64,7 @@ def zoo_table() -> str:
 def training_data_table() -> str:
     """What each released model was pretrained on, from the registry."""
     _import_paths()
-    from surgenet.console.table import format_table
+    from surgenet.io.table import format_table
     from surgenet.zoo.registry import REGISTRY
 
     rows = [[f"`{e.name}`", e.pretraining_data, e.license] for e in REGISTRY.values()]

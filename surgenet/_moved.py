@@ -38,6 +38,8 @@ MOVED: dict[str, str] = {
     "surgenet.train.export": "surgenet.train.teacher_export",
     "surgenet.train.augment": "surgenet.train.multicrop",
     "surgenet.train.checkpointing": "surgenet.train.run_state",
+    "surgenet.console.table": "surgenet.io.table",
+    "surgenet.video.realtime_keyframes": "surgenet.realtime_keyframes",
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from surgenet import metrics
+from surgenet.evaluation import metrics
 
 
 def test_multilabel_map_by_hand():
@@ -38,7 +38,7 @@ def test_precision_recall_curve_by_hand_and_ap_is_its_sum():
 
 
 def test_figures_are_written_as_pictures(tmp_path):
-    from surgenet.train import eval_plots
+    from surgenet.evaluation import plots as eval_plots
 
     rng = np.random.default_rng(0)
     targets = rng.random((40, 3)) < 0.3

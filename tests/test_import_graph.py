@@ -7,7 +7,10 @@ a new arrow the wrong way fails here whatever the tests happen to import.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+
+import pytest
 
 import surgenet
 
@@ -72,3 +75,48 @@ def test_the_checker_sees_relative_and_lazy_imports():
     names = _imports(fake)
     assert "surgenet.exceptions" in names  # `from ..exceptions import ...`
     assert "surgenet.devices.resolve_device" in names  # imported inside a function
+
+
+def _package_of(module: str) -> str | None:
+    """The first level below ``surgenet`` that ``module`` belongs to (a sub-package or a top module)."""
+    parts = module.split(".")
+    if parts[0] != "surgenet" or len(parts) < 2:
+        return None
+    node = parts[1]
+    return node if (PACKAGE / node).is_dir() or (PACKAGE / f"{node}.py").is_file() else None
+
+
+def test_no_cycle_between_the_packages():
+    graph: dict[str, set[str]] = {}
+    for src, names in _sources().items():
+        here = src.split("/")[0].removesuffix(".py")
+        graph.setdefault(here, set()).update(
+            there for there in map(_package_of, names) if there and there != here)
+    # Depth-first search for a back edge; the cycle found is reported as a path.
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            raise AssertionError("package-level import cycle: " + " -> ".join(cycle))
+
+
+def test_the_cycle_search_finds_a_planted_cycle(monkeypatch):
+    planted = {"a.py": {"surgenet.b"}, "b/x.py": {"surgenet.a.f"}}
+    monkeypatch.setattr(sys.modules[__name__], "_sources", lambda under="": planted, raising=True)
+    monkeypatch.setattr(sys.modules[__name__], "_package_of",
+                        lambda m: m.split(".")[1] if m.startswith("surgenet.") else None)
+    with pytest.raises(AssertionError, match="a -> b -> a"):
+        test_no_cycle_between_the_packages()

@@ -230,7 +230,7 @@ def test_revision_pinning_uses_that_snapshot(hf_cache):
 
 
 def test_license_warning_is_shown_once(hf_cache, monkeypatch):
-    from surgenet import hub
+    from surgenet.zoo import hub
 
     monkeypatch.setattr(hub, "_warned_licenses", set())
     ref = SurgeNetCAFormerRef()

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from surgenet import metrics
+from surgenet.evaluation import metrics
 
 
 # ----------------------------------------------------------------------------- segmentation

@@ -19,7 +19,7 @@ def test_percentile_matches_numpy(n):
 
 
 def test_interval_grows_with_the_model_time_and_stays_bounded():
-    from surgenet.video.realtime_keyframes import next_interval
+    from surgenet.realtime_keyframes import next_interval
 
     # 40 ms period, 85 % usable = 34 ms; propagation 10 ms: N >= (m - 10) / 24
     assert next_interval(20, 10, 40, 8) == 1
@@ -62,7 +62,7 @@ def seg_model():
 @pytest.mark.parametrize("interval", [1, 3, 4])
 def test_a_fixed_interval_masks_every_frame_and_runs_the_model_every_nth(static_clip, interval):
     import surgenet
-    from surgenet.video.realtime_keyframes import run_keyframe_video
+    from surgenet.realtime_keyframes import run_keyframe_video
 
     backend = SleepyBackend(0.0)
     shapes = []
@@ -77,7 +77,7 @@ def test_a_fixed_interval_masks_every_frame_and_runs_the_model_every_nth(static_
 @pytest.mark.parametrize("bound", [2, 5])
 def test_a_slow_model_makes_the_interval_grow_up_to_the_bound(static_clip, bound):
     import surgenet
-    from surgenet.video.realtime_keyframes import run_keyframe_video
+    from surgenet.realtime_keyframes import run_keyframe_video
 
     # 250 ms a keyframe against a 40 ms frame period (34 ms usable): an interval of at least 250 / 34 > 7 is
     # needed, more than either bound allows; the run starts from an interval of 1
@@ -92,7 +92,7 @@ def test_a_slow_model_makes_the_interval_grow_up_to_the_bound(static_clip, bound
 
 def test_a_keyframes_mask_is_the_per_frame_prediction(seg_model, moving_clip):
     import surgenet
-    from surgenet.video.realtime_keyframes import run_keyframe_video
+    from surgenet.realtime_keyframes import run_keyframe_video
 
     predictor = surgenet.Predictor(seg_model, device="cpu", batch_size=1)
     expected = {r.index: r.class_map for r in predictor.predict_video(moving_clip)}

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from surgenet.console.table import format_table
+from surgenet.io.table import format_table
 from surgenet.evaluation.metrics import decision_agreement
 from surgenet.tasks import MULTI_LABEL_TASKS, TASKS
 

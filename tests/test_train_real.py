@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from surgenet import metrics
+from surgenet.evaluation import metrics
 from surgenet.train.finetune import FinetuneConfig, finetune, lr_factors
 from surgenet.train.finetune_tasks import label_pos_weight
 from surgenet.train.losses import class_weights_from_pixels, dice_ce_loss, soft_dice_loss

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise MissingExtraError(f"surgenet evaluate needs the training extra ({exc.name} is missing): "
                                 "pip install 'surgenet[train]'.") from exc
     from ..devices import resolve_device
-    from ..console.table import format_table
+    from ..io.table import format_table
 
     model = load_model(args.model)
     model.to(resolve_device(args.device))

@@ -7,7 +7,7 @@ under ``OUT/masks/`` and a colour overlay under ``OUT/overlays/``; phase, CVS an
 A video runs through the real-time pipeline (surgenet.realtime: decoding, preprocessing,
 inference and writing overlapped) and ends with the sustained fps and the time of each stage.
 ``--realtime`` plays it at its frame rate and gives every frame a mask (segmentation): the model
-runs on keyframes and the masks follow the scene in between (surgenet.video.realtime_keyframes),
+runs on keyframes and the masks follow the scene in between (surgenet.realtime_keyframes),
 the keyframe interval adapted to keep up (at most ``--keyframe-interval-max``) or fixed with
 ``--keyframe-interval``; the report counts keyframes and propagated frames, the sustained fps
 against the clip's, the p99 latency and the thread that holds the pipeline back.
@@ -292,7 +292,7 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
     from ..io.video import VideoWriter, video_info
     from ..exceptions import InputError
     from ..realtime import format_report, run_video
-    from ..video.realtime_keyframes import format_keyframe_report, run_keyframe_video
+    from ..realtime_keyframes import format_keyframe_report, run_keyframe_video
     from ..visualize import save_png
 
     keyframes = _keyframe_realtime(args)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..exceptions import InputError
 from ..zoo.registry import REGISTRY, get_entry, list_models
 from ..console.checks import output_folder
-from ..console.table import format_table
+from ..io.table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

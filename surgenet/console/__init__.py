@@ -2,7 +2,8 @@
 
 :class:`CommandParser` (argument errors in one line), :func:`run_command` (the one runner: a
 user's mistake becomes one line on stderr and exit code 2), :mod:`.checks` (argument types that
-check a value when it is parsed) and :mod:`.table` (tables for the terminal and Markdown). The
+check a value when it is parsed); tables for the terminal and Markdown are
+:mod:`surgenet.io.table`, lower still, since the zoo renders its cards' tables too. The
 ``surgenet`` command (:mod:`surgenet.cli`), ``surgenet.train``'s and ``surgenet_export``'s command
 lines and the benchmarks build on it; it imports none of them.
 """

@@ -29,7 +29,7 @@ def write_zoo_cards(out: Path, check: bool = False) -> list[str]:
 
 def zoo_table_markdown(entries=None) -> str:
     """The README's zoo table, rendered from the registry (a test keeps the README in sync)."""
-    from ..console.table import format_table
+    from ..io.table import format_table
 
     rows = [[f"`{e.name}`", e.arch, f"{e.input_size[1]}x{e.input_size[2]}", f"{e.num_params / 1e6:.1f}M",
              e.pretraining_data.split(":")[0], f"[{e.filename}](https://huggingface.co/{e.repo_id})"]

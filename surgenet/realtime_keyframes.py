@@ -37,17 +37,17 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..exceptions import InputError
-from ..io.video import Frame, iter_video, video_info
-from ..postprocess import label_names, segmentation_probabilities
-from ..predict import Predictor
-from ..realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary, timed_decode
-from ..results import SegmentationResult
-from ._deps import cv2 as _cv2
-from .keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
-from .keyframes import SceneCutDetector
-from .methods import create_propagator
-from .propagate import Propagator, labels_of
+from .exceptions import InputError
+from .io.video import Frame, iter_video, video_info
+from .postprocess import label_names, segmentation_probabilities
+from .predict import Predictor
+from .realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary, timed_decode
+from .results import SegmentationResult
+from .video._deps import cv2 as _cv2
+from .video.keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
+from .video.keyframes import SceneCutDetector
+from .video.methods import create_propagator
+from .video.propagate import Propagator, labels_of
 
 KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "postprocess", "write")
 KEEPS_UP_RATIO = 0.98  # output rate / clip rate at which the run counts as keeping up
