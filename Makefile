@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) benchmarks/demo.py --model $(MODEL) --out $(OUT)
+	$(PY) examples/demo.py --model $(MODEL) --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q

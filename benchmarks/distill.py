@@ -31,16 +31,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from surgenet.io.atomic import atomic_write_text
 from surgenet.console import CommandParser
 from surgenet.console.checks import image_side, output_folder, positive_float, positive_int
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_utils import format_table, machine_info, write_json  # noqa: E402
+from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 PHASES = ("teacher", "distill", "labels", "evaluate", "fps", "report")
 FPS_BACKENDS = ("torch-eager-fp32", "onnxruntime-cpu", "openvino-f32", "openvino-bf16")
@@ -199,7 +196,7 @@ def phase_report(args, data: Path) -> None:
     machine = speeds.get("machine", {})
     lines = [f"Endoscapes val ({evaluation['val_frames']} frames), {evaluation['image_size']}x"
              f"{evaluation['image_size']} input, IoU in %.",
-             format_table(headers, rows), "",
+             markdown_table(headers, rows), "",
              f"fps: batch 1, {speeds.get('threads')} threads, {machine.get('cpu')} "
              f"({', '.join(machine.get('cpu_flags', []))}), load average {speeds.get('load_average_before')} before, "
              f"{speeds.get('load_average_after')} after; measured {speeds.get('measured')}."]

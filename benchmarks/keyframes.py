@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from _bench_utils import format_table, gemm_gflops, gflops_per_frame, machine_info, write_json
+from surgenet.runtime.measure import gemm_gflops, gflops_per_frame, machine_info, markdown_table, write_json
 
 from surgenet.console import CommandParser
 from surgenet.console.checks import existing_path, model_reference, output_folder, positive_int
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         qrows.append(row)
     mean_miou = {k: statistics.mean(r["miou"] for r in qual if r["interval"] == k) for k in INTERVALS}
     qrows.append(["mean", "", *(f"{mean_miou[k]:.3f}" for k in INTERVALS)])
-    quality_table = format_table(["clip", "frames", *(f"k={k}" for k in INTERVALS)], qrows)
+    quality_table = markdown_table(["clip", "frames", *(f"k={k}" for k in INTERVALS)], qrows)
 
     rrows = []
     for r in realtime:
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['bottleneck']['thread']} {r['bottleneck']['ms_per_frame']:.1f}",
                       f"{100 * r['fraction_of_fp32_peak']:.1f} % ({100 * r['infer_fraction_of_fp32_peak']:.1f} %)",
                       f"{r['load_average_1min_before']:.1f}"])
-    realtime_table = format_table(["run", "frames", "latency mean ms", "p99", "p99.9", "max", "fps / clip",
+    realtime_table = markdown_table(["run", "frames", "latency mean ms", "p99", "p99.9", "max", "fps / clip",
                                    "keeps up", "intervals", "infer ms", "propagate ms", "busiest thread ms/frame",
                                    "of FP32 peak (in infer)", "load"], rrows)
     peak_line = (f"peak: {peak['float32']:.0f} GFLOP/s FP32" +

@@ -44,12 +44,9 @@ from surgenet.runtime import registry
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_utils import (  # noqa: E402
-    argmax_agreement, format_table, gemm_gflops, gflops_per_frame, latency_stats,
-    machine_info, plot_results, time_calls, write_json,
-)
+from surgenet.evaluation.metrics import decision_agreement
+from surgenet.runtime.measure import (gemm_gflops, gflops_per_frame, latency_stats, machine_info, markdown_table,
+                                      plot_results, time_calls, write_json)
 
 BASELINE = registry.REFERENCE
 SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
@@ -291,7 +288,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     row = {"backend": name, "device": BACKENDS[name].device, "batch": batch, "imgsz": list(hw),
                            **latency_stats(times, batch), "first_call_ms": first_ms,
                            "gflops_per_s": gflops[f"{hw[0]}x{hw[1]}"] * batch / (float(np.median(times)) / 1e3)}
-                    row["argmax_agreement"] = argmax_agreement(ref, out, config["task"])
+                    row["argmax_agreement"] = decision_agreement(ref, out, config["task"])
                     row["max_abs_err"] = float(np.abs(out - ref).max())
                     if (name, hw) in fidelity:
                         row.update(fidelity[(name, hw)])
@@ -378,7 +375,7 @@ def print_report(report: dict[str, Any]) -> None:
             row += ([f"{100 * r['miou']:.2f} %", f"{r.get('miou_drop', float('nan')):+.2f}",
                      f"{100 * r['eval_agreement']:.2f} %"] if "miou" in r else ["-", "-", "-"])
         rows.append(row)
-    print(format_table(headers, rows))
+    print(markdown_table(headers, rows))
     for item in report["unavailable"]:
         print(f"unavailable: {item['backend']}: {item['reason']}")
     for g in report.get("summary", []):

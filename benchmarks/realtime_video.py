@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _bench_utils import format_table, machine_info, write_json
+from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 from surgenet.console import CommandParser
 from surgenet.console.checks import existing_file, model_reference, output_file, output_folder, positive_int
@@ -188,14 +188,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.clip} ({info.width}x{info.height}, {info.fps or float('nan'):.2f} fps), {mode}, "
           f"overlay written as {args.write}; load average before {load_before[0]:.1f}, "
           f"{os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}")
-    print(format_table(["backend", "input", "fps", "clip fps", "decode ms", "preprocess ms", "infer ms",
+    print(markdown_table(["backend", "input", "fps", "clip fps", "decode ms", "preprocess ms", "infer ms",
                         "postprocess ms", "write ms", "latency ms", "dropped", "load"], rows))
     print("ms columns: mean / p90 per frame; latency: frame available -> overlay written.")
     profile: list[dict] = []
     if args.cpu_profile:
         prows, profile = profile_rows(args, backends, info.fps or 25.0)
         print(f"\nCPU time per frame, stages in sequence on one thread each ({args.frames or 100} frames):")
-        print(format_table(["backend", "decode", "preprocess", "infer", "postprocess", "write", "total ms",
+        print(markdown_table(["backend", "decode", "preprocess", "infer", "postprocess", "write", "total ms",
                             "1-core fps", "2-core bound fps", "load"], prows))
     if args.json:
         write_json(args.json, {"machine": machine_info(), "clip": str(args.clip), "realtime": args.realtime,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _bench_utils import format_table, machine_info, write_json
+from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 from surgenet.evaluation.metrics import davis_scores
 from surgenet.video.frame_source import Frame, iter_frames
@@ -218,7 +218,7 @@ def main() -> int:
             mean = lambda k: float(np.mean([r[k] for r in mine]))  # noqa: E731
             table.append([method, f"{mean('JF'):.3f}", f"{mean('J'):.3f}", f"{mean('F'):.3f}",
                           f"{mean('J_recall'):.2f}", f"{mean('J_decay'):.3f}"])
-        print(format_table(["method", "J&F", "J", "F", "J recall", "J decay"], table))
+        print(markdown_table(["method", "J&F", "J", "F", "J recall", "J decay"], table))
 
     if "flow" not in args.skip:
         report["flow_speed"] = []

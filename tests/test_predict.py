@@ -257,7 +257,7 @@ def test_phase_on_a_video_is_online_and_equals_the_offline_model(phase_model, sh
 
 
 def test_a_stateless_phase_backend_is_refused_with_the_fix():
-    # Exported phase runners stream through the Predictor (tests/test_predict_phase_runner.py); a
+    # Exported phase runners stream through the Predictor (tests/runtime/test_phase_runner.py); a
     # plain callable has no state to carry from frame to frame.
     def backend(x):
         return np.zeros((len(x), 7), np.float32)

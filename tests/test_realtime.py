@@ -13,7 +13,7 @@ import surgenet
 from surgenet.cli import main
 from surgenet.exceptions import InputError
 from surgenet.realtime import run_video, stage_time
-from tests.helpers.paths import REPO
+from tests.helpers.scripts import load_script
 from tests.helpers.realtime import SleepyBackend, write_pattern_clip
 
 av = pytest.importorskip("av")
@@ -298,10 +298,8 @@ def test_run_video_checks_the_file_before_starting(tmp_path):
 # ----------------------------------------------------------------------------- benchmark
 def test_realtime_benchmark_writes_the_overlay_video_and_a_json_row(seg_model, clip, tmp_path, capsys):
     import json
-    import sys
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import realtime_video
+    realtime_video = load_script("benchmarks/realtime_video.py")
 
     folder = seg_model.save_pretrained(tmp_path / "seg")
     argv = ["--clip", str(clip), "--model", str(folder), "--frames", "6", "--out", str(tmp_path / "out"),

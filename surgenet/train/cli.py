@@ -17,7 +17,7 @@ from .._version import __version__
 from ..console import CommandParser, run_command
 from ..console.checks import existing_path, output_folder, positive_int, zoo_name
 from ..exceptions import InputError
-from .config import EVAL_METHODS
+from ..evaluation.probes import EVAL_METHODS
 
 PRETRAIN_EPILOG = """\
 examples:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..evaluation.probes import EVAL_METHODS
 from ..exceptions import InputError, MissingExtraError
 from ..io.text import read_user_text
 

@@ -31,7 +31,8 @@ from ..exceptions import InputError, SurgeNetError
 from ..zoo.registry import get_entry
 from . import distributed as D
 from .run_state import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
-from .config import EVAL_METHODS, PretrainConfig, to_dict
+from ..evaluation.probes import EVAL_METHODS
+from .config import PretrainConfig, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
 from .dino.optim import clip_gradients, set_hyperparameters
 from .teacher_export import export_teacher

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
-from tests.helpers.paths import REPO
+from tests.helpers.scripts import load_script
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from keyframes import nearest_measured, sequence_miou, settled_interval  # noqa: E402
+keyframes = load_script("benchmarks/keyframes.py")
+nearest_measured, sequence_miou, settled_interval = (keyframes.nearest_measured, keyframes.sequence_miou,
+                                                     keyframes.settled_interval)
 
 
 def test_sequence_miou_against_hand_computed_value():

@@ -3,14 +3,13 @@ under a file) at parsing, in one line with exit code 2, before any model is load
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.helpers.paths import REPO
+from tests.helpers.scripts import load_script
 
 FOLDER = "{out}"  # replaced by the path under test
 
@@ -35,21 +34,13 @@ def _export(argv: list[str]) -> int:
 
 def _benchmark(name: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
-        sys.path.insert(0, str(REPO / "benchmarks"))
+        module = load_script(f"{'examples' if name == 'demo' else 'benchmarks'}/{name}.py")
+        old = sys.argv
+        sys.argv = [f"{name}.py", *argv]  # some benchmarks read sys.argv only
         try:
-            spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses look their module up there
-            spec.loader.exec_module(module)
-            old = sys.argv
-            sys.argv = [f"{name}.py", *argv]  # some benchmarks read sys.argv only
-            try:
-                return module.main(argv) if module.main.__code__.co_argcount else module.main()
-            finally:
-                sys.argv = old
+            return module.main(argv) if module.main.__code__.co_argcount else module.main()
         finally:
-            sys.modules.pop(f"bench_{name}", None)
-            sys.path.remove(str(REPO / "benchmarks"))
+            sys.argv = old
     return run
 
 

@@ -16,7 +16,7 @@ from surgenet.exceptions import InputError
 from surgenet.runtime import registry
 from surgenet.runtime.errors import BackendUnavailableError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = (32, 32)
 
 
@@ -56,10 +56,9 @@ def test_registry_names_aliases_and_fields():
 
 
 def test_every_backend_name_the_benchmark_prints_is_one_predict_takes():
-    import sys
+    from tests.helpers.scripts import load_script
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency import BACKENDS as BENCHMARK
+    BENCHMARK = load_script("benchmarks/latency.py").BACKENDS
 
     from surgenet.cli import build_parser
 

@@ -1,4 +1,8 @@
-"""Helpers of the latency benchmark: machine facts, timing, statistics, agreement, output."""
+"""Measuring a model on this machine: the machine's facts, timed calls, latency statistics, GFLOP
+counts, the machine's peak (one large matrix product), and result files (JSON, tables, plots).
+
+The benchmarks in ``benchmarks/`` and ``--backend auto`` share these, so every figure they print
+is labelled and computed the same way."""
 
 from __future__ import annotations
 
@@ -13,11 +17,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from surgenet.io.table import format_table as _format_table
-from surgenet.runtime.cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
-from surgenet.runtime.cpu import cpu_has_native_bf16 as has_native_bf16  # noqa: F401 - one bf16 check for all
-from surgenet.io.atomic import atomic_write_text
-from surgenet.evaluation.metrics import decision_agreement as argmax_agreement  # noqa: F401 - shared with the export checks
+from ..io.atomic import atomic_write_text
+from ..io.table import format_table
+from .cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
+from .cpu import cpu_has_native_bf16
 
 
 
@@ -49,7 +52,7 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
     A backend's GFLOP/s against this says whether it is compute-bound or losing time elsewhere."""
     import torch
 
-    dtypes = [torch.float32] + ([torch.bfloat16] if has_native_bf16() else [])
+    dtypes = [torch.float32] + ([torch.bfloat16] if cpu_has_native_bf16() else [])
     rates = {}
     for dtype in dtypes:
         a = torch.randn(size, size).to(dtype)
@@ -103,9 +106,9 @@ def gflops_per_frame(model, imgsz: Sequence[int]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A markdown table (readable on screen, pasteable into a README), by the one table printer."""
-    return _format_table(headers, rows, markdown=True)
+    return format_table(headers, rows, markdown=True)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -115,7 +118,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Median latency per backend, one group of bars per (batch, size)."""
-    from surgenet.figures import pyplot, save_figure
+    from ..figures import pyplot, save_figure
 
     plt = pyplot()
     groups = sorted({(r["batch"], tuple(r["imgsz"])) for r in results})

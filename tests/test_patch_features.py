@@ -3,8 +3,6 @@ weights step (download path against a Hugging Face cache built here, offline pat
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from surgenet.visualize import feature_pca, pca_rgb, side_by_side
 from tests.helpers.released import teacher_file
 from tests.reference import randomize_
 from tests.reference.metaformer_ref import SurgeNetCAFormerRef
-from tests.helpers.paths import REPO
+from tests.helpers.scripts import load_script
 
 
 
@@ -192,11 +190,7 @@ def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys, case):
 
 # ----------------------------------------------------------------------------- the demo's weights step
 def _demo():
-    spec = importlib.util.spec_from_file_location("surgenet_demo", REPO / "benchmarks" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/demo.py")
 
 
 def test_demo_offline_says_so_in_one_line_and_uses_random_weights(tmp_path, capsys, hf_cache):

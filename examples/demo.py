@@ -15,38 +15,33 @@ With random weights, shapes, parity and speed are still real; the pictures and m
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-# Before huggingface_hub is imported: a Hub that does not answer costs seconds, not minutes.
-os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import surgenet  # noqa: E402
-from surgenet.exceptions import SurgeNetError  # noqa: E402
-from surgenet.patch_features import DEFAULT_SHORT_SIDE  # noqa: E402
-from surgenet.zoo.hub import cached_weights_path, download_weights, license_notice  # noqa: E402
-from surgenet.zoo.registry import get_entry  # noqa: E402
-from surgenet.samples import endoscapes_frame  # noqa: E402
-from surgenet.console import CommandParser  # noqa: E402
-from surgenet.console.checks import image_side, output_folder, positive_float, positive_int  # noqa: E402
+import surgenet
+from surgenet.exceptions import SurgeNetError
+from surgenet.label_sets import ENDOSCAPES_CLASSES
+from surgenet.patch_features import DEFAULT_SHORT_SIDE
+from surgenet.zoo.hub import cached_weights_path, download_weights, license_notice
+from surgenet.zoo.registry import get_entry
+from surgenet.samples import endoscapes_frame
+from surgenet.console import CommandParser
+from surgenet.console.checks import image_side, output_folder, positive_float, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEPS = ("features", "export", "latency", "predict")
 FIGURE_HEIGHT = 300  # the overview figure; each model's picture is also saved at the frame's size
-ENDOSCAPES_CLASSES = ["background", "cystic plate", "calot triangle", "cystic artery", "cystic duct",
-                      "gallbladder", "tool"]
 
 
 def step(title: str) -> None:
@@ -126,6 +121,9 @@ def feature_pictures(names: list[str], weights: dict[str, Weights], frame_path: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before huggingface_hub is first imported (only inside the steps): a Hub that does not answer
+    # costs seconds, not minutes.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="surgenetxl-caformer", help="the segmentation model's backbone")
     parser.add_argument("--vit", default="surgenetxl-dinov2-vits14", help="a DINO ViT of the zoo; 'none' skips it")
@@ -172,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     export_dir = out / "export"
     if {"export", "latency", "predict"} & set(args.steps):
         step("3. segmentation model")
-        class_names = ENDOSCAPES_CLASSES if args.num_classes == len(ENDOSCAPES_CLASSES) else None
+        class_names = list(ENDOSCAPES_CLASSES) if args.num_classes == len(ENDOSCAPES_CLASSES) else None
         model = surgenet.load_model(args.model, task="segmentation", num_classes=args.num_classes,
                                     pretrained=pretrained, class_names=class_names)
         model.save_pretrained(model_dir)

@@ -17,7 +17,7 @@ pytest.importorskip("yaml")
 from surgenet.train.config import load_config  # noqa: E402
 from surgenet.train.pretrain import Pretrainer, pretrain  # noqa: E402
 from tests.helpers.torchrun import one_and_two_processes  # noqa: E402
-from tests.test_train_pretrain import read_jsonl, write_frames  # noqa: E402
+from tests.train.test_pretrain import read_jsonl, write_frames  # noqa: E402
 
 SMALL = ["train.precision=fp32", "train.batch_size=4", "train.epochs=4", "optim.warmup_epochs=1",
          "train.log_every=1", "data.num_workers=0", "byol.view_size=32", "simclr.view_size=32",

@@ -10,7 +10,7 @@ import pytest
 from surgenet.exceptions import InputError
 from surgenet.train.finetune import RESUMABLE_CHANGES, FinetuneConfig
 from surgenet.train.resume import check_resumed_settings
-from tests.test_train_finetune import SIZE, disc_dataset
+from tests.train.test_finetune import SIZE, disc_dataset
 
 
 def _train_cli(capsys, argv: list[str]) -> tuple[int, str]:

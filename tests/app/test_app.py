@@ -1,4 +1,4 @@
-"""The web demo's functions, tested directly (the browser test is tests/test_app_browser.py)."""
+"""The web demo's functions, tested directly (the browser test is tests/app/test_browser.py)."""
 
 from __future__ import annotations
 

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 from tests.helpers.paths import REPO
+from tests.helpers.scripts import load_script
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("matplotlib")
 
 ROOT = REPO
-sys.path.insert(0, str(ROOT / "benchmarks"))
+latency = load_script("benchmarks/latency.py")
 
 
 def make_eval_data(root, n=2, size=(40, 56), num_classes=3):
@@ -83,7 +84,7 @@ def test_cpu_benchmark_on_a_tiny_size_writes_sane_json_and_a_plot(tmp_path):
 
 
 def test_fastest_backends_picks_the_fastest_faithful_backend_per_shape():
-    from latency import fastest_backends
+    fastest_backends = latency.fastest_backends
 
     def row(backend, ms, agreement, size=256):
         return {"backend": backend, "device": "cpu", "batch": 1, "imgsz": [size, size], "median_ms": ms,
@@ -101,7 +102,7 @@ def test_fastest_backends_picks_the_fastest_faithful_backend_per_shape():
 
 
 def test_roofline_measures_a_matrix_product_rate():
-    from _bench_utils import gemm_gflops
+    from surgenet.runtime.measure import gemm_gflops
 
     rates = gemm_gflops(size=96, repeats=2)
     # 2 * 96^3 FLOPs take between a nanosecond and a second on any CPU this runs on
@@ -118,7 +119,7 @@ def test_roofline_measures_a_matrix_product_rate():
      "--calib no-such-dir is not a folder; pass --calib FRAMES_DIR: a folder of ~100 real surgical frames"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(argv, message, capsys):
-    from latency import main
+    main = latency.main
 
     code = main([*argv, "--no-pretrained", "--no-roofline"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -127,7 +128,7 @@ def test_user_mistakes_give_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_fidelity_is_not_judged_on_random_weights(tmp_path):
-    from latency import build_parser, fidelity_plan
+    build_parser = latency.build_parser; fidelity_plan = latency.fidelity_plan
 
     eval_dir = make_eval_data(tmp_path / "eval")
     config = {"task": "segmentation"}
@@ -141,7 +142,7 @@ def test_fidelity_is_not_judged_on_random_weights(tmp_path):
 
 def test_judge_fidelity_scores_a_backend_against_the_masks(tmp_path):
     import numpy as np
-    from latency import judge_fidelity
+    judge_fidelity = latency.judge_fidelity
 
     eval_dir = make_eval_data(tmp_path / "eval", n=1, size=(4, 4), num_classes=2)
     from PIL import Image
@@ -172,7 +173,7 @@ def test_judge_fidelity_scores_a_backend_against_the_masks(tmp_path):
 
 
 def test_summary_picks_the_fastest_backend_within_the_miou_bar():
-    from latency import fastest_backends
+    fastest_backends = latency.fastest_backends
 
     def row(backend, ms, drop):
         return {"backend": backend, "device": "cpu", "batch": 1, "imgsz": [256, 256], "median_ms": ms,

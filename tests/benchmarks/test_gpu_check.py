@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from tests.helpers.scripts import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
+gpu_check = load_script("benchmarks/gpu_check.py")
 
 
 def test_the_script_skips_every_part_in_one_line_without_cuda(tmp_path):
@@ -21,7 +23,7 @@ def test_the_script_skips_every_part_in_one_line_without_cuda(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["cuda"] is False
-    from gpu_check import build_parts
+    build_parts = gpu_check.build_parts
 
     names = [p.name for p in build_parts(None)]
     assert list(report["parts"]) == names and len(names) == 7
@@ -43,7 +45,7 @@ def test_the_script_refuses_a_file_as_its_output_folder(tmp_path):
 
 
 def test_run_part_records_success_failure_and_timeouts(tmp_path):
-    from gpu_check import Part, run_part
+    Part = gpu_check.Part; run_part = gpu_check.run_part
 
     logged: list[str] = []
 
@@ -59,7 +61,7 @@ def test_run_part_records_success_failure_and_timeouts(tmp_path):
 
 
 def test_latency_commands_cover_every_cuda_backend_of_the_registry(tmp_path):
-    from gpu_check import LATENCY_MODELS, build_parts
+    LATENCY_MODELS = gpu_check.LATENCY_MODELS; build_parts = gpu_check.build_parts
 
     from surgenet.runtime.registry import BACKENDS
 
@@ -79,7 +81,7 @@ def test_latency_commands_cover_every_cuda_backend_of_the_registry(tmp_path):
 
 
 def test_latency_results_merge_both_runs_and_keep_the_eager_rows_of_a_cut_run(tmp_path):
-    from gpu_check import _latency_results
+    _latency_results = gpu_check._latency_results
 
     def report(rows):
         return {"results": [{"backend": b, "batch": 1, "imgsz": [256, 256], "median_ms": ms} for b, ms in rows],
@@ -98,7 +100,7 @@ def test_latency_results_merge_both_runs_and_keep_the_eager_rows_of_a_cut_run(tm
 
 
 def test_predict_runs_the_eager_and_the_cuda_graphs_backend_on_the_gpu(tmp_path):
-    from gpu_check import build_parts
+    build_parts = gpu_check.build_parts
 
     (predict,) = [p for p in build_parts(None) if p.name == "predict-cuda"]
     eager, graphs = predict.make(tmp_path)  # no clip: generated frames

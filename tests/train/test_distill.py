@@ -14,7 +14,7 @@ from PIL import Image
 from surgenet.train.distill import DistillConfig, distill
 from surgenet.train.distill_cache import FrameSet, TeacherCache
 from surgenet.train.distill_loss import soft_kl
-from tests.test_train_finetune import SIZE, disc_dataset
+from tests.train.test_finetune import SIZE, disc_dataset
 
 
 # ----------------------------------------------------------------------------- the loss
