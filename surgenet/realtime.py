@@ -106,6 +106,14 @@ class VideoRunReport:
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     latency_ms: list[float] = field(default_factory=list)  # arrival (after decode) to written
     partial: str = ""  # the video ended before the frames its container announces: what was read of how many
+    first_written: float | None = None  # perf_counter() of the first and last write
+    last_written: float | None = None
+
+    def written(self, when: float) -> None:
+        """Record a result written at ``when`` (``time.perf_counter()``)."""
+        if self.first_written is None:
+            self.first_written = when
+        self.last_written = when
 
     @property
     def processed(self) -> int:
@@ -241,6 +249,36 @@ class LiveSourcePacer:
         return due
 
 
+def write_results(results: queue.Queue, sink: Sink | None, report: VideoRunReport, failed: threading.Event,
+                  progress: Callable[[int], Any] | None) -> None:
+    """The writer thread of both real-time loops: take ``(item, finish, done)`` entries until None,
+    build each result (``finish()``), hand it to ``sink`` and record the post-processing and write
+    times and the end-to-end latency from the frame's arrival. On an error ``failed`` is set and
+    the queue drained, so the model thread never blocks on a full queue, then the error propagates."""
+    torch.set_num_threads(1)
+    while (entry := results.get()) is not None:
+        item, finish, done = entry
+        try:
+            t0 = time.perf_counter()
+            result = finish()
+            t1 = time.perf_counter()
+            if sink is not None:
+                sink(result)
+            t2 = time.perf_counter()
+        except BaseException:
+            failed.set()
+            while results.get() is not None:
+                pass
+            raise
+        report.stages["postprocess"].append((t1 - t0) * 1e3)
+        report.stages["write"].append((t2 - t1) * 1e3)
+        report.latency_ms.append((t2 - item.arrived) * 1e3)
+        report.processed_indices.append(item.frame.index)
+        report.written(t2)
+        if progress is not None:
+            progress(done)
+
+
 class _Worker(threading.Thread):
     """A daemon thread that keeps the first exception it meets for the main thread to raise."""
 
@@ -254,6 +292,14 @@ class _Worker(threading.Thread):
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
             self.error = exc
+
+
+def start_workers(read: Callable[[], None], write: Callable[[], None]) -> tuple[_Worker, _Worker]:
+    """Start the reader and the writer thread of a real-time loop (named, so a profile shows them)."""
+    reader, writer = _Worker("surgenet-reader", read), _Worker("surgenet-writer", write)
+    reader.start()
+    writer.start()
+    return reader, writer
 
 
 def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, realtime: bool = False,
@@ -315,34 +361,8 @@ def run_video(predictor: Predictor, path: str | Path, sink: Sink | None = None, 
 
     failed = threading.Event()
 
-    def write() -> None:
-        torch.set_num_threads(1)
-        while (entry := results.get()) is not None:
-            item, finish, done = entry
-            try:
-                t0 = time.perf_counter()
-                result = finish()
-                t1 = time.perf_counter()
-                if sink is not None:
-                    sink(result)
-                t2 = time.perf_counter()
-            except BaseException:
-                failed.set()
-                while results.get() is not None:  # drain, so that the main thread never blocks on a full queue
-                    pass
-                raise
-            report.stages["postprocess"].append((t1 - t0) * 1e3)
-            report.stages["write"].append((t2 - t1) * 1e3)
-            report.latency_ms.append((t2 - item.arrived) * 1e3)
-            report.processed_indices.append(item.frame.index)
-            if progress is not None:
-                progress(done)
-
-    reader = _Worker("surgenet-reader", read)
-    writer = _Worker("surgenet-writer", write)
+    reader, writer = start_workers(read, lambda: write_results(results, sink, report, failed, progress))
     start = time.perf_counter()
-    reader.start()
-    writer.start()
     state, seen_drops = None, 0
     main_threads = torch.get_num_threads()
     if predictor.model is None:  # an exported model: the main thread's torch work is glue (stacking)

@@ -41,7 +41,7 @@ from .exceptions import InputError
 from .io.video import Frame, iter_video, video_info
 from .postprocess import label_names, segmentation_probabilities
 from .predict import Predictor
-from .realtime import LiveSourcePacer, Sink, VideoRunReport, _Worker, latency_summary, timed_decode
+from .realtime import LiveSourcePacer, Sink, VideoRunReport, latency_summary, start_workers, timed_decode, write_results
 from .results import SegmentationResult
 from .video._deps import cv2 as _cv2
 from .video.keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
@@ -115,8 +115,6 @@ class KeyframeRunReport(VideoRunReport):
     keyframe_indices: list[int] = field(default_factory=list)
     intervals: list[int] = field(default_factory=list)  # the interval chosen at each keyframe
     scene_cuts: int = 0
-    first_written: float | None = None  # perf_counter() of the first and last write
-    last_written: float | None = None
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in KEYFRAME_STAGES})
 
     @property
@@ -282,43 +280,16 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
 
     names = label_names(predictor.class_names, int(predictor.config["num_classes"]))
 
-    def write() -> None:
-        torch.set_num_threads(1)
-        while (entry := results.get()) is not None:
-            item, is_key, payload = entry
-            try:
-                t0 = time.perf_counter()
-                if is_key:  # the model's own mask, exactly as per-frame prediction gives it
-                    result = predictor._postprocess(item.frame, payload)
-                else:
-                    result = SegmentationResult(index=item.frame.index, source=item.frame.source,
-                                                time=item.frame.time, class_names=names,
-                                                class_map=full_size_labels(payload, item.frame.image.shape[:2]),
-                                                image=item.frame.image if predictor.keep_images else None)
-                t1 = time.perf_counter()
-                if sink is not None:
-                    sink(result)
-                t2 = time.perf_counter()
-            except BaseException:
-                stop.set()
-                while results.get() is not None:
-                    pass
-                raise
-            report.stages["postprocess"].append((t1 - t0) * 1e3)
-            report.stages["write"].append((t2 - t1) * 1e3)
-            report.latency_ms.append((t2 - item.arrived) * 1e3)
-            report.processed_indices.append(item.frame.index)
-            if report.first_written is None:
-                report.first_written = t2
-            report.last_written = t2
-            if progress is not None:
-                progress(1)
+    def finisher(item: _Item, is_key: bool, payload) -> Callable[[], SegmentationResult]:
+        if is_key:  # the model's own mask, exactly as per-frame prediction gives it
+            return lambda: predictor._postprocess(item.frame, payload)
+        return lambda: SegmentationResult(index=item.frame.index, source=item.frame.source, time=item.frame.time,
+                                          class_names=names,
+                                          class_map=full_size_labels(payload, item.frame.image.shape[:2]),
+                                          image=item.frame.image if predictor.keep_images else None)
 
-    reader = _Worker("surgenet-reader", read)
-    writer = _Worker("surgenet-writer", write)
+    reader, writer = start_workers(read, lambda: write_results(results, sink, report, stop, progress))
     start = time.perf_counter()
-    reader.start()
-    writer.start()
     main_threads = torch.get_num_threads()
     if predictor.model is None:
         torch.set_num_threads(1)
@@ -350,7 +321,7 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                 report.intervals.append(current)
                 report.scene_cuts += int(is_cut and since is not None)
                 since = 1
-                results.put((item, True, logits))
+                results.put((item, finisher(item, True, logits), 1))
             else:
                 t0 = time.perf_counter()
                 probs = stream.propagate(image)
@@ -358,7 +329,7 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                 report.stages["propagate"].append(spent)
                 prop_ms = spent if not prop_ms else (1 - smooth) * prop_ms + smooth * spent
                 since += 1
-                results.put((item, False, probs))
+                results.put((item, finisher(item, False, probs), 1))
     finally:
         torch.set_num_threads(main_threads)
         stop.set()

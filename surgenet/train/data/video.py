@@ -110,19 +110,33 @@ def iter_sampled_frames(path: str | Path, fps: float,
     return _sampled_frames(Path(path), check_fps(fps), on_partial)
 
 
-def _sampled_frames(path: Path, fps: float, on_partial: PartialHandler | None) -> Iterator[tuple[int, Image.Image]]:
+def sampled_decoded_frames(path: str | Path, fps: float,
+                           on_partial: PartialHandler | None = None) -> Iterator[tuple[int, object, list[int]]]:
+    """Decode ``path`` once; yield ``(frame index, PyAV frame, sample numbers)`` for each frame that
+    takes at least one sample time ``k / fps`` (the one sampling loop of every video reader).
+
+    The frame index counts every decoded frame from 0; a long gap between frames covers several
+    sample times, so one frame may carry several sample numbers."""
+    path = Path(path)
+    fps = check_fps(fps)
     av = _av()
     with _reading(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start = stream_start_seconds(stream)
+        rate = float(stream.average_rate or 25)
         sampler = FpsSampler(fps)
-        for frame in decode_checked(container, stream, path, on_partial):
-            samples = sampler.take(frame.time - start if frame.time is not None else 0.0)
-            if samples:  # a long gap between frames covers several sample times: each gets this frame
-                image = frame.to_image()
-                for k in samples:
-                    yield k, image
+        for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
+            samples = sampler.take(frame.time - start if frame.time is not None else index / rate)
+            if samples:
+                yield index, frame, samples
+
+
+def _sampled_frames(path: Path, fps: float, on_partial: PartialHandler | None) -> Iterator[tuple[int, Image.Image]]:
+    for _, frame, samples in sampled_decoded_frames(path, fps, on_partial):
+        image = frame.to_image()
+        for k in samples:  # each sample time gets this frame
+            yield k, image
 
 
 def read_frame_at(container, t: float) -> Image.Image:

@@ -22,9 +22,9 @@ from typing import Iterator
 from PIL import Image
 
 from ...io.atomic import atomic_target
-from ...io.video import PartialHandler, decode_checked, stream_start_seconds
-from ...io.sampling import FpsSampler, check_fps, num_samples
-from ..data.video import UnreadableVideoError, _av, _reading, _video_stream, video_duration
+from ...io.video import PartialHandler
+from ...io.sampling import check_fps, num_samples
+from ..data.video import UnreadableVideoError, sampled_decoded_frames, video_duration
 
 FRAME_DIGITS = 6
 
@@ -40,20 +40,9 @@ def iter_indexed_frames(video: str | Path, fps: float,
 
     A video that ends before the frames its container announces gives its readable frames, then a
     PartialVideoError to ``on_partial`` (raised without one)."""
-    return _indexed(Path(video), check_fps(fps), on_partial)
-
-
-def _indexed(path: Path, fps: float, on_partial: PartialHandler | None) -> Iterator[tuple[int, object]]:
-    av = _av()
-    with _reading(path), av.open(str(path)) as container:
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        start = stream_start_seconds(stream)
-        sampler = FpsSampler(fps)
-        for index, frame in enumerate(decode_checked(container, stream, path, on_partial)):
-            t = frame.time - start if frame.time is not None else index / float(stream.average_rate or 25)
-            if sampler.take(t):  # a long gap covers several sample times: still one file
-                yield index, frame
+    check_fps(fps)  # before any decoding, not at the first frame
+    # a long gap covers several sample times: still one file
+    return ((index, frame) for index, frame, _ in sampled_decoded_frames(video, fps, on_partial))
 
 
 def extract_indexed_frames(video: str | Path, out_dir: str | Path, fps: float = 1.0, quality: int = 95,
