@@ -17,7 +17,7 @@
 3. The goal: keeps up with the clip with every frame masked, and mIoU >= 0.85 against per-frame
    FP32 at the interval the adaptive run settled on.
 
-    python benchmarks/keyframes.py MODEL_FOLDER --data ../shared/data --out results/keyframes
+    python benchmarks/keyframes.py MODEL_FOLDER --data DATA --out results/keyframes
 
 The machine's load average is recorded with every result: figures taken on a busy machine are not
 the machine's speed.
@@ -271,8 +271,8 @@ def run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="keyframes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=model_reference, help="a fine-tuned segmentation model folder (save_pretrained)")
-    p.add_argument("--data", type=existing_path, default=Path("../shared/data"),
-                   help="the data folder with clips/ (default ../shared/data)")
+    p.add_argument("--data", type=existing_path, required=True,
+                   help="the data folder with clips/ (the real 25 fps clips)")
     p.add_argument("--clips", nargs="+", default=["clip_a.mp4", "clip_b.mp4"],
                    help="clip names in DATA/clips (default clip_a.mp4 clip_b.mp4; the first one is run in real time)")
     p.add_argument("--frames", type=positive_int, default=200, help="frames of each clip scored (default 200)")

@@ -54,7 +54,7 @@ SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sa
 
 # How to get the int8 rows: the one line said whenever an int8 backend lacks its calibration frames.
 CALIB_HINT = ("needs --calib FRAMES_DIR: a folder of ~100 real surgical frames to calibrate int8 on (e.g. a "
-              "train split's images/, such as ../shared/data/endoscapes/train/images; not the --eval-data frames)")
+              "train split's images/, such as DATA/endoscapes/train/images; not the --eval-data frames)")
 
 
 class Unavailable(Exception):
