@@ -13,11 +13,14 @@
    p99, p99.9, max), sustained fps against the clip's, the keeps-up verdict, the intervals chosen and
    the busiest thread. Next to it the machine's measured peak (one large FP32 matmul, and bf16 where
    the CPU has it natively) and the share of it the model reaches (GFLOP per frame x model calls per
-   second / peak).
+   second / peak). With ``--export DIR`` this part runs the exported model through the backend that
+   ``surgenet predict --realtime --model DIR`` would use (``--backend``, default ``auto``: chosen for
+   this machine), so the figures are those of the real-time command; the quality part stays FP32.
 3. The goal: keeps up with the clip with every frame masked, and mIoU >= 0.85 against per-frame
    FP32 at the interval the adaptive run settled on.
 
     python benchmarks/keyframes.py MODEL_FOLDER --data DATA --out results/keyframes
+    python benchmarks/keyframes.py MODEL_FOLDER --export EXPORT_DIR --data DATA --out results/keyframes
 
 The machine's load average is recorded with every result: figures taken on a busy machine are not
 the machine's speed.
@@ -103,7 +106,7 @@ def quality(predictor: Any, clips: list[Path], frames: int, cut_threshold: float
     """mIoU of keyframe-mode masks against per-frame FP32 masks, per clip and interval."""
     import torch
 
-    from surgenet.predict import _Frame
+    from surgenet.io.video import Frame
 
     num_classes = int(predictor.config["num_classes"])
     results = []
@@ -115,7 +118,7 @@ def quality(predictor: Any, clips: list[Path], frames: int, cut_threshold: float
             for i, image in enumerate(images):
                 out = predictor._forward(predictor.transform(image)[None])[0]
                 logits.append(out)
-                reference.append(predictor._postprocess(_Frame(i, str(clip), None, image), out).class_map)
+                reference.append(predictor._postprocess(Frame(i, f"frame_{i:06d}", image, None, str(clip)), out).class_map)
         per_frame_s = time.perf_counter() - start
         print(f"{clip.name}: {len(images)} per-frame reference masks in {per_frame_s:.1f} s", file=sys.stderr)
         for k in INTERVALS:
@@ -191,7 +194,20 @@ def run(args: argparse.Namespace) -> int:
     size = [int(v) for v in predictor.config["input_size"][-2:]]
 
     qual = quality(predictor, clips, args.frames, args.cut_threshold)
-    realtime = realtime_runs(predictor, clips[0], args.min_frames, args.runs)
+    live = predictor
+    if args.export is not None:  # the real-time run with the exported model, as `surgenet predict --realtime`
+        from surgenet.backends import check_backend, load_runner_for
+
+        backend = check_backend(args.export, args.backend)
+        chosen_backend = [backend]
+
+        def on_choice(choice: Any) -> None:
+            print(choice.summary(), file=sys.stderr)
+            chosen_backend[0] = choice.backend
+
+        live = surgenet.Predictor(load_runner_for(args.export, backend, on_choice=on_choice))
+        machine["realtime_backend"] = chosen_backend[0]
+    realtime = realtime_runs(live, clips[0], args.min_frames, args.runs)
     peak = gemm_gflops(2048)
     gflop = gflops_per_frame(model, size)
 
@@ -251,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
               f"load average at start {' '.join(f'{v:.2f}' for v in machine['load_average'])}, at end "
               f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     report = "\n\n".join([header, "mIoU of keyframe-mode masks vs per-frame FP32 masks, fixed interval k:",
-                          quality_table, f"real time, adaptive interval, {clips[0].name} looped:", realtime_table,
+                          quality_table, f"real time, adaptive interval, {clips[0].name} looped, backend "
+                          f"{machine.get('realtime_backend', 'torch-eager-fp32')}:", realtime_table,
                           peak_line, goal])
     print(report)
     if args.out:
@@ -281,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=positive_int, default=3, help="real-time runs (default 3)")
     p.add_argument("--cut-threshold", type=float, default=0.5,
                    help="scene-cut histogram correlation forcing a keyframe, as real time uses (default 0.5)")
+    p.add_argument("--export", type=existing_path, metavar="DIR",
+                   help="run the real-time part with this surgenet-export folder of the model (as `surgenet predict "
+                        "--realtime` does); default: the eager PyTorch model")
+    p.add_argument("--backend", default="auto",
+                   help="with --export: a backend name of the registry, or auto (default: chosen for this machine)")
     p.add_argument("--out", type=output_folder, help="write keyframes.json and keyframes.md here")
     p.set_defaults(func=run)
     return p
