@@ -6,9 +6,12 @@ the ``flags`` line of /proc/cpuinfo (Linux names: ``avx2``, ``avx512f``, ``avx51
 ``avx512_vnni``, ``amx_bf16`` ...); where there is no /proc/cpuinfo (macOS, Windows) the flags are
 empty and native bf16 is asked of oneDNN.
 
-``ONEDNN_MAX_CPU_ISA`` (oneDNN's own switch, for example ``AVX2``) makes PyTorch's oneDNN behave
-like an older CPU; the flags do not change with it, so :func:`isa_limit` reports it separately and
-it is part of :func:`cpu_fingerprint`.
+``ONEDNN_MAX_CPU_ISA`` (oneDNN's own switch, for example ``AVX2``) makes oneDNN (PyTorch's and
+OpenVINO's) behave like an older CPU. The flags do not change with it, so :func:`isa_limit`
+reports it separately, it is part of :func:`cpu_fingerprint`, and :func:`usable_flags` drops the
+features above it: a capped machine is offered the backends an uncapped CPU of that class gets
+(no bf16 backends under ``AVX2``). To approximate an AVX2-only CPU on a newer one, set
+:data:`AVX2_ONLY_ENV` (oneDNN, MKL and ATen capped; ONNX Runtime's own kernels have no such switch).
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ FEATURES_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products in hardware
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in one instruction (VNNI or AMX)
 CPUINFO = Path("/proc/cpuinfo")
+
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA), lowest first; the aliases name the same level.
+ISA_LEVELS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+              "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "ALL")
+ISA_ALIASES = {"AVX10_1_512": "AVX512_CORE_FP16", "AVX10_1_512_AMX": "AVX512_CORE_AMX",
+               "AVX10_1_512_AMX_FP16": "AVX512_CORE_AMX_FP16", "DEFAULT": "ALL"}
+# The lowest oneDNN ISA level that uses a flag; flags not listed are not capped.
+_FLAG_LEVEL = {"avx2": "AVX2", "fma": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512_vnni": "AVX512_CORE_VNNI",
+               "avx512_bf16": "AVX512_CORE_BF16", "avx512_fp16": "AVX512_CORE_FP16", "amx_bf16": "AVX512_CORE_AMX",
+               "amx_int8": "AVX512_CORE_AMX", "amx_tile": "AVX512_CORE_AMX", "amx_fp16": "AVX512_CORE_AMX_FP16"}
+# An AVX2-only CPU (a Zen 3 EPYC, most laptops) approximated on a newer x86 CPU: oneDNN (PyTorch's
+# convolutions, OpenVINO), MKL (PyTorch's matrix products) and ATen's vector kernels capped at AVX2.
+AVX2_ONLY_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -54,10 +70,33 @@ def cpu_family_model() -> str | None:
     return f"family {family} model {model}" if family and model else None
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere PyTorch and OpenVINO
-    emulate it, many times slower than fp32, so an automatic precision choice stays in fp32 there."""
+def _flag_level(flag: str) -> int | None:
+    if flag in _FLAG_LEVEL:
+        return ISA_LEVELS.index(_FLAG_LEVEL[flag])
+    if flag.startswith("avx512"):
+        return ISA_LEVELS.index("AVX512_CORE")
+    return None
+
+
+def usable_flags() -> set[str]:
+    """The CPU's flags that oneDNN may use under :func:`isa_limit` (all of them without a cap): what
+    the backend registry and the precision choice read."""
     flags = cpu_flags()
+    limit = isa_limit()
+    if limit is None:
+        return flags
+    limit = ISA_ALIASES.get(limit, limit)
+    if limit not in ISA_LEVELS:
+        return flags  # a name this table does not know: oneDNN decides, the flags stay
+    cap = ISA_LEVELS.index(limit)
+    return {f for f in flags if (level := _flag_level(f)) is None or level <= cap}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX) and no ISA cap hides it.
+    Elsewhere PyTorch and OpenVINO emulate it, many times slower than fp32, so an automatic
+    precision choice stays in fp32 there."""
+    flags = usable_flags()
     if flags:
         return bool(set(BF16_FLAGS) & flags)
     try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN
@@ -71,7 +110,7 @@ def cpu_has_native_bf16() -> bool:
 def cpu_has_int8_dot() -> bool:
     """Whether int8 dot products are one instruction here (VNNI or AMX): without them int8 gains
     little over FP32."""
-    return bool(set(INT8_DOT_FLAGS) & cpu_flags())
+    return bool(set(INT8_DOT_FLAGS) & usable_flags())
 
 
 def isa_limit() -> str | None:
@@ -101,5 +140,5 @@ def cpu_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-__all__ = ["BF16_FLAGS", "FEATURES_OF_INTEREST", "INT8_DOT_FLAGS", "cpu_family_model", "cpu_features", "cpu_fingerprint", "cpu_flags",
+__all__ = ["AVX2_ONLY_ENV", "BF16_FLAGS", "ISA_LEVELS", "usable_flags", "FEATURES_OF_INTEREST", "INT8_DOT_FLAGS", "cpu_family_model", "cpu_features", "cpu_fingerprint", "cpu_flags",
            "cpu_has_int8_dot", "cpu_has_native_bf16", "cpu_label", "cpu_model", "isa_limit"]

@@ -20,7 +20,7 @@ import numpy as np
 from ..io.atomic import atomic_write_text
 from ..io.table import format_table
 from .cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
-from .cpu import cpu_has_native_bf16
+from .cpu import AVX2_ONLY_ENV, cpu_has_native_bf16, usable_flags
 
 
 
@@ -32,6 +32,8 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_model(), "cpu_generation": cpu_family_model(), "onednn_max_cpu_isa": isa_limit(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "cpu_flags": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in flags),
+        "usable_cpu_flags": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in usable_flags()),
+        "isa_caps": {k: os.environ[k] for k in AVX2_ONLY_ENV if os.environ.get(k)},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "platform": platform.platform(), "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

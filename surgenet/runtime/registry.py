@@ -147,11 +147,18 @@ def unavailable_reason(backend: Backend | str) -> str | None:
                 return f"{backend.name}: onnxruntime here has no {provider} (pip install onnxruntime-gpu, needs CUDA)"
         elif need == "bf16":
             if not cpu.cpu_has_native_bf16():
-                return (f"{backend.name}: this CPU has no native bf16 (AVX512-BF16 or AMX); it would be emulated, "
-                        "many times slower than FP32")
-        elif need not in cpu.cpu_flags():
-            return f"{backend.name}: this CPU has no {need.upper().replace('_', '-')}; it would run FP32"
+                return (f"{backend.name}: this CPU has no native bf16 (AVX512-BF16 or AMX){_capped()}; it would be "
+                        "emulated, many times slower than FP32")
+        elif need not in cpu.usable_flags():
+            return f"{backend.name}: this CPU has no {need.upper().replace('_', '-')}{_capped()}; it would run FP32"
     return None
+
+
+def _capped() -> str:
+    from . import cpu
+
+    limit = cpu.isa_limit()
+    return f" usable under ONEDNN_MAX_CPU_ISA={limit}" if limit else ""
 
 
 def artefact_path(backend: Backend, folder: str | Path) -> Path:

@@ -236,3 +236,26 @@ def test_predict_runs_the_cuda_graphs_backend_on_an_image(seg_model, tmp_path):
                      "--out", str(out), "--no-overlay"]) == 0
         masks[backend] = np.asarray(Image.open(out / "masks" / "frame.png"))
     assert np.mean(masks["torch-cuda-fp32"] == masks["torch-cuda-graphs-fp16"]) > 0.95
+
+
+def test_an_isa_cap_hides_the_features_above_it(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on an AMX Xeon: the registry offers what an AVX2-only CPU gets."""
+    import surgenet.runtime.cpu as cpu
+
+    xeon = {"sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+            "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile"}
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: set(xeon))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert cpu.usable_flags() == xeon and cpu.cpu_has_native_bf16() and registry.unavailable_reason("openvino-bf16") is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cpu.AVX2_ONLY_ENV["ONEDNN_MAX_CPU_ISA"])
+    assert cpu.usable_flags() == {"sse4_2", "avx", "avx2", "fma"}
+    assert not cpu.cpu_has_native_bf16() and not cpu.cpu_has_int8_dot()
+    reason = registry.unavailable_reason("openvino-bf16")
+    assert "no native bf16" in reason and "ONEDNN_MAX_CPU_ISA=AVX2" in reason
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")  # case-insensitive, as oneDNN reads it
+    assert cpu.usable_flags() == xeon - {"avx512_fp16", "amx_bf16", "amx_int8", "amx_tile"}
+    assert cpu.cpu_has_native_bf16() and cpu.cpu_has_int8_dot()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX10_1_512_AMX")  # an alias of AVX512_CORE_AMX
+    assert cpu.usable_flags() == xeon
+    assert cpu.cpu_fingerprint() != (monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2") or cpu.cpu_fingerprint())
