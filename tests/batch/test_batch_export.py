@@ -15,21 +15,13 @@ pytest.importorskip("onnxruntime", reason="an export folder runs with the export
 
 from surgenet.runtime import auto  # noqa: E402
 from tests.helpers.cli import exit_code  # noqa: E402
-
-SIZE = (32, 32)
+from tests.helpers.exports import SIZE, write_tiny_export  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def export_folder(tmp_path_factory) -> Path:
-    """A tiny segmentation model exported to ONNX by surgenet_export (as in tests/runtime/test_backend_auto.py)."""
-    import surgenet
-    from surgenet_export import export_onnx
-
-    model = surgenet.load_model("surgenet-caformer", task="segmentation", num_classes=4, pretrained=False,
-                                input_size=SIZE)
-    folder = tmp_path_factory.mktemp("batch-export")
-    export_onnx(model, folder / "model.onnx", imgsz=SIZE, simplify=False)
-    return folder
+    """A tiny segmentation model exported to ONNX by surgenet_export, as a user's folder would be."""
+    return write_tiny_export(tmp_path_factory.mktemp("batch-export"))
 
 
 @pytest.fixture(scope="module")
