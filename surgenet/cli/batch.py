@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
     device = args.device if args.engine == "local" else "cpu"
     exported = is_export_folder(args.model)
     if exported:
-        _check_export_options(args, mode)
+        _check_export_options(args)
     backend = check_backend(args.model, getattr(args, "backend", None))  # AUTO by default for an export folder
     auto_frames, rebenchmark = getattr(args, "auto_frames", None), getattr(args, "rebenchmark", False)
     if backend != AUTO and (auto_frames is not None or rebenchmark):
@@ -116,8 +116,9 @@ def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
     return 1 if listed else 0  # 1: results are there but incomplete
 
 
-def _check_export_options(args: argparse.Namespace, mode: str) -> None:
-    """An export folder carries its weights, classes and task: the options of a PyTorch model are refused."""
+def _check_export_options(args: argparse.Namespace) -> None:
+    """An export folder carries its weights, classes and task: the options of a PyTorch model are refused
+    (phase and embed, which need the PyTorch model, are refused by ModelSpec)."""
     from ..exceptions import InputError
 
     given = [flag for flag, value in (("--weights", args.weights), ("--no-pretrained", args.no_pretrained),
@@ -125,12 +126,6 @@ def _check_export_options(args: argparse.Namespace, mode: str) -> None:
     if given:
         raise InputError(f"{args.model} is an exported model, which carries its weights and classes; "
                          f"drop {', '.join(given)}.")
-    if mode in ("phase", "embed"):
-        what = ("the causal temporal part of a phase model runs over each video's embeddings, which an exported "
-                "graph does not give" if mode == "phase" else "embed outputs backbone embeddings, which an exported "
-                "model does not give")
-        raise InputError(f"{args.model} is an exported model, and {what}; pass the PyTorch model (a "
-                         "save_pretrained folder or a zoo name).")
 
 
 def run_batch(args: argparse.Namespace) -> int:
