@@ -100,13 +100,12 @@ def load_runner_for(folder: str | Path, backend: str, device: str | None = None,
 
         return with_fixed_batch(load_runner(folder, device=device))
     if backend == AUTO:
-        from .runtime.auto import select_backend
+        from .runtime.auto import device_for, select_backend
 
         choice = select_backend(folder, frames_dir=auto_frames, threads=threads, device=device, refresh=rebenchmark)
         if on_choice is not None:
             on_choice(choice)
-        same_device = device is not None and device.split(":")[0] == get_backend(choice.backend).device
-        return open_runner(choice.backend, folder, device=device if same_device else None, threads=threads)
+        return open_runner(choice.backend, folder, device=device_for(choice.backend, device), threads=threads)
     return open_runner(backend, folder, device=device, threads=threads)
 
 

@@ -18,10 +18,11 @@ __all__ = ["ClipAnalysis", "FrameAnalysis", "LabelScores", "ModelCatalog", "Mode
            "analyse_frame", "create_demo", "labels_over_time_figure", "phase_timeline_figure"]
 
 
-def create_demo(models: Sequence[str], pretrained: bool = True, device: str = "cpu"):
-    """The Gradio app for ``models`` (zoo names and folders), models loaded and checked first."""
+def create_demo(models: Sequence[str], pretrained: bool = True, device: str = "cpu", backend: str | None = None):
+    """The Gradio app for ``models`` (zoo names and folders), models loaded and checked first;
+    export folders run with ``backend`` (default ``auto``: chosen here, once)."""
     from .ui import build_app
 
-    catalog = ModelCatalog(models, pretrained=pretrained, device=device)
+    catalog = ModelCatalog(models, pretrained=pretrained, device=device, backend=backend)
     catalog.warm_up()
     return build_app(catalog)

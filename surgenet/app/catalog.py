@@ -3,18 +3,23 @@
 A source is a zoo name (its backbone with freshly initialised task layers for segmentation, CVS,
 phase and tools: fine for trying the app, meaningless as predictions, and the page says so), a folder
 written by ``save_pretrained`` / ``surgenet-train finetune`` (one task, trained), or an output
-folder of ``surgenet-export`` (the ONNX Runtime and OpenVINO backends of :mod:`surgenet.runtime`, when
-the export extra is installed). Backends are names of the one registry. Every source is checked when
-the catalog is built, before the server starts.
+folder of ``surgenet-export`` (run by a backend of :mod:`surgenet.runtime`, when the export extra is
+installed). An export folder runs by default with ``--backend auto``: the fastest backend on this
+machine whose argmax decisions agree with FP32 (:func:`surgenet.runtime.auto.select_backend`, cached
+per CPU and model file), chosen once when the catalog warms up; the menu label then names it
+(``folder (segmentation, auto → openvino-bf16)``) and the page's model facts give its figures.
+``backend=NAME`` (``surgenet app --backend``) runs every export folder with that backend instead.
+Backends are names of the one registry. Every source is checked when the catalog is built, before
+the server starts.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..exceptions import InputError, SurgeNetError
 from ..io.text import read_user_text
@@ -22,7 +27,8 @@ from ..label_sets import CHOLEC80_PHASES, CHOLEC80_TOOLS, ENDOSCAPES_CLASSES
 from ..models.loading import model_source
 from ..predict import Predictor
 from ..zoo.registry import get_entry
-from ..runtime.registry import REFERENCE, open_runner, unavailable_reason
+from ..backends import AUTO, check_backend, check_runs_here
+from ..runtime.registry import REFERENCE, get_backend, open_runner
 from ..tasks import MULTI_LABEL_TASKS
 
 # Segmentation and phase have their own displays; every multi-label task (CVS, tools, ...) shares one:
@@ -34,7 +40,7 @@ ZOO_TASK_SETUP = {"segmentation": (len(ENDOSCAPES_CLASSES), list(ENDOSCAPES_CLAS
                   "cvs": (3, None),
                   "phase": (len(CHOLEC80_PHASES), list(CHOLEC80_PHASES)),
                   "tools": (len(CHOLEC80_TOOLS), list(CHOLEC80_TOOLS))}
-EXPORT_BACKENDS = ("onnxruntime-cpu", "openvino-f32")  # what an export folder is offered with
+STREAMING_BACKEND = "onnxruntime-cpu"  # a streaming (phase) graph keeps its temporal state in ONNX Runtime
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,12 @@ class ModelChoice:
     label: str
     task: str
     source: str
-    backend: str  # a registry name: REFERENCE (PyTorch on the catalog's device) or one of EXPORT_BACKENDS
+    # A registry name: REFERENCE (PyTorch on the catalog's device) or a backend of an export folder;
+    # AUTO until the catalog chose it (warm_up), then the backend chosen.
+    backend: str
     licence: str
     trained: bool  # task layers fine-tuned (a saved folder) or random (a zoo backbone)
+    note: str = ""  # how --backend auto chose the backend (its figures), once it did
 
 
 def _licence_of(name: str | None) -> str:
@@ -75,7 +84,10 @@ def _export_sidecar(folder: Path) -> dict | None:
             data = json.loads(read_user_text(candidate))
         except (OSError, ValueError):  # InputError (not UTF-8) is a ValueError: not the sidecar
             continue
-        if isinstance(data, dict) and "task" in data:
+        # surgenet-export's sidecar (model.onnx.json) holds the task under "config"; a hand-written one may
+        # hold it at the top
+        if isinstance(data, dict) and ("task" in data or isinstance(data.get("config"), dict)
+                                       and "task" in data["config"]):
             return data
     return {}
 
@@ -85,7 +97,12 @@ def _unshown(folder: Path, task: object) -> str:
             f"{', '.join(APP_TASKS)}.")
 
 
-def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
+def _export_label(folder: Path, task: str, backend: str, chosen: str | None = None) -> str:
+    """``folder (task, backend)``; an auto choice says so: ``folder (task, auto → openvino-bf16)``."""
+    return f"{folder.name} ({task}, {backend}{f' → {chosen}' if chosen else ''})"
+
+
+def _choices_for(source: str, pretrained: bool, backend: str | None = None) -> list[ModelChoice]:
     kind = model_source(source)
     if kind == "zoo":
         entry = get_entry(source)
@@ -101,13 +118,17 @@ def _choices_for(source: str, pretrained: bool) -> list[ModelChoice]:
         task = sidecar.get("task") or (sidecar.get("config") or {}).get("task")
         if task not in APP_TASKS:
             raise InputError(_unshown(folder, task))
-        missing = [why for why in map(unavailable_reason, EXPORT_BACKENDS) if why]
-        if len(missing) == len(EXPORT_BACKENDS):
-            raise InputError(f"{folder} is an exported model; running it needs the export extra: "
-                             f'pip install "surgenet[export]" ({missing[0]}).')
+        backend = check_backend(str(folder), backend)  # AUTO by default; a named one's file is there
+        if backend == AUTO:
+            from ..runtime.auto import candidates, reference_of
+
+            if reference_of(candidates(folder)) is None:
+                raise InputError(f"{folder} is an exported model; running it needs the export extra: "
+                                 'pip install "surgenet[export]" (ONNX Runtime or OpenVINO).')
+        else:
+            check_runs_here(backend, None)
         licence = sidecar.get("license") or _licence_of(sidecar.get("backbone") or sidecar.get("model"))
-        return [ModelChoice(f"{folder.name} ({task}, {backend})", task, str(folder), backend, licence, True)
-                for backend in EXPORT_BACKENDS if unavailable_reason(backend) is None]
+        return [ModelChoice(_export_label(folder, task, backend), task, str(folder), backend, licence, True)]
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder} holds neither config.json (save_pretrained) nor model.onnx (surgenet-export).")
     config = _read_config(folder)
@@ -124,30 +145,44 @@ class ModelCatalog:
     Args:
         sources: zoo names and folders (see the module docstring).
         pretrained: load the released backbone weights of zoo names (False: random, no download).
-        device: where PyTorch models run.
+        device: where PyTorch models run (and which backends ``auto`` considers: ``cpu`` keeps the CPU ones).
         threshold: the probability at which a CVS criterion counts as met and a tool as present.
+        backend: the backend of every surgenet-export folder: ``auto`` (the default) or a registry
+            name that runs an exported model (``onnxruntime-cpu``, ``openvino-bf16`` ...).
+        on_choice: called with each :class:`~surgenet.runtime.auto.Choice` that ``auto`` makes.
     """
 
     def __init__(self, sources: Sequence[str], pretrained: bool = True, device: str = "cpu",
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, backend: str | None = None,
+                 on_choice: Callable[[Any], None] | None = None) -> None:
         if not sources:
             raise InputError("give at least one model: a zoo name (surgenet list) or a fine-tuned folder.")
         if not 0.0 <= threshold <= 1.0:
             raise InputError(f"threshold must be a probability between 0 and 1, got {threshold}.")
+        if backend not in (None, AUTO) and get_backend(backend).artefact == "model":
+            raise InputError(f"--backend {backend} runs a PyTorch model; the app's --backend picks the backend of "
+                             "surgenet-export folders (PyTorch models run eager on --device): pass auto or a backend "
+                             "of an exported model (onnxruntime-cpu, openvino-f32, openvino-bf16 ...).")
         self.pretrained, self.device, self.threshold = pretrained, device, float(threshold)
+        self.on_choice = on_choice
         self._choices: list[ModelChoice] = []
         for source in sources:
-            for choice in _choices_for(str(source), pretrained):
+            for choice in _choices_for(str(source), pretrained, backend):
                 if choice.label not in {c.label for c in self._choices}:
                     self._choices.append(choice)
+        if backend is not None and not any(c.backend != REFERENCE for c in self._choices):
+            raise InputError(f"--backend {backend} picks the backend of surgenet-export folders, and no --model is "
+                             "one; drop --backend or add an export folder.")
+        self._renamed: dict[str, str] = {}  # the label before auto chose a backend -> the label after
         self._predictors: dict[str, Predictor] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def choices(self, task: str) -> list[ModelChoice]:
         """The menu of one task, fine-tuned models first."""
         return sorted((c for c in self._choices if c.task == task), key=lambda c: not c.trained)
 
     def get(self, label: str) -> ModelChoice:
+        label = self._renamed.get(label, label)
         for choice in self._choices:
             if choice.label == label:
                 return choice
@@ -156,15 +191,45 @@ class ModelCatalog:
     def predictor(self, label: str) -> Predictor:
         """The choice's predictor, loaded once (requests from several browser tabs share it)."""
         with self._lock:
-            if label not in self._predictors:
-                self._predictors[label] = self._load(self.get(label))
-            return self._predictors[label]
+            choice = self.get(label)
+            if choice.backend == AUTO:  # not warmed up: chosen now, once
+                choice = self._choose(choice)
+            if choice.label not in self._predictors:
+                self._predictors[choice.label] = self._load(choice)
+            return self._predictors[choice.label]
+
+    def choose_backends(self) -> None:
+        """Pick the backend of every export folder left to ``auto`` (measured once per machine and
+        model file, then read from the cache); the labels then name the backends chosen."""
+        with self._lock:
+            for choice in list(self._choices):
+                if choice.backend == AUTO:
+                    self._choose(choice)
+
+    def _choose(self, choice: ModelChoice) -> ModelChoice:
+        from ..runtime import auto
+        from ..runtime.metadata import read_export_config
+
+        folder = Path(choice.source)
+        if read_export_config(folder).get("streaming"):
+            backend, note = STREAMING_BACKEND, "auto: a streaming graph keeps its temporal state in ONNX Runtime"
+        else:
+            picked = auto.select_backend(folder, device=self.device)
+            if self.on_choice is not None:
+                self.on_choice(picked)
+            backend, note = picked.backend, picked.summary()
+        chosen = replace(choice, label=_export_label(folder, choice.task, AUTO, backend), backend=backend, note=note)
+        self._choices[self._choices.index(choice)] = chosen
+        self._renamed[choice.label] = chosen.label
+        return chosen
 
     def warm_up(self) -> None:
-        """Load the first model of every task now and run it once, so a bad source fails before the
-        server starts and the first request's time is the model's, not the loading's."""
+        """Choose the backend of every export folder left to ``auto``, then load the first model of
+        every task and run it once, so a bad source fails before the server starts and the first
+        request's time is the model's, not the loading's."""
         import numpy as np
 
+        self.choose_backends()
         for task in APP_TASKS:
             menu = self.choices(task)
             if menu:

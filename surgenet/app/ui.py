@@ -49,8 +49,9 @@ def _model_facts(catalog: ModelCatalog, labels: list[str | None]) -> str:
             continue
         choice = catalog.get(label)
         state = "fine-tuned" if choice.trained else "task layers untrained"
+        how = f"; {choice.note}" if choice.note else ""  # --backend auto: the backend's figures and why
         lines.append(f"- **{choice.source}** ({choice.task}, {choice.backend}, {state}); weights licence: "
-                     f"{choice.licence}")
+                     f"{choice.licence}{how}")
     return "\n".join(lines)
 
 

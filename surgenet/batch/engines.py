@@ -24,12 +24,15 @@ logger = logging.getLogger(__name__)
 Sink = Callable[[dict[str, np.ndarray]], None]
 
 
+RAY_THREADS = 1  # CPU threads of each Ray model actor (one CPU each), and of --backend auto's measurement there
+
+
 def run_local(items: list[ArchiveInput], job, sink: Sink, model=None) -> None:
     """Inputs one after another in this process, ``job.batch_size`` frames per forward pass."""
     from ..transforms import create_transform
     from .spec import BatchModel
 
-    transform = create_transform(job.spec.model)
+    transform = create_transform(job.spec.preprocessing())
     model = model or BatchModel(job.spec)
     for item in items:
         rows: list[dict[str, Any]] = []
@@ -42,11 +45,12 @@ def run_local(items: list[ArchiveInput], job, sink: Sink, model=None) -> None:
             sink(model(stack_rows(rows)))
 
 
-def _decode_task(record: dict[str, Any], fps: float | None, model_name: str) -> Any:
-    """Ray ``flat_map`` stage: one input's rows (runs in a Ray task)."""
+def _decode_task(record: dict[str, Any], fps: float | None, preprocessing: dict[str, Any]) -> Any:
+    """Ray ``flat_map`` stage: one input's rows (runs in a Ray task); ``preprocessing`` is the
+    model's mean, std and input size, read once by the driver."""
     from ..transforms import create_transform
 
-    return decode_rows(ArchiveInput(**record), fps, create_transform(model_name))
+    return decode_rows(ArchiveInput(**record), fps, create_transform(preprocessing))
 
 
 def _ray():
@@ -79,8 +83,9 @@ def run_ray(items: list[ArchiveInput], job, sink: Sink, workers: int = 1, addres
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         records = [asdict(item) for item in items]
         dataset = ray.data.from_items(records, override_num_blocks=max(1, len(records)))
-        dataset = dataset.flat_map(functools.partial(_decode_task, fps=job.fps, model_name=job.spec.model))
-        dataset = dataset.map_batches(BatchModel, fn_constructor_kwargs={"spec": job.spec, "threads": 1},
+        dataset = dataset.flat_map(functools.partial(_decode_task, fps=job.fps,
+                                                     preprocessing=job.spec.preprocessing()))
+        dataset = dataset.map_batches(BatchModel, fn_constructor_kwargs={"spec": job.spec, "threads": RAY_THREADS},
                                       compute=ray.data.ActorPoolStrategy(size=workers), batch_size=job.batch_size,
                                       num_cpus=1,
                                       batch_format="numpy")

@@ -6,6 +6,11 @@ rest through an engine, writes each input's outputs as soon as its last frame is
 the run's Parquet table at the end. An unreadable input lands in ``OUT/failures.csv`` (status
 ``failed``) and the job goes on; a video that ends before the frames its container announces
 keeps its rows and is listed there too (status ``partial``, with the frames expected and read).
+
+An export folder's ``--backend auto`` is resolved once, here in the driver, after the inputs are
+checked and before any is decoded (:func:`~surgenet.batch.spec.resolve_backend`); the choice goes
+to ``on_choice``, into ``OUT/run.json`` (with every candidate's figures) and into the table's
+metadata, and every worker opens the backend chosen.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .schema import FAILED, FAILURE_COLUMNS, PARTIAL
 from .spec import ModelSpec
 
 logger = logging.getLogger(__name__)
-DONE_FILE, FAILURES_FILE = "done.json", "failures.csv"
+DONE_FILE, FAILURES_FILE, RUN_FILE = "done.json", "failures.csv", "run.json"
 ENGINES = ("local", "ray")
 
 
@@ -43,6 +48,8 @@ class BatchJob:
     batch_size: int = 8
     dtype: str = "float32"  # embeddings
     near_duplicates: float | None = None
+    auto_frames: str | None = None  # --backend auto: the frames the candidates are judged on
+    rebenchmark: bool = False  # --backend auto: measure again instead of reading the cache
 
     def __post_init__(self) -> None:
         if self.fps is not None and self.fps <= 0:
@@ -67,6 +74,8 @@ class JobReport:
     frames: int = 0
     table: Path | None = None
     duplicates: Path | None = None
+    backend: str = ""  # the backend the model ran on
+    choice: Any = None  # how --backend auto picked it (surgenet.runtime.auto.Choice), else None
 
 
 class _Collector:
@@ -131,26 +140,40 @@ def _write_failures(path: Path, failures: dict[str, dict[str, Any]]) -> None:
 
 
 def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str | None = None,
-            progress: bool = True, after_input: Callable[[str], None] | None = None) -> JobReport:
+            progress: bool = True, after_input: Callable[[str], None] | None = None,
+            on_choice: Callable[[Any], None] | None = None) -> JobReport:
     """Run ``job`` on ``engine`` (``local`` or ``ray``); see the module docstring.
 
-    ``after_input`` is called with each input's id once its outputs are on disk (progress hooks, tests).
+    ``after_input`` is called with each input's id once its outputs are on disk (progress hooks, tests);
+    ``on_choice`` with the :class:`~surgenet.runtime.auto.Choice` of ``--backend auto``, before any input.
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}.")
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}.")
     inputs = discover_inputs(job.source)
+    from dataclasses import replace
+
+    from .engines import RAY_THREADS
+    from .spec import BatchModel, model_metadata, resolve_backend
+
+    # Once, before any input: the workers open this backend (measured as they will run it).
+    spec, choice = resolve_backend(job.spec, frames_dir=job.auto_frames, refresh=job.rebenchmark,
+                                   threads=RAY_THREADS if engine == "ray" else None)
+    job = replace(job, spec=spec)
+    if choice is not None and on_choice is not None:
+        on_choice(choice)
     out = Path(job.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    _write_run(out / RUN_FILE, job, engine, choice)
     from ..transforms import create_transform
-    from .spec import BatchModel, model_metadata
 
-    transform = create_transform(job.spec.model)
+    preprocessing = job.spec.preprocessing()
+    transform = create_transform(preprocessing)
     fingerprint = job.spec.fingerprint()
     done_path = out / DONE_FILE
     done = _read_done(done_path)
-    report = JobReport()
+    report = JobReport(backend=job.spec.backend, choice=choice)
     failures: dict[str, dict[str, Any]] = {}  # failures.csv: this run's, and the partial inputs already done
     todo = []
     for item in inputs:
@@ -163,11 +186,15 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
         else:
             todo.append(item)
     items = {item.id: item for item in inputs}
-    # The driver's own copy: phase models run their causal temporal part here, in frame order.
-    driver_model = BatchModel(job.spec) if job.spec.mode == "phase" or todo else None
+    # The driver's own copy: phase models run their causal temporal part here, in frame order. An
+    # exported model on Ray runs in the actors only: the driver reads its config from the folder.
+    needed = job.spec.mode == "phase" or (todo and (engine == "local" or not job.spec.exported))
+    driver_model = BatchModel(job.spec) if needed else None
     model = driver_model.model if driver_model is not None else None
-    metadata = model_metadata(job.spec, model, {"mean": list(transform.mean), "std": list(transform.std),
-                                                "size": list(transform.size)})
+    config = driver_model.config if driver_model is not None else (
+        job.spec.export_config() if job.spec.exported else None)
+    metadata = model_metadata(job.spec, config, {"mean": list(transform.mean), "std": list(transform.std),
+                                                 "size": list(transform.size)}, choice)
     class_names = list(metadata["class_names"])
     bar = _progress(len(todo), progress)
 
@@ -227,6 +254,19 @@ def run_job(job: BatchJob, engine: str = "local", workers: int = 1, address: str
 
         report.duplicates = write_near_duplicates(report.table, job.near_duplicates, out / "near_duplicates.csv")
     return report
+
+
+def _write_run(path: Path, job: BatchJob, engine: str, choice: Any) -> None:
+    """``OUT/run.json``: the model, the backend that runs it and, for ``--backend auto``, how it was
+    picked (every candidate's median ms and agreement with FP32, measured now or from the cache)."""
+    from .._version import __version__
+
+    auto = None
+    if choice is not None:
+        auto = {**choice.to_json(), "cached": choice.cached, "summary": choice.summary()}
+    record = {"surgenet_version": __version__, "model": job.spec.model, "mode": job.spec.mode, "engine": engine,
+              "device": job.spec.device, "backend": job.spec.backend, "backend_auto": auto}
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _phase_probabilities(model, embeddings: np.ndarray) -> np.ndarray:

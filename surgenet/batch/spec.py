@@ -4,6 +4,11 @@
 process, Ray Data runs it in an actor pool (``map_batches``). It is built once per process from a
 picklable :class:`ModelSpec` and maps a batch of preprocessed frames (a dict of numpy arrays) to
 model outputs, so one code path serves both schedulers.
+
+A ``surgenet-export`` folder (segmentation, CVS, tools) runs on a backend of the registry. Its
+default is :data:`~surgenet.backends.AUTO`, which the job resolves once, in the driver
+(:func:`resolve_backend`), before any input is decoded: every worker opens the backend chosen
+there and none of them measures anything.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import runs_eager
+from ..backends import AUTO, check_backend, is_export_folder, runs_eager
 from ..exceptions import InputError
 from ..runtime.registry import REFERENCE, open_runner
 from ..tasks import MULTI_LABEL_TASKS, TASKS
@@ -35,7 +40,38 @@ class ModelSpec:
     weights: str | None = None
     pretrained: bool = True
     device: str = "cpu"
-    backend: str = REFERENCE  # a PyTorch backend of the registry (segmentation, CVS, tools: any of them)
+    # A backend of the registry: for a PyTorch model one of its PyTorch backends (segmentation, CVS,
+    # tools: any of them; default torch-eager-fp32); for an export folder one that runs its files, or
+    # AUTO (the default), resolved once by the job's driver. None: that default.
+    backend: str | None = None
+
+    def __post_init__(self) -> None:
+        backend = check_backend(self.model, self.backend)  # a name that cannot run this model: one line now
+        object.__setattr__(self, "backend", backend)
+        if self.exported and self.mode in ("phase", "embed"):
+            what = ("phase models run their causal temporal part over each video's embeddings, which an "
+                    "exported graph does not give" if self.mode == "phase" else
+                    "embed outputs backbone embeddings, which an exported model does not give")
+            raise InputError(f"{self.model} is an exported model, and {what}; pass the PyTorch model "
+                             "(a save_pretrained folder or a zoo name).")
+
+    @property
+    def exported(self) -> bool:
+        """The model is a ``surgenet-export`` folder (run by a backend of the registry, not PyTorch)."""
+        return is_export_folder(self.model)
+
+    def export_config(self) -> dict[str, Any]:
+        """The config an export folder carries (task, classes, preprocessing), read without a runtime."""
+        from ..runtime.metadata import read_export_config
+
+        return read_export_config(self.model)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """``mean``, ``std`` and ``input_size`` of the frames the model takes (picklable, for Ray tasks)."""
+        from ..transforms import create_transform
+
+        transform = create_transform(self.export_config() if self.exported else self.model)
+        return {"mean": list(transform.mean), "std": list(transform.std), "input_size": [3, *transform.size]}
 
     def build(self):
         """The network: a task model, or for ``embed`` a backbone / a saved model's backbone.
@@ -88,6 +124,23 @@ def _png(class_map: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def resolve_backend(spec: ModelSpec, *, frames_dir: str | Path | None = None, threads: int | None = None,
+                    refresh: bool = False) -> tuple[ModelSpec, Any]:
+    """``spec`` with :data:`~surgenet.backends.AUTO` replaced by the backend chosen for this machine
+    (:func:`surgenet.runtime.auto.select_backend`: cached, or measured now with ``threads`` CPU
+    threads, as the workers will run), and the :class:`~surgenet.runtime.auto.Choice`; a spec with
+    a named backend comes back as it is, with None."""
+    if spec.backend != AUTO:
+        return spec, None
+    from dataclasses import replace
+
+    from ..runtime import auto
+
+    choice = auto.select_backend(spec.model, frames_dir=frames_dir, threads=threads, device=spec.device,
+                                 refresh=refresh)
+    return replace(spec, backend=choice.backend), choice
+
+
 class BatchModel:
     """The per-batch function: ``{"pixels", "height", "width", "marker", ...} -> outputs``.
 
@@ -102,9 +155,22 @@ class BatchModel:
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
-        self.model = spec.build().to(spec.device)
-        self.width = self._output_width()
         self.runner = None  # a registry runner of the model when the backend is not the eager model
+        if spec.exported:
+            if spec.backend == AUTO:
+                raise InputError("the backend of an export folder is chosen once by the job (resolve_backend), "
+                                 "not by each worker; pass a spec with a named backend.")
+            from ..runtime.auto import device_for
+
+            self.model = None
+            self.runner = open_runner(spec.backend, spec.model, device=device_for(spec.backend, spec.device),
+                                      threads=threads)
+            self.config = dict(self.runner.config)
+            self.width = self._output_width()
+            return
+        self.model = spec.build().to(spec.device)
+        self.config = dict(getattr(self.model, "config", {}) or {})
+        self.width = self._output_width()
         if not runs_eager(spec.backend):
             if spec.mode in ("phase", "embed"):
                 raise InputError(f"--backend {spec.backend} runs a model's logits; {spec.mode} outputs embeddings, "
@@ -114,6 +180,9 @@ class BatchModel:
     def _output_width(self) -> int:
         from ..postprocess import label_count
 
+        if self.model is None:  # an exported model: its config says how many classes
+            count = int(self.config["num_classes"])
+            return count if self.spec.mode in MULTI_LABEL_TASKS else label_count(count)
         if self.spec.mode in ("phase", "embed"):
             return int(getattr(self.model, "embed_dim", 0) or self.model.backbone.embed_dim)
         if self.spec.mode in MULTI_LABEL_TASKS:
@@ -131,7 +200,9 @@ class BatchModel:
         pngs = np.array([b""] * n, dtype=object)
         real = np.flatnonzero(~markers)
         if len(real):
-            x = torch.from_numpy(np.ascontiguousarray(np.stack([batch["pixels"][i] for i in real]))).to(self.spec.device)
+            x = torch.from_numpy(np.ascontiguousarray(np.stack([batch["pixels"][i] for i in real])))
+            if self.runner is None:  # a runner takes numpy on the host and holds its own device
+                x = x.to(self.spec.device)
             with torch.inference_mode():
                 if self.spec.mode == "embed":
                     embed = getattr(self.model, "forward_embedding", None) or self.model.embed
@@ -161,12 +232,15 @@ class BatchModel:
         return torch.from_numpy(np.asarray(self.runner(x.cpu().numpy()), dtype=np.float32))
 
 
-def model_metadata(spec: ModelSpec, model: Any, transform_config: dict[str, Any]) -> dict[str, Any]:
-    """What the Parquet files record about the model and its preprocessing."""
+def model_metadata(spec: ModelSpec, config: dict[str, Any] | None, transform_config: dict[str, Any],
+                   choice: Any = None) -> dict[str, Any]:
+    """What the Parquet files record about the model, the backend that ran it (with ``choice``, how
+    ``--backend auto`` picked it) and its preprocessing."""
     from .._version import __version__
 
-    config = dict(getattr(model, "config", {}) or {})
+    config = dict(config or {})
     return {"surgenet_version": __version__, "model": spec.model, "mode": spec.mode, "weights": spec.weights or "",
             "pretrained": spec.pretrained, "task": config.get("task", spec.mode),
             "class_names": config.get("class_names", []), "backbone": config.get("backbone", spec.model),
+            "backend": spec.backend, "backend_auto": choice.summary() if choice is not None else "",
             "preprocessing": transform_config, "model_fingerprint": spec.fingerprint()}

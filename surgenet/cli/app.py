@@ -1,4 +1,10 @@
-"""``surgenet app``: the web demo on this machine (Gradio), bound to localhost unless told otherwise."""
+"""``surgenet app``: the web demo on this machine (Gradio), bound to localhost unless told otherwise.
+
+A surgenet-export folder given with ``--model`` runs with ``--backend auto`` by default: the fastest
+backend on this machine whose argmax decisions agree with FP32, chosen once when the app starts
+(printed, cached per CPU and model file) and named in the model menu, e.g. ``seg-export
+(segmentation, auto → openvino-bf16)``; ``--backend NAME`` runs every export folder with that backend.
+"""
 
 from __future__ import annotations
 
@@ -40,14 +46,23 @@ def is_local(host: str) -> bool:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("app", help="serve the web demo (extra: app)", description=__doc__)
+    from ..backends import AUTO, BACKENDS
+
+    p = subparsers.add_parser("app", help="serve the web demo (extra: app)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", metavar="NAME_OR_DIR",
                    help="a zoo name, a fine-tuned folder or a surgenet-export folder; repeat for several "
                         "(default: surgenetxl-caformer)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights for zoo names (no download)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=7860)
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where PyTorch models run (and, for --backend auto, which backends are tried)")
+    p.add_argument("--backend", choices=(AUTO, *BACKENDS), metavar="NAME",
+                   help="the backend of every surgenet-export --model: auto (the default: the fastest backend here "
+                        "whose argmax decisions agree with FP32 on >= 99.5 %% of pixels, chosen once at start-up, "
+                        "cached, and named in the model menu) or a registry name that runs an exported model "
+                        "(onnxruntime-cpu, openvino-f32, openvino-bf16, openvino-int8 ...); PyTorch models run eager")
     p.add_argument("--threshold", type=fraction, default=0.5,
                    help="probability at which a CVS criterion is met and a tool present (default 0.5)")
     p.add_argument("--max-file-size", type=upload_bytes, default="100mb",
@@ -68,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     _gradio()  # the extra is checked before any model is loaded
     catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
-                           device=args.device, threshold=args.threshold)
+                           device=args.device, threshold=args.threshold, backend=args.backend,
+                           on_choice=lambda choice: print(f"surgenet app: {choice.summary()}", flush=True))
     catalog.warm_up()
     demo = build_app(catalog, max_upload_bytes=args.max_file_size)
     # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the

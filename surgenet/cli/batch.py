@@ -7,6 +7,11 @@ unreadable inputs in ``OUT/failures.csv`` (status ``failed``), with videos that 
 frames their container announces (status ``partial``: their rows are kept). Exit code 1 when any
 input is listed there, 2 when no input could be read at all. Running the same command again skips what is done.
 ``--engine ray`` runs the same job on Ray Data (a local instance, or a cluster at ``--address``).
+
+``--model`` may be a surgenet-export folder (segmentation, CVS, tools): its backend is by default
+``auto``, the fastest backend on this machine whose argmax decisions agree with FP32 (as in
+``surgenet predict``), chosen once before any input is read, printed, recorded in ``OUT/run.json``
+and in the table's metadata, and opened by every worker; ``--backend NAME`` names one instead.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ from pathlib import Path
 
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
+from ..backends import AUTO, BACKENDS
 from ..runtime.registry import backend_names
 
-TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))  # batch runs the PyTorch model
+TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))  # what runs a PyTorch model
+EXPORT_BACKENDS = tuple(n for n in backend_names() if n not in TORCH_BACKENDS)  # what runs an export folder
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=existing_path, help="archive folder, manifest CSV (column 'path') or one video")
     p.add_argument("--model", required=True, type=model_reference,
-                   help="zoo name (surgenet list) or a folder written by save_pretrained / surgenet-train")
+                   help="zoo name (surgenet list), a folder written by save_pretrained / surgenet-train, or "
+                        "(surgenet batch) a surgenet-export folder")
     p.add_argument("--weights", type=existing_path, help="weights for a zoo name (as in surgenet predict)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--out", required=True, type=output_folder, help="output folder (re-run to resume)")
@@ -43,9 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
     p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases or tools")
-    p.add_argument("--backend", choices=TORCH_BACKENDS, metavar="NAME",
-                   help="the PyTorch backend of the registry that runs segmentation, CVS and tools models ("
-                        + ", ".join(TORCH_BACKENDS) + "; default torch-eager-fp32)")
+    p.add_argument("--backend", choices=(AUTO, *BACKENDS), metavar="NAME",
+                   help="a backend of the registry (the names of surgenet predict): for a PyTorch model one of "
+                        + ", ".join(TORCH_BACKENDS[:4]) + " ... (default torch-eager-fp32; segmentation, CVS and "
+                        "tools); for a surgenet-export folder one of " + ", ".join(EXPORT_BACKENDS[:6]) + " ... or "
+                        "auto, the default: the fastest backend here whose argmax decisions agree with FP32 on "
+                        ">= 99.5 %% of pixels, measured once per CPU, model file, input size and thread count "
+                        "(cached), chosen once before any input and used by every worker")
+    p.add_argument("--auto-frames", type=existing_path, metavar="DIR",
+                   help="--backend auto: judge the candidates on these frames (a folder of images, or a dataset "
+                        "folder with images/ and masks/); default the Endoscapes frames shipped with surgenet")
+    p.add_argument("--rebenchmark", action="store_true",
+                   help="--backend auto: measure the candidates again instead of using the cached choice")
     p.set_defaults(func=run_batch)
     e = subparsers.add_parser("embed", help="per-frame backbone embeddings of a video archive, to Parquet",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,25 +74,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
-    from ..backends import check_runs_here, runs_eager
+    from ..backends import check_backend, check_runs_here, is_export_folder, runs_eager
     from ..batch import BatchJob, ModelSpec, run_job
     from ..exceptions import InputError
-    from ..runtime.registry import REFERENCE, get_backend
+    from ..runtime.registry import REFERENCE
 
     if args.engine == "local" and args.address:
         raise InputError("--address is for --engine ray; add --engine ray or drop --address.")
-    backend = get_backend(getattr(args, "backend", None) or REFERENCE).name
-    if backend != REFERENCE:
-        check_runs_here(backend, args.device if args.engine == "local" else None)
-        if not runs_eager(backend) and mode in ("phase", "embed"):
+    device = args.device if args.engine == "local" else "cpu"
+    exported = is_export_folder(args.model)
+    if exported:
+        _check_export_options(args)
+    backend = check_backend(args.model, getattr(args, "backend", None))  # AUTO by default for an export folder
+    auto_frames, rebenchmark = getattr(args, "auto_frames", None), getattr(args, "rebenchmark", False)
+    if backend != AUTO and (auto_frames is not None or rebenchmark):
+        raise InputError("--auto-frames and --rebenchmark go with --backend auto (an export folder without "
+                         f"--backend); this run uses {backend}.")
+    if backend not in (AUTO, REFERENCE):
+        check_runs_here(backend, device)
+        if not exported and not runs_eager(backend) and mode in ("phase", "embed"):
             raise InputError(f"--backend {backend} runs a model's logits, and {mode} outputs embeddings, which the "
                              "eager model gives: drop --backend.")
     spec = ModelSpec(backend=backend, model=args.model, mode=mode, num_classes=getattr(args, "num_classes", None),
                      weights=str(args.weights) if args.weights else None, pretrained=not args.no_pretrained,
-                     device=args.device if args.engine == "local" else "cpu")
+                     device=device)
     job = BatchJob(source=str(args.input), spec=spec, out=str(args.out), fps=args.fps,
-                   batch_size=args.batch_size, **job_options)
-    report = run_job(job, engine=args.engine, workers=args.workers, address=args.address)
+                   batch_size=args.batch_size, auto_frames=str(auto_frames) if auto_frames else None,
+                   rebenchmark=rebenchmark, **job_options)
+    report = run_job(job, engine=args.engine, workers=args.workers, address=args.address,
+                     on_choice=lambda choice: print(choice.summary(), flush=True))
     if report.failed and not report.done and not report.skipped:
         raise InputError(f"no input of {args.input} could be read ({len(report.failed)} failed, see "
                          f"{Path(args.out) / 'failures.csv'}); check that they are complete videos or images.")
@@ -89,10 +116,31 @@ def _run(args: argparse.Namespace, mode: str, **job_options) -> int:
     return 1 if listed else 0  # 1: results are there but incomplete
 
 
+def _check_export_options(args: argparse.Namespace) -> None:
+    """An export folder carries its weights, classes and task: the options of a PyTorch model are refused
+    (phase and embed, which need the PyTorch model, are refused by ModelSpec)."""
+    from ..exceptions import InputError
+
+    given = [flag for flag, value in (("--weights", args.weights), ("--no-pretrained", args.no_pretrained),
+                                      ("--num-classes", getattr(args, "num_classes", None))) if value]
+    if given:
+        raise InputError(f"{args.model} is an exported model, which carries its weights and classes; "
+                         f"drop {', '.join(given)}.")
+
+
 def run_batch(args: argparse.Namespace) -> int:
+    from ..backends import is_export_folder
     from ..models.loading import model_source
 
     mode = args.task
+    if is_export_folder(args.model):
+        from ..exceptions import InputError
+        from ..runtime.metadata import read_export_config
+
+        task = read_export_config(args.model).get("task")
+        if mode is not None and mode != task:
+            raise InputError(f"{args.model} was exported for {task}, not {mode}; drop --task or pick another model.")
+        return _run(args, task)
     if mode is None:
         if model_source(args.model) == "zoo":
             from ..exceptions import InputError

@@ -316,6 +316,13 @@ def write_cache(choice: Choice, root: Path | None = None) -> Path:
     return atomic_write_text(root / CACHE_FILE, text)
 
 
+def device_for(backend: str, device: str | None) -> str | None:
+    """Where the chosen ``backend`` opens: on ``device`` when it is of that kind (``cuda:1`` for a
+    CUDA backend), else on its own device (the FP32 reference on the CPU when a GPU was asked for)."""
+    same = device is not None and device.split(":")[0] == BACKENDS[backend].device
+    return device if same else None
+
+
 # --- the whole choice ---------------------------------------------------------------------------
 
 def select_backend(folder: str | Path, *, frames_dir: str | Path | None = None, threads: int | None = None,
@@ -358,5 +365,5 @@ def select_backend(folder: str | Path, *, frames_dir: str | Path | None = None, 
 
 
 __all__ = ["AGREEMENT_MIN", "MIOU_DROP_MAX", "Choice", "Measurement", "cache_dir", "cache_key", "candidates",
-           "choose", "fidelity_frames", "files_hash", "judge", "median_ms", "read_cache", "reference_of",
+           "choose", "device_for", "fidelity_frames", "files_hash", "judge", "median_ms", "read_cache", "reference_of",
            "select_backend", "write_cache"]

@@ -71,6 +71,19 @@ def read_onnx_config(path: str | Path) -> dict[str, Any]:
     return config_from_props({p.key: p.value for p in proto.metadata_props}, str(path))
 
 
+def read_export_config(folder: str | Path) -> dict[str, Any]:
+    """The runner config of a ``surgenet-export`` folder, without opening a runtime: from
+    ``model.onnx``'s metadata, else the sidecar of ``model.int8.xml`` or ``model.engine``."""
+    folder = Path(folder).expanduser()
+    if (folder / "model.onnx").is_file():
+        return read_onnx_config(folder / "model.onnx")
+    for name in ("model.int8.xml", "model.engine"):
+        if (folder / name).is_file():
+            return dict(read_json(sidecar_path(folder / name))["config"])
+    raise ExportError(f"{folder} holds neither model.onnx, model.int8.xml nor model.engine; point at the output "
+                      "folder of surgenet-export.")
+
+
 def sidecar_path(artifact: str | Path) -> Path:
     """``model.onnx`` -> ``model.onnx.json``."""
     artifact = Path(artifact)

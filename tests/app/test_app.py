@@ -239,9 +239,9 @@ def test_catalog_takes_tools_folders_and_names_tasks_it_does_not_show(tmp_path):
     (export / "model.onnx.json").write_text('{"task": "tools", "backbone": "surgenetxl-caformer"}')
     catalog = ModelCatalog([str(tmp_path / "my-tools"), str(export)], pretrained=False)
     menu = catalog.choices("tools")
-    assert [(c.source, c.backend, c.trained) for c in menu] == [
-        (str(tmp_path / "my-tools"), "torch-eager-fp32", True), (str(export), "onnxruntime-cpu", True),
-        (str(export), "openvino-f32", True)]
+    assert [(c.source, c.backend, c.trained) for c in menu] == [  # the export's backend: auto, chosen at warm-up
+        (str(tmp_path / "my-tools"), "torch-eager-fp32", True), (str(export), "auto", True)]
+    assert menu[1].label == "tools-export (tools, auto)"
     assert menu[1].licence == surgenet.model_info(ZOO)["license"] and catalog.choices("segmentation") == []
     answer = LabelScores.of("tools", catalog.predictor(menu[0].label).predict(np.zeros((48, 64, 3), np.uint8)))
     assert list(answer.probabilities) == list(CHOLECT50_TOOLS)  # the tool names are the saved model's class_names
@@ -275,3 +275,40 @@ def test_app_host_and_size_options():
     for bad in ("lots", "-1mb", "0"):
         with pytest.raises(argparse.ArgumentTypeError):
             upload_bytes(bad)
+
+
+def test_an_export_folder_runs_the_backend_auto_chose_at_warm_up_and_the_label_names_it(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="an export folder runs with the export extra")
+    from surgenet.app.ui import _model_facts
+    from surgenet.runtime import auto
+    from tests.helpers.exports import write_tiny_export
+
+    folder = write_tiny_export(tmp_path / "seg-export")
+    monkeypatch.setenv("SURGENET_CACHE", str(tmp_path / "cache"))
+    calls, seen = [], []
+    real = auto.select_backend
+    monkeypatch.setattr(auto, "select_backend", lambda *a, **k: calls.append(k) or real(*a, **k))
+    catalog = ModelCatalog([str(folder)], on_choice=seen.append)
+    assert [c.label for c in catalog.choices("segmentation")] == ["seg-export (segmentation, auto)"]
+    catalog.warm_up()
+    (choice,) = catalog.choices("segmentation")
+    assert len(calls) == 1 and calls[0]["device"] == "cpu" and len(seen) == 1  # once, at warm-up
+    assert choice.backend == seen[0].backend and choice.label == f"seg-export (segmentation, auto → {choice.backend})"
+    assert catalog.get("seg-export (segmentation, auto)") == choice  # the label before the choice still finds it
+    facts = _model_facts(catalog, [choice.label])
+    assert f"segmentation, {choice.backend}, fine-tuned" in facts and f"backend auto -> {choice.backend} (" in facts
+    frame = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    assert catalog.predictor(choice.label).predict(frame).class_map.shape == (40, 48)
+    assert len(calls) == 1  # a request does not choose again
+
+    named = ModelCatalog([str(folder)], backend="onnxruntime")  # --backend overrides auto; nothing is measured
+    named.warm_up()
+    assert [(c.label, c.backend) for c in named.choices("segmentation")] == [
+        ("seg-export (segmentation, onnxruntime-cpu)", "onnxruntime-cpu")] and len(calls) == 1
+    for bad, message in (("torch-compile-fp32", "runs a PyTorch model; the app's --backend picks"),
+                         ("openvino-int8", "model.int8.xml, which is not there")):
+        with pytest.raises(InputError, match=message):
+            ModelCatalog([str(folder)], backend=bad)
+    with pytest.raises(InputError, match="no --model is one"):
+        ModelCatalog([ZOO], pretrained=False, backend="onnxruntime-cpu")
+    assert exit_code(["app", "--model", str(folder), "--backend", "no-such-backend"]) == 2

@@ -53,14 +53,9 @@ SIZE = (32, 32)
 def export_folder(tmp_path_factory):
     """A tiny segmentation model exported to ONNX by surgenet_export, as a user's folder would be."""
     pytest.importorskip("onnxruntime")
-    import surgenet
-    from surgenet_export import export_onnx
+    from tests.helpers.exports import write_tiny_export
 
-    model = surgenet.load_model("surgenet-caformer", task="segmentation", num_classes=4, pretrained=False,
-                                input_size=SIZE)
-    folder = tmp_path_factory.mktemp("auto-export")
-    export_onnx(model, folder / "model.onnx", imgsz=SIZE, simplify=False)
-    return folder
+    return write_tiny_export(tmp_path_factory.mktemp("auto-export"), size=SIZE)
 
 
 def _no_timing(*args, **kwargs):
