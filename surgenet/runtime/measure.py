@@ -2,16 +2,22 @@
 counts, the machine's peak (one large matrix product), and result files (JSON, tables, plots).
 
 The benchmarks in ``benchmarks/`` and ``--backend auto`` share these, so every figure they print
-is labelled and computed the same way."""
+is labelled and computed the same way. The benchmarks also share how a backend of the registry is
+opened on a model (:class:`BackendArtefacts` builds the ONNX, int8 and TensorRT files a backend
+runs, lazily, with the export tools of ``surgenet_export``; :func:`open_benchmark_runner`), how a
+size is written on their command lines (:func:`parse_size`) and the busy-machine warning."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
 import platform
 import statistics
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,6 +27,7 @@ from ..io.atomic import atomic_write_text
 from ..io.table import format_table
 from .cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
 from .cpu import cpu_has_native_bf16
+from . import registry
 
 
 
@@ -142,3 +149,127 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> N
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
+
+
+# How to get the int8 rows: the one line said whenever an int8 backend lacks its calibration frames.
+CALIB_HINT = ("needs --calib FRAMES_DIR: a folder of ~100 real surgical frames to calibrate int8 on (e.g. a "
+              "train split's images/, such as ../shared/data/endoscapes/train/images; not the frames the "
+              "benchmark judges mIoU on)")
+
+
+class Unavailable(Exception):
+    """A backend that cannot run here; the message says why."""
+
+
+@dataclass
+class BackendArtefacts:
+    """What the backends of one benchmark share: the model, its config and the files built from it,
+    lazily (the export tools of ``surgenet_export``, imported only when a file is needed).
+
+    ``dynamic``: one ONNX export with dynamic batch and size for every benchmarked shape (exported at
+    the first batch and size); ``False`` exports a static graph at ``sizes[0]``, batch ``batches[0]``.
+    """
+
+    model: Any
+    config: dict[str, Any]
+    workdir: Path
+    batches: list[int]
+    sizes: list[tuple[int, int]]
+    threads: int | None
+    calib: Path | None = None
+    calib_size: int = 100
+    dynamic: bool = True
+    _onnx: Path | None = None
+    _engine: Path | None = None
+    _int8: Path | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def onnx(self) -> Path:
+        """The ONNX export shared by the ONNX Runtime and OpenVINO backends (validated)."""
+        if self._onnx is None:
+            from surgenet_export import export_onnx
+
+            path = self.workdir / "model.onnx"
+            start = time.perf_counter()
+            result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0], dynamic=self.dynamic)
+            self.notes["onnx_export_s"] = round(time.perf_counter() - start, 1)
+            self.notes["onnx_exporter"] = result.config["export"]["exporter"]
+            self._onnx = path
+        return self._onnx
+
+    def int8(self) -> Path:
+        """The ONNX export quantised to int8 by NNCF, calibrated on ``calib`` frames at the first size."""
+        if self._int8 is None:
+            from surgenet_export.int8 import quantize_int8
+
+            if self.calib is None:
+                raise Unavailable(CALIB_HINT)
+            start = time.perf_counter()
+            report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
+            self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
+            self.notes["int8_calibration"] = {k: v for k, v in report["int8"]["calibration"].items() if k != "files"}
+            self.notes["int8_accuracy_vs_fp32"] = report["int8"]["accuracy_vs_fp32"]
+            self._int8 = self.workdir / report["artifact"]
+        return self._int8
+
+    def engine(self) -> Path:
+        """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
+        if self._engine is None:
+            from surgenet_export.trt_build import build_engine, profile_for
+
+            from .graph import build_graph
+            from .metadata import read_onnx_config
+
+            lo_b, hi_b = min(self.batches), max(self.batches)
+            lo = (min(h for h, _ in self.sizes), min(w for _, w in self.sizes))
+            hi = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
+            # The export's own profile builder: every input, including a phase model's states.
+            profile = profile_for(read_onnx_config(self.onnx()), (lo_b, self.batches[0], hi_b), (lo, self.sizes[0], hi))
+            path = self.workdir / "model.engine"
+            build_engine(self.onnx(), path, profile=profile, fp16=True, spec=build_graph(copy.deepcopy(self.model)),
+                         parity_shapes=[(self.batches[0], *self.sizes[0])])
+            self._engine = path
+        return self._engine
+
+    def artefact(self, kind: str) -> Any:
+        """What a backend of the registry runs: the model, or the file its artefact names."""
+        return {"model": lambda: self.model, "onnx": self.onnx, "openvino-ir": self.int8,
+                "tensorrt-engine": self.engine}[kind]()
+
+
+def open_benchmark_runner(name: str, artefacts: BackendArtefacts) -> Any:
+    """The runner of one backend, opened by the registry; :class:`Unavailable` with its reason when it
+    cannot run here. OpenVINO compiles one model per (batch, height, width), as a deployment would."""
+    backend = registry.get_backend(name)
+    why = registry.unavailable_reason(backend)
+    if why:
+        raise Unavailable(why)
+    return registry.open_runner(backend, artefacts.artefact(backend.artefact), threads=artefacts.threads,
+                                shape_per_batch=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``256`` (square) or ``256x448`` (H x W); an argparse type."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 256 (square) or 256x448 (height x width)")
+    return parts[0], parts[1]
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def warn_if_busy() -> float | None:
+    """Warn on stderr when other processes compete for the cores; return the 1-minute load average."""
+    load = load_average()
+    if load is not None and load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
+              "and CPU timings will be slow and noisy.", file=sys.stderr)
+    return load
