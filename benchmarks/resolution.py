@@ -23,8 +23,9 @@ Default backends: PyTorch eager FP32 (always run: the reference), ONNX Runtime C
 OpenVINO bf16 where the CPU computes bf16 natively (AVX512-BF16 or AMX; the registry decides), and
 the OpenVINO int8 backends only with ``--calib FRAMES_DIR`` (frames other than ``--data``'s).
 The CPU, its features and the load average before and after are printed with the table: CPU
-timings on a busy machine are slow and noisy, eager PyTorch most of all (one OpenMP parallel
-region per operator, some two thousand per frame, each waiting for every thread).
+timings on a busy machine are slow and noisy, eager PyTorch most of all: each of its operators
+(about 2,200 per frame for SurgeNetXL CAFormer) is an OpenMP parallel region that waits for every
+thread, so one thread descheduled by another process stalls every operator.
 """
 
 from __future__ import annotations
