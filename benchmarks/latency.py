@@ -42,7 +42,7 @@ from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
 from surgenet.evaluation.metrics import decision_agreement
-from surgenet.runtime.measure import (CALIB_HINT, BackendArtefacts, Unavailable, gemm_gflops, gflops_per_frame,
+from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gemm_gflops, gflops_per_frame,
                                       latency_stats, machine_info, markdown_table, open_benchmark_runner, parse_size,
                                       plot_results, time_calls, warn_if_busy, write_json)
 
@@ -114,6 +114,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import surgenet
+    from surgenet_export.artefacts import BackendArtefacts
 
     names = args.backends or list(BACKENDS)
     unknown = [n for n in names if n not in BACKENDS and n not in registry.ALIASES]

@@ -44,7 +44,7 @@ from surgenet.console.checks import output_file, positive_int
 from surgenet.exceptions import InputError
 from surgenet.runtime import registry
 from surgenet.runtime.cpu import cpu_has_native_bf16, cpu_label
-from surgenet.runtime.measure import (CALIB_HINT, BackendArtefacts, Unavailable, gflops_per_frame, latency_stats,
+from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gflops_per_frame, latency_stats,
                                       load_average, machine_info, markdown_table, open_benchmark_runner, parse_size,
                                       time_calls, warn_if_busy, write_json)
 
@@ -144,6 +144,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     import surgenet
     from surgenet.transforms import ImageTransform
+    from surgenet_export.artefacts import BackendArtefacts
     from surgenet_export.fidelity import eval_pairs
 
     names = check_backends(args)

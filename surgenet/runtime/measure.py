@@ -3,9 +3,9 @@ counts, the machine's peak (one large matrix product), and result files (JSON, t
 
 The benchmarks in ``benchmarks/`` and ``--backend auto`` share these, so every figure they print
 is labelled and computed the same way. The benchmarks also share how a backend of the registry is
-opened on a model (:class:`BackendArtefacts` builds the ONNX, int8 and TensorRT files a backend
-runs, lazily, with the export tools of ``surgenet_export``; :func:`open_benchmark_runner`), how a
-size is written on their command lines (:func:`parse_size`) and the busy-machine warning."""
+opened on a model (:func:`open_benchmark_runner`, on the files that
+``surgenet_export.artefacts.BackendArtefacts`` builds: the core never imports the export tools),
+how a size is written on their command lines (:func:`parse_size`) and the busy-machine warning."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -161,85 +160,11 @@ class Unavailable(Exception):
     """A backend that cannot run here; the message says why."""
 
 
-@dataclass
-class BackendArtefacts:
-    """What the backends of one benchmark share: the model, its config and the files built from it,
-    lazily (the export tools of ``surgenet_export``, imported only when a file is needed).
-
-    ``dynamic``: one ONNX export with dynamic batch and size for every benchmarked shape (exported at
-    the first batch and size); ``False`` exports a static graph at ``sizes[0]``, batch ``batches[0]``.
-    """
-
-    model: Any
-    config: dict[str, Any]
-    workdir: Path
-    batches: list[int]
-    sizes: list[tuple[int, int]]
-    threads: int | None
-    calib: Path | None = None
-    calib_size: int = 100
-    dynamic: bool = True
-    _onnx: Path | None = None
-    _engine: Path | None = None
-    _int8: Path | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def onnx(self) -> Path:
-        """The ONNX export shared by the ONNX Runtime and OpenVINO backends (validated)."""
-        if self._onnx is None:
-            from surgenet_export import export_onnx
-
-            path = self.workdir / "model.onnx"
-            start = time.perf_counter()
-            result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0], dynamic=self.dynamic)
-            self.notes["onnx_export_s"] = round(time.perf_counter() - start, 1)
-            self.notes["onnx_exporter"] = result.config["export"]["exporter"]
-            self._onnx = path
-        return self._onnx
-
-    def int8(self) -> Path:
-        """The ONNX export quantised to int8 by NNCF, calibrated on ``calib`` frames at the first size."""
-        if self._int8 is None:
-            from surgenet_export.int8 import quantize_int8
-
-            if self.calib is None:
-                raise Unavailable(CALIB_HINT)
-            start = time.perf_counter()
-            report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
-            self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
-            self.notes["int8_calibration"] = {k: v for k, v in report["int8"]["calibration"].items() if k != "files"}
-            self.notes["int8_accuracy_vs_fp32"] = report["int8"]["accuracy_vs_fp32"]
-            self._int8 = self.workdir / report["artifact"]
-        return self._int8
-
-    def engine(self) -> Path:
-        """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
-        if self._engine is None:
-            from surgenet_export.trt_build import build_engine, profile_for
-
-            from .graph import build_graph
-            from .metadata import read_onnx_config
-
-            lo_b, hi_b = min(self.batches), max(self.batches)
-            lo = (min(h for h, _ in self.sizes), min(w for _, w in self.sizes))
-            hi = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
-            # The export's own profile builder: every input, including a phase model's states.
-            profile = profile_for(read_onnx_config(self.onnx()), (lo_b, self.batches[0], hi_b), (lo, self.sizes[0], hi))
-            path = self.workdir / "model.engine"
-            build_engine(self.onnx(), path, profile=profile, fp16=True, spec=build_graph(copy.deepcopy(self.model)),
-                         parity_shapes=[(self.batches[0], *self.sizes[0])])
-            self._engine = path
-        return self._engine
-
-    def artefact(self, kind: str) -> Any:
-        """What a backend of the registry runs: the model, or the file its artefact names."""
-        return {"model": lambda: self.model, "onnx": self.onnx, "openvino-ir": self.int8,
-                "tensorrt-engine": self.engine}[kind]()
-
-
-def open_benchmark_runner(name: str, artefacts: BackendArtefacts) -> Any:
-    """The runner of one backend, opened by the registry; :class:`Unavailable` with its reason when it
-    cannot run here. OpenVINO compiles one model per (batch, height, width), as a deployment would."""
+def open_benchmark_runner(name: str, artefacts: Any) -> Any:
+    """The runner of one backend, opened by the registry on what ``artefacts`` (a
+    ``surgenet_export.artefacts.BackendArtefacts``: ``artefact(kind)`` and ``threads``) gives it;
+    :class:`Unavailable` with its reason when it cannot run here. OpenVINO compiles one model per
+    (batch, height, width), as a deployment would."""
     backend = registry.get_backend(name)
     why = registry.unavailable_reason(backend)
     if why:
