@@ -23,9 +23,10 @@ Default backends: PyTorch eager FP32 (always run: the reference), ONNX Runtime C
 OpenVINO bf16 where the CPU computes bf16 natively (AVX512-BF16 or AMX; the registry decides), and
 the OpenVINO int8 backends only with ``--calib FRAMES_DIR`` (frames other than ``--data``'s).
 The CPU, its features and the load average before and after are printed with the table: CPU
-timings on a busy machine are slow and noisy, eager PyTorch most of all: each of its operators
-(about 2,200 per frame for SurgeNetXL CAFormer) is an OpenMP parallel region that waits for every
-thread, so one thread descheduled by another process stalls every operator.
+timings on a busy machine are slow and noisy, eager PyTorch most of all: after each of its operators
+(about 2,200 per frame for SurgeNetXL CAFormer) its OpenMP threads spin-wait for each other, and a
+spinning thread burns the time slice a descheduled one needs (several times slower on 2 busy cores;
+``OMP_WAIT_POLICY=PASSIVE`` avoids it there: ``surgenet.runtime.measure.OMP_HINT``).
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     before, after = m.get("load_average_before"), m.get("load_average_after")
     load = (f"load average {before:.2f} before, {after:.2f} after on {m['logical_cpus']} CPUs"
             if before is not None and after is not None else "load average unknown")
-    lines.append(f"CPU: {m['cpu_label']}; {load}" + (f"; GPU {m['gpu']}" if m.get("gpu") else ""))
+    omp = f"OMP_WAIT_POLICY={m['omp_wait_policy']}" if m.get("omp_wait_policy") else "OMP_WAIT_POLICY unset"
+    lines.append(f"CPU: {m['cpu_label']}; {load}; {omp}" + (f"; GPU {m['gpu']}" if m.get("gpu") else ""))
     if settings["int8"] != "run":
         lines.append(f"int8 (openvino-int8, openvino-int8-bf16) {settings['int8']}")
     lines += [f"unavailable: {u['backend']}: {u['reason']}" for u in report["unavailable"]]

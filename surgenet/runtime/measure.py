@@ -42,6 +42,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(), "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "omp_wait_policy": omp_wait_policy(),
         "versions": {"torch": torch.__version__},
     }
     for module in ("timm", "onnx", "onnxruntime", "openvino", "tensorrt", "surgenet"):
@@ -191,10 +192,28 @@ def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+# Eager PyTorch on a busy machine: its OpenMP threads spin-wait for each other at the end of every
+# operator (about 2,200 per frame for SurgeNetXL CAFormer), and a spinning thread burns the time
+# slice the descheduled one needs. Measured on 2 busy cores (load average 5 to 7), SurgeNetXL
+# CAFormer at 64x64: median 495-935 ms by default, 109-125 ms with OMP_WAIT_POLICY=PASSIVE; ONNX
+# Runtime and OpenVINO (work-stealing pools) hardly notice. On an idle machine spinning is the fast
+# choice, so the benchmarks keep the default and say so.
+OMP_HINT = ("eager PyTorch suffers most: its OpenMP threads spin-wait for each other after every operator; "
+            "measure on an idle machine, or set OMP_WAIT_POLICY=PASSIVE for the run (it is several times "
+            "faster on a busy machine, and may be slower on an idle one)")
+
+
+def omp_wait_policy() -> str | None:
+    """``OMP_WAIT_POLICY`` as this process started with it (read by OpenMP when it loads)."""
+    value = os.environ.get("OMP_WAIT_POLICY")
+    return value.strip().upper() if value and value.strip() else None
+
+
 def warn_if_busy() -> float | None:
     """Warn on stderr when other processes compete for the cores; return the 1-minute load average."""
     load = load_average()
     if load is not None and load > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
-              "and CPU timings will be slow and noisy.", file=sys.stderr)
+              "and CPU timings will be slow and noisy" + ("" if omp_wait_policy() else f"; {OMP_HINT}") + ".",
+              file=sys.stderr)
     return load
