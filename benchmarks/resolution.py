@@ -32,6 +32,7 @@ spinning thread burns the time slice a descheduled one needs (several times slow
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -202,7 +203,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     runner(inputs[0])  # the first call alone: OpenVINO compiles for the shape here
                     first_ms = (time.perf_counter() - start) * 1e3
                     sync = torch.cuda.synchronize if backend.device == "cuda" else None
-                    calls = iter(range(10**9))
+                    calls = itertools.count()  # the timed calls cycle through the real frames
                     times = time_calls(lambda: runner(inputs[next(calls) % len(inputs)]), args.warmup, args.iters, sync)
                     with tqdm(total=len(inputs), desc=f"{label} {name}", unit="frame", leave=False, file=sys.stderr,
                               disable=args.no_progress) as bar:
@@ -242,7 +243,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                      "iters": args.iters, "threads": args.threads or torch.get_num_threads(), "seed": args.seed,
                      "reference": {"backend": REFERENCE, "size": list(reference_size),
                                    "miou": reference["miou"] if reference else None},
-                     "int8": "run" if args.calib else f"not run: {CALIB_HINT}", "notes": notes},
+                     "int8": ("run" if any(n in INT8 for n in names) else
+                              "not run: not among --backends" if args.calib else f"not run: {CALIB_HINT}"),
+                     "notes": notes},
         "results": rows,
         "unavailable": [{"backend": k, "reason": v} for k, v in unavailable.items()],
     }
