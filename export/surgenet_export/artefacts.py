@@ -38,30 +38,47 @@ class BackendArtefacts:
     _onnx: Path | None = None
     _engine: Path | None = None
     _int8: Path | None = None
+    _failed: dict[str, Exception] = field(default_factory=dict)  # an export that failed is not retried
     notes: dict[str, Any] = field(default_factory=dict)
 
     def onnx(self) -> Path:
-        """The ONNX export shared by the ONNX Runtime and OpenVINO backends (validated)."""
+        """The ONNX export shared by the ONNX Runtime and OpenVINO backends (validated); one that
+        failed raises its error again for the next backend instead of exporting again."""
+        if "onnx" in self._failed:
+            raise self._failed["onnx"]
         if self._onnx is None:
             from .onnx_export import export_onnx
 
             path = self.workdir / "model.onnx"
             start = time.perf_counter()
-            result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0], dynamic=self.dynamic)
+            try:
+                result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0],
+                                     dynamic=self.dynamic)
+            except Exception as exc:
+                self._failed["onnx"] = exc
+                raise
             self.notes["onnx_export_s"] = round(time.perf_counter() - start, 1)
             self.notes["onnx_exporter"] = result.config["export"]["exporter"]
             self._onnx = path
         return self._onnx
 
     def int8(self) -> Path:
-        """The ONNX export quantised to int8 by NNCF, calibrated on ``calib`` frames at the first size."""
+        """The ONNX export quantised to int8 by NNCF, calibrated on ``calib`` frames at the first size
+        (a quantisation that failed is not tried again)."""
+        if "int8" in self._failed:
+            raise self._failed["int8"]
         if self._int8 is None:
             from .int8 import quantize_int8
 
             if self.calib is None:
                 raise Unavailable(CALIB_HINT)
             start = time.perf_counter()
-            report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
+            onnx = self.onnx()
+            try:
+                report = quantize_int8(onnx, self.calib, calib_size=self.calib_size)
+            except Exception as exc:
+                self._failed["int8"] = exc
+                raise
             self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
             self.notes["int8_calibration"] = {k: v for k, v in report["int8"]["calibration"].items() if k != "files"}
             self.notes["int8_accuracy_vs_fp32"] = report["int8"]["accuracy_vs_fp32"]
