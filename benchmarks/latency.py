@@ -28,12 +28,9 @@ logits is a pessimistic estimate.
 from __future__ import annotations
 
 import argparse
-import copy
-import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,103 +42,15 @@ from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
 from surgenet.evaluation.metrics import decision_agreement
-from surgenet.runtime.measure import (gemm_gflops, gflops_per_frame, latency_stats, machine_info, markdown_table,
-                                      plot_results, time_calls, write_json)
+from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gemm_gflops, gflops_per_frame,
+                                      latency_stats, machine_info, markdown_table, open_benchmark_runner, parse_size,
+                                      plot_results, time_calls, warn_if_busy, write_json)
 
 BASELINE = registry.REFERENCE
 SAMPLE_FRAME = Path(__file__).resolve().parents[1] / "surgenet" / "assets" / "sample_frame.png"
 
 
-# How to get the int8 rows: the one line said whenever an int8 backend lacks its calibration frames.
-CALIB_HINT = ("needs --calib FRAMES_DIR: a folder of ~100 real surgical frames to calibrate int8 on (e.g. a "
-              "train split's images/, such as DATA/endoscapes/train/images; not the --eval-data frames)")
-
-
-class Unavailable(Exception):
-    """A backend that cannot run here; the message says why."""
-
-
-@dataclass
-class Context:
-    """What the backend factories share: the model, its config and lazily built artifacts."""
-
-    model: Any
-    config: dict[str, Any]
-    workdir: Path
-    batches: list[int]
-    sizes: list[tuple[int, int]]
-    threads: int | None
-    calib: Path | None = None
-    calib_size: int = 100
-    _onnx: Path | None = None
-    _engine: Path | None = None
-    _int8: Path | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def onnx(self) -> Path:
-        """One dynamic ONNX export shared by the ONNX Runtime and OpenVINO backends (validated)."""
-        if self._onnx is None:
-            from surgenet_export import export_onnx
-
-            path = self.workdir / "model.onnx"
-            start = time.perf_counter()
-            result = export_onnx(self.model, path, batch=self.batches[0], imgsz=self.sizes[0], dynamic=True)
-            self.notes["onnx_export_s"] = round(time.perf_counter() - start, 1)
-            self.notes["onnx_exporter"] = result.config["export"]["exporter"]
-            self._onnx = path
-        return self._onnx
-
-    def int8(self) -> Path:
-        """The ONNX export quantised to int8 by NNCF, calibrated on ``--calib`` frames at the first size."""
-        if self._int8 is None:
-            from surgenet_export.int8 import quantize_int8
-
-            if self.calib is None:
-                raise Unavailable(CALIB_HINT)
-            start = time.perf_counter()
-            report = quantize_int8(self.onnx(), self.calib, calib_size=self.calib_size)
-            self.notes["int8_quantize_s"] = round(time.perf_counter() - start, 1)
-            self.notes["int8_calibration"] = {k: v for k, v in report["int8"]["calibration"].items() if k != "files"}
-            self.notes["int8_accuracy_vs_fp32"] = report["int8"]["accuracy_vs_fp32"]
-            self._int8 = self.workdir / report["artifact"]
-        return self._int8
-
-    def engine(self) -> Path:
-        """A TensorRT FP16 engine whose profile spans every benchmarked batch and size (validated)."""
-        if self._engine is None:
-            from surgenet.runtime.graph import build_graph
-            from surgenet.runtime.metadata import read_onnx_config
-            from surgenet_export.trt_build import build_engine, profile_for
-
-            lo_b, hi_b = min(self.batches), max(self.batches)
-            lo = (min(h for h, _ in self.sizes), min(w for _, w in self.sizes))
-            hi = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
-            # The export's own profile builder: every input, including a phase model's states.
-            profile = profile_for(read_onnx_config(self.onnx()), (lo_b, self.batches[0], hi_b), (lo, self.sizes[0], hi))
-            path = self.workdir / "model.engine"
-            build_engine(self.onnx(), path, profile=profile, fp16=True, spec=build_graph(copy.deepcopy(self.model)),
-                         parity_shapes=[(self.batches[0], *self.sizes[0])])
-            self._engine = path
-        return self._engine
-
-    def artefact(self, kind: str) -> Any:
-        """What a backend of the registry runs: the model, or the file its artefact names."""
-        return {"model": lambda: self.model, "onnx": self.onnx, "openvino-ir": self.int8,
-                "tensorrt-engine": self.engine}[kind]()
-
-
 BACKENDS = registry.BACKENDS  # the registry's names are the rows' names
-
-
-def make_runner(name: str, ctx: Context) -> Any:
-    """The runner of one backend, opened by the registry; :class:`Unavailable` with its reason when it
-    cannot run here. OpenVINO compiles one model per (batch, height, width), as a deployment would."""
-    backend = BACKENDS[name]
-    why = registry.unavailable_reason(backend)
-    if why:
-        raise Unavailable(why)
-    return registry.open_runner(backend, ctx.artefact(backend.artefact), threads=ctx.threads, shape_per_batch=True)
-
 
 
 def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[Path] | None) -> tuple[np.ndarray, str]:
@@ -166,19 +75,6 @@ def agreement_frames(config: dict[str, Any], hw: tuple[int, int], frames: list[P
             ]
         source = ", ".join(str(p) for p in paths) + ("" if frames else " (+ flip, zoom, colour-shift views)")
     return create_transform(config, size=hw).batch(images).numpy(), source
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``256`` (square) or ``256x448`` (H x W)."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 256 (square) or 256x448 (height x width)")
-    return parts[0], parts[1]
 
 
 def fidelity_plan(args: argparse.Namespace, config: dict[str, Any]) -> tuple[tuple[list[Path], list[Path]] | None, str]:
@@ -218,6 +114,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import surgenet
+    from surgenet_export.artefacts import BackendArtefacts
 
     names = args.backends or list(BACKENDS)
     unknown = [n for n in names if n not in BACKENDS and n not in registry.ALIASES]
@@ -245,12 +142,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     # The ONNX, int8 and engine files are scratch: removed when the benchmark ends, whatever happens.
     with tempfile.TemporaryDirectory(prefix="surgenet-latency-") as scratch:
         workdir = Path(scratch)
-        ctx = Context(model, config, workdir, list(args.batch), sizes, args.threads, args.calib, args.calib_size)
+        ctx = BackendArtefacts(model, config, workdir, list(args.batch), sizes, args.threads, args.calib, args.calib_size)
         runners: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
         for name in names:
             try:
-                runners[name] = make_runner(name, ctx)
+                runners[name] = open_benchmark_runner(name, ctx)
             except Unavailable as exc:
                 unavailable[name] = str(exc)
             except Exception as exc:  # a backend that fails to build is reported, not fatal to the others
@@ -439,13 +336,6 @@ def main(argv: list[str] | None = None) -> int:
     from surgenet.console import run_command
 
     return run_command(build_parser(), argv)
-
-
-def warn_if_busy() -> None:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
-              "and CPU timings will be slow and noisy.", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,15 +2,20 @@
 counts, the machine's peak (one large matrix product), and result files (JSON, tables, plots).
 
 The benchmarks in ``benchmarks/`` and ``--backend auto`` share these, so every figure they print
-is labelled and computed the same way."""
+is labelled and computed the same way. The benchmarks also share how a backend of the registry is
+opened on a model (:func:`open_benchmark_runner`, on the files that
+``surgenet_export.artefacts.BackendArtefacts`` builds: the core never imports the export tools),
+how a size is written on their command lines (:func:`parse_size`) and the busy-machine warning."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +26,7 @@ from ..io.atomic import atomic_write_text
 from ..io.table import format_table
 from .cpu import FEATURES_OF_INTEREST as CPU_FLAGS_OF_INTEREST, cpu_family_model, cpu_flags, cpu_model, isa_limit
 from .cpu import AVX2_ONLY_ENV, cpu_has_native_bf16, usable_flags
+from . import registry
 
 
 
@@ -38,6 +44,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(), "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "omp_wait_policy": omp_wait_policy(),
         "versions": {"torch": torch.__version__},
     }
     for module in ("timm", "onnx", "onnxruntime", "openvino", "tensorrt", "surgenet"):
@@ -144,3 +151,71 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, title: str) -> N
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
+
+
+# How to get the int8 rows: the one line said whenever an int8 backend lacks its calibration frames.
+CALIB_HINT = ("needs --calib FRAMES_DIR: a folder of ~100 real surgical frames to calibrate int8 on (e.g. a "
+              "train split's images/, such as DATA/endoscapes/train/images; not the frames the "
+              "benchmark judges mIoU on)")
+
+
+class Unavailable(Exception):
+    """A backend that cannot run here; the message says why."""
+
+
+def open_benchmark_runner(name: str, artefacts: Any) -> Any:
+    """The runner of one backend, opened by the registry on what ``artefacts`` (a
+    ``surgenet_export.artefacts.BackendArtefacts``: ``artefact(kind)`` and ``threads``) gives it;
+    :class:`Unavailable` with its reason when it cannot run here. OpenVINO compiles one model per
+    (batch, height, width), as a deployment would."""
+    backend = registry.get_backend(name)
+    why = registry.unavailable_reason(backend)
+    if why:
+        raise Unavailable(why)
+    return registry.open_runner(backend, artefacts.artefact(backend.artefact), threads=artefacts.threads,
+                                shape_per_batch=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``256`` (square) or ``256x448`` (H x W); an argparse type."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 256 (square) or 256x448 (height x width)")
+    return parts[0], parts[1]
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+# Eager PyTorch on a busy machine: its OpenMP threads spin-wait for each other at the end of every
+# operator (about 2,200 per frame for SurgeNetXL CAFormer), and a spinning thread burns the time
+# slice the descheduled one needs. Measured on 2 busy cores (load average 5 to 7), SurgeNetXL
+# CAFormer at 64x64: median 495-935 ms by default, 109-125 ms with OMP_WAIT_POLICY=PASSIVE; ONNX
+# Runtime and OpenVINO (work-stealing pools) hardly notice. On an idle machine spinning is the fast
+# choice, so the benchmarks keep the default and say so.
+OMP_HINT = ("eager PyTorch suffers most: its OpenMP threads spin-wait for each other after every operator; "
+            "measure on an idle machine, or set OMP_WAIT_POLICY=PASSIVE for the run (it is several times "
+            "faster on a busy machine, and may be slower on an idle one)")
+
+
+def omp_wait_policy() -> str | None:
+    """``OMP_WAIT_POLICY`` as this process started with it (read by OpenMP when it loads)."""
+    value = os.environ.get("OMP_WAIT_POLICY")
+    return value.strip().upper() if value and value.strip() else None
+
+
+def warn_if_busy() -> float | None:
+    """Warn on stderr when other processes compete for the cores; return the 1-minute load average."""
+    load = load_average()
+    if load is not None and load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the cores "
+              "and CPU timings will be slow and noisy" + ("" if omp_wait_policy() else f"; {OMP_HINT}") + ".",
+              file=sys.stderr)
+    return load
