@@ -6,14 +6,7 @@ import argparse
 import signal
 import sys
 
-from ..console.checks import fraction
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
-    return value
+from ..console.bounds import BOUNDS, bounded
 
 
 def upload_bytes(text: str) -> int:
@@ -24,7 +17,14 @@ def upload_bytes(text: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; give e.g. 20mb, 500kb or 1gb")
     scale = {"b": 1, None: 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}[match.group(2)]
-    return int(float(match.group(1)) * scale)
+    value = int(float(match.group(1)) * scale)
+    high = int(BOUNDS["upload_bytes"].high)
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from 1 byte to {high // 1024 ** 3}gb, got {text!r}")
+    return value
+
+
+upload_bytes.bound_name = "upload_bytes"  # type: ignore[attr-defined]  # its range is in the table of bounds
 
 
 def is_local(host: str) -> bool:
@@ -46,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: surgenetxl-caformer)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights for zoo names (no download)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=7860)
+    p.add_argument("--port", type=bounded("port"), default=7860)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
-    p.add_argument("--threshold", type=fraction, default=0.5,
+    p.add_argument("--threshold", type=bounded("fraction"), default=0.5,
                    help="probability at which a CVS criterion is met and a tool present (default 0.5)")
     p.add_argument("--max-file-size", type=upload_bytes, default="100mb",
                    help="largest upload accepted, e.g. 20mb (default 100mb); larger ones are refused before decoding")
