@@ -27,7 +27,7 @@ from surgenet.io.atomic import atomic_write_text
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 
 class PeakMemory:
@@ -85,7 +85,7 @@ def build_archive(data: Path, root: Path, copies: int, frame_folders: int) -> in
     return len(clips) * copies + len(frames)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a data folder: clips/ (videos), optionally cholect50/videos/ (frame folders)")
     parser.add_argument("--out", type=output_folder, default="runs/archive")
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--frame-folders", type=bounded("folders"), default=3, help="CholecT50 frame folders added (0: none)")
     parser.add_argument("--engines", default="local,ray:1,ray:2")
     parser.add_argument("--batch-size", type=bounded("batch_size"), default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     archive = args.out / "archive"
     inputs = build_archive(args.data, archive, args.copies, args.frame_folders)

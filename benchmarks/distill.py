@@ -37,7 +37,7 @@ import torch
 from surgenet.io.atomic import atomic_write_text
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 PHASES = ("teacher", "distill", "labels", "evaluate", "fps", "report")

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import surgenet  # noqa: E402
 from surgenet.console import CommandParser  # noqa: E402
-from surgenet.console.bounds import bounded  # noqa: E402
+from surgenet.bounds import bounded  # noqa: E402
 from surgenet.io.table import format_table  # noqa: E402
 from surgenet.zoo.registry import REGISTRY  # noqa: E402
 

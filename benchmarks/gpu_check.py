@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "clips" / "clip_a.mp4"

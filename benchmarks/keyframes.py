@@ -40,7 +40,7 @@ from surgenet.runtime.measure import gemm_gflops, gflops_per_frame, machine_info
 
 from surgenet.console import CommandParser
 from surgenet.console.checks import existing_path, model_reference, output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.evaluation.metrics import iou_per_class
 

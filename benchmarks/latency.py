@@ -44,7 +44,7 @@ from surgenet.runtime import registry
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 from surgenet.evaluation.metrics import decision_agreement
 from surgenet.runtime.measure import (gemm_gflops, gflops_per_frame, latency_stats, machine_info, markdown_table,
                                       plot_results, time_calls, write_json)

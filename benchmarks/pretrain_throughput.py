@@ -27,7 +27,7 @@ from surgenet.zoo.registry import REGISTRY
 from surgenet.train.config import load_config
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 # One zoo name per architecture (the first of each).
 DEFAULT_NAMES = list({e.arch: name for name, e in reversed(list(REGISTRY.items()))}.values())[::-1]
@@ -104,7 +104,7 @@ def _isolated(name: str, args: argparse.Namespace) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=None, help="zoo names (default: one per architecture)")
     parser.add_argument("--batch-size", type=bounded("batch_size"), default=None, help="images per step (default 64 GPU, 4 CPU)")
@@ -118,7 +118,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=output_file, help="also write the results to this JSON file")
     parser.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gpu = device.type == "cuda"

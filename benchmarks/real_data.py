@@ -44,7 +44,7 @@ from surgenet.io.atomic import atomic_write_text
 from surgenet.train.task_eval import _json_safe
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 TASKS = ("segmentation", "cvs", "phase", "tools")
 CHOLECT50_TRAIN, CHOLECT50_VAL = ("VID68", "VID70"), ("VID73",)

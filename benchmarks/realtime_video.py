@@ -36,7 +36,7 @@ from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 from surgenet.console import CommandParser
 from surgenet.console.checks import existing_file, model_reference, output_file, output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 
 WRITERS = ("video", "png", "none")
@@ -48,8 +48,8 @@ def parse_size(text: str) -> tuple[int, int]:
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(parts) not in (1, 2) or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with sides >= 32, got {text!r}")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
     side = bounded("image_side")
     parts = [side(str(v)) for v in parts]
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])

@@ -34,7 +34,7 @@ from surgenet.video.propagate import labels_of
 from surgenet.video.semi import propagate_mask
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 
 def rss_mb() -> tuple[float, float]:
@@ -170,7 +170,7 @@ def keyframe_speed(clip: Path, max_frames: int, every: int, model_name: str) -> 
             "model_input_size": model.config["input_size"]}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a data folder with endoscapes/ (Endoscapes2023 segmentation subset) and clips/ (videos)")
     parser.add_argument("--seeds", type=bounded("seed"), nargs="+", default=[0, 1, 2])
@@ -186,7 +186,7 @@ def main() -> int:
                         choices=("quality", "flow", "keyframes", "features", "raft"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 8 frames, 50 clip frames")
     parser.add_argument("--json", type=output_file, help="write every figure here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.quality_frames, args.frames, args.keyframe_frames, args.raft_frames = [0], 8, 50, 30, 3
     clips = sorted((args.data / "clips").glob("*.mp4"))

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from surgenet._version import __version__
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
-from surgenet.console.bounds import bounded
+from surgenet.bounds import bounded
 
 from surgenet.exceptions import InputError
 from surgenet.tasks import TASKS

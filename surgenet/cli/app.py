@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from ..console.bounds import BOUNDS, bounded
+from ..bounds import BOUNDS, bounded
 
 
 def upload_bytes(text: str) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, model_reference, output_folder
-from ..console.bounds import bounded
+from ..bounds import bounded
 from ..runtime.registry import backend_names
 
 TORCH_BACKENDS = tuple(backend_names(aliases=True, artefact="model"))  # batch runs the PyTorch model

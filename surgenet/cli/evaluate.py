@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from ..console.checks import device_name, output_folder
-from ..console.bounds import bounded
+from ..bounds import bounded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..console.checks import output_file
-from ..console.bounds import bounded
+from ..bounds import bounded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

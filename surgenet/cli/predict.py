@@ -31,7 +31,7 @@ from ..runtime.registry import BACKENDS as BACKEND_NAMES
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
 from ..console.checks import device_name, existing_path, model_reference, output_folder
-from ..console.bounds import bounded
+from ..bounds import bounded
 from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
 
 

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from ..console.checks import device_name, existing_file, model_reference, output_folder
-from ..console.bounds import bounded
+from ..bounds import bounded
 from ..exceptions import InputError
 from ..runtime.registry import backend_names
 from ..video.methods import METHODS

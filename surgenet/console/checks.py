@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..exceptions import InputError, SurgeNetError
-from .bounds import BOUNDS, bounded
+from ..bounds import BOUNDS, bounded
 
 
 def positive_int(text: str) -> int:
@@ -38,7 +38,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-# The largest image side a command accepts (the table of bounds: surgenet.console.bounds): far above
+# The largest image side a command accepts (the table of bounds: surgenet.bounds): far above
 # any model input, small enough that a batch of float32 frames at this size still fits in memory.
 MAX_IMAGE_SIDE = int(BOUNDS["image_side"].high)
 

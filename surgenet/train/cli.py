@@ -16,7 +16,7 @@ from pathlib import Path
 from .._version import __version__
 from ..console import CommandParser, run_command
 from ..console.checks import existing_path, output_folder, zoo_name
-from ..console.bounds import bounded, check_number
+from ..bounds import bounded, check_number
 from ..exceptions import InputError
 from ..evaluation.probes import EVAL_METHODS
 

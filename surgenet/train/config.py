@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from ..console.bounds import check_number
+from ..bounds import check_number
 from ..exceptions import InputError, MissingExtraError
 from ..io.text import read_user_text
 
@@ -361,7 +361,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
 
 def check_numbers(config: Any, where: str = "") -> None:
     """Every number of ``config`` (a config dataclass, its sections included) inside the range the
-    table of bounds (:mod:`surgenet.console.bounds`) gives its kind, and the section's rules between
+    table of bounds (:mod:`surgenet.bounds`) gives its kind, and the section's rules between
     keys (``RULES``: ``a < b``, ``a <= b``, a ``(low, high)`` pair ``ordered``); else an
     :class:`~surgenet.exceptions.InputError` naming the key. Each section says the kind of each of
     its numbers in ``NUMBERS``."""

@@ -31,7 +31,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from ..console.checks import device_name, existing_file, existing_path, output_folder
-    from ..console.bounds import bounded
+    from ..bounds import bounded
     from ..tasks import TASKS
     from .cli import positive_fps
     from .losses import CLASS_WEIGHTINGS

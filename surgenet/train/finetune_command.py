@@ -36,7 +36,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from ..console.checks import device_name, existing_file, existing_path, output_folder, zoo_name
-    from ..console.bounds import bounded
+    from ..bounds import bounded
     from ..models import TASKS
     from .finetune_tasks import LABEL_WEIGHTINGS
     from .losses import CLASS_WEIGHTINGS

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..exceptions import InputError
+from .exceptions import InputError
 
 GIB = 1024 ** 3
 
@@ -92,7 +92,7 @@ BOUNDS: dict[str, Bound] = {
     "threads": Bound(1, 1024, int, "CPU threads"),
     "port": Bound(1, 65535, int, "a TCP port"),
     # rates and divisors
-    "fps": Bound(0, 1000, float, "frames per second", low_open=True),
+    "fps": Bound(0.001, 1000, float, "frames per second (0.001: one frame every 17 minutes)"),
     "lr": Bound(0, 10, float, "a learning rate", low_open=True),
     "lr_or_zero": Bound(0, 10, float, "a learning rate (0 freezes what it drives)"),
     "temperature": Bound(0, 100, float, "a softmax temperature (it divides the logits)", low_open=True),
