@@ -9,6 +9,17 @@ import sys
 from ..bounds import BOUNDS, bounded
 
 
+def _port(text: str) -> int:
+    """``--port``: a TCP port, the table's ``port`` range (1 to 65535)."""
+    try:
+        return bounded("port")(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)") from None
+
+
+_port.bound_name = "port"  # type: ignore[attr-defined]
+
+
 def upload_bytes(text: str) -> int:
     """``--max-file-size``: 20mb, 500kb, 1gb or a number of bytes."""
     import re
@@ -46,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: surgenetxl-caformer)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights for zoo names (no download)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=bounded("port"), default=7860)
+    p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch models run")
     p.add_argument("--threshold", type=bounded("fraction"), default=0.5,
                    help="probability at which a CVS criterion is met and a tool present (default 0.5)")

@@ -190,7 +190,7 @@ def test_the_edges_of_the_range_are_accepted(commands, label, words, flag):
     (["batch", "--fps", "inf"], "argument --fps: must be a finite number"),
     (["batch", "--workers", "-1"], "argument --workers: must be >= 1, got -1"),
     (["features", "--size", "100000"], "argument --size: must be <= 4096, got 100000"),
-    (["app", "--port", "70000"], "argument --port: must be <= 65535"),
+    (["app", "--port", "70000"], "argument --port: 70000 is not a TCP port (1-65535)"),
 ])
 def test_the_issues_examples_surgenet(argv, fragment, capsys):
     from surgenet.cli import main
