@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from ..bounds import BOUNDS, bounded
@@ -74,21 +73,18 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda but no CUDA GPU is visible here; use --device cpu.")
-    from ..app import ModelCatalog
+    from ..app import ModelCatalog, launch, private_folder
     from ..app.ui import _gradio, build_app
 
-    _gradio()  # the extra is checked before any model is loaded
+    _gradio()  # the extra is checked before any model is loaded (and the app's private folder made)
     catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
                            device=args.device, threshold=args.threshold)
     catalog.warm_up()
     demo = build_app(catalog, max_upload_bytes=args.max_file_size)
-    # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the
-    # clip folder the app registered for removal at exit is removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if not is_local(args.host):
         print(f"surgenet app: WARNING: bound to {args.host}, not this machine only: anyone who can reach it can "
               "upload files and run the models (default --host 127.0.0.1).", file=sys.stderr, flush=True)
-    print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                show_error=False, quiet=True)
+    print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop); uploads and outputs in "
+          f"{private_folder()}, removed at exit", flush=True)
+    launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
