@@ -1,7 +1,9 @@
 """argparse ``type=`` checks shared by the surgenet commands: a wrong value stops the command at
 parsing, with one line that names the option, before any model is built or any weight is read.
+Numbers take :func:`surgenet.bounds.bounded` (the one table of ranges); ``positive_int`` and the
+other open-ended number checks below stay for code outside surgenet that uses them.
 
-    p.add_argument("--stride", type=positive_int, default=1)
+    p.add_argument("--stride", type=bounded("stride"), default=1)
     p.add_argument("--out", type=output_folder, required=True)
     p.add_argument("--device", type=device_name)
 """

@@ -3,7 +3,7 @@ number) the command stops at parsing with exit code 2 and one line naming the fl
 the range are accepted.
 
 The flags are found by walking the real parsers (``surgenet``, ``surgenet-train``,
-``surgenet-export`` and every benchmark script), so a new numeric flag without a bound fails
+``surgenet-export``, every benchmark script and the demo), so a new numeric flag without a bound fails
 :func:`test_every_numeric_flag_is_bounded`.
 """
 
@@ -19,7 +19,8 @@ import pytest
 from surgenet.bounds import BOUNDS
 from tests.helpers.scripts import load_script
 
-BENCHMARKS = sorted(p.name for p in (Path(__file__).parents[2] / "benchmarks").glob("*.py"))
+SCRIPTS = [*sorted(f"benchmarks/{p.name}" for p in (Path(__file__).parents[2] / "benchmarks").glob("*.py")),
+           "examples/demo.py"]
 # argparse types that take no number (paths, names, devices), by their function or class name.
 NOT_NUMBERS = {"existing_path", "existing_file", "output_folder", "output_file", "model_reference", "zoo_name",
                "device_name", "student_name", "Path", "PosixPath", "WindowsPath", "str"}
@@ -30,9 +31,9 @@ class _Captured(Exception):
         self.parser = parser
 
 
-def _benchmark_parser(script: str, monkeypatch) -> argparse.ArgumentParser:
-    """The parser a benchmark builds in its ``main``, caught when it parses (nothing runs)."""
-    module = load_script(f"benchmarks/{script}")
+def _script_parser(script: str, monkeypatch) -> argparse.ArgumentParser:
+    """The parser a script builds in its ``main``, caught when it parses (nothing runs)."""
+    module = load_script(script)
     if hasattr(module, "build_parser"):
         return module.build_parser()
 
@@ -55,9 +56,8 @@ def _commands(monkeypatch) -> dict[str, tuple[argparse.ArgumentParser, Callable[
     commands = {"surgenet": (surgenet_parser(plugins={}), surgenet_main),
                 "surgenet-train": (train_parser(), train_main),
                 "surgenet-export": (export_parser(), export_main)}
-    for script in BENCHMARKS:
-        commands[f"benchmarks/{script}"] = (_benchmark_parser(script, monkeypatch),
-                                            load_script(f"benchmarks/{script}").main)
+    for script in SCRIPTS:
+        commands[script] = (_script_parser(script, monkeypatch), load_script(script).main)
     return commands
 
 
