@@ -57,7 +57,7 @@ class FinetuneConfig:
 
     NUMBERS: ClassVar[dict[str, str]] = {
         "num_classes": "num_classes", "image_size": "image_side", "epochs": "epochs", "batch_size": "batch_size",
-        "lr": "lr", "backbone_lr": "lr_or_zero", "weight_decay": "weight_decay", "warmup": "fraction",
+        "lr": "lr_or_zero", "backbone_lr": "lr_or_zero", "weight_decay": "weight_decay", "warmup": "fraction",
         "grad_clip": "grad_clip", "patience": "patience", "num_workers": "workers", "seed": "seed",
         "dice_weight": "loss_weight", "crop_scale": "share", "clip_length": "clip_length",
     }
