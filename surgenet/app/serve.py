@@ -62,9 +62,13 @@ def launch(demo: Any, host: str | None = None, port: int | None = None, max_file
     """Serve ``demo`` (built by :func:`~surgenet.app.ui.build_app`) with the app's private folder,
     no allowed path and the working directory and home blocked; ``host``/``port`` None take
     Gradio's (``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``, as a Space sets them, else
-    127.0.0.1:7860). ``block=False`` returns once the server runs (tests); stop it with
-    ``demo.close()``."""
+    127.0.0.1:7860); ``max_file_size`` None: the page's own limit (100 MB). ``block=False`` returns
+    once the server runs (tests); stop it with ``demo.close()``."""
+    from .analysis import DEFAULT_MAX_UPLOAD_BYTES
+
     folder = private_folder()
+    if max_file_size is None:
+        max_file_size = DEFAULT_MAX_UPLOAD_BYTES
     if threading.current_thread() is threading.main_thread():
         # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the
         # app's folder is removed at exit.
