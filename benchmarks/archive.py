@@ -26,7 +26,8 @@ from surgenet.io.table import format_table
 from surgenet.io.atomic import atomic_write_text
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
-from surgenet.console.checks import non_negative_int, output_folder, positive_float, positive_int
+from surgenet.console.checks import output_folder
+from surgenet.bounds import bounded
 
 
 class PeakMemory:
@@ -84,19 +85,19 @@ def build_archive(data: Path, root: Path, copies: int, frame_folders: int) -> in
     return len(clips) * copies + len(frames)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a data folder: clips/ (videos), optionally cholect50/videos/ (frame folders)")
     parser.add_argument("--out", type=output_folder, default="runs/archive")
     parser.add_argument("--model", default="surgenetxl-caformer")
     parser.add_argument("--task", default="phase", choices=TASKS)
-    parser.add_argument("--num-classes", type=positive_int, default=7)
-    parser.add_argument("--fps", type=positive_float, default=1.0, help="frames sampled per second of video")
-    parser.add_argument("--copies", type=positive_int, default=4, help="copies of each clip (2 clips -> 8 videos)")
-    parser.add_argument("--frame-folders", type=non_negative_int, default=3, help="CholecT50 frame folders added (0: none)")
+    parser.add_argument("--num-classes", type=bounded("num_classes"), default=7)
+    parser.add_argument("--fps", type=bounded("fps"), default=1.0, help="frames sampled per second of video")
+    parser.add_argument("--copies", type=bounded("copies"), default=4, help="copies of each clip (2 clips -> 8 videos)")
+    parser.add_argument("--frame-folders", type=bounded("folders"), default=3, help="CholecT50 frame folders added (0: none)")
     parser.add_argument("--engines", default="local,ray:1,ray:2")
-    parser.add_argument("--batch-size", type=positive_int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    args = parser.parse_args(argv)
 
     archive = args.out / "archive"
     inputs = build_archive(args.data, archive, args.copies, args.frame_folders)

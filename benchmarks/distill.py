@@ -36,7 +36,8 @@ import torch
 
 from surgenet.io.atomic import atomic_write_text
 from surgenet.console import CommandParser
-from surgenet.console.checks import image_side, output_folder, positive_float, positive_int
+from surgenet.console.checks import output_folder
+from surgenet.bounds import bounded
 from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 PHASES = ("teacher", "distill", "labels", "evaluate", "fps", "report")
@@ -224,16 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_folder, default="runs/distill")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     p.add_argument("--students", nargs="+", default=["mobilenetv4_conv_small"])
-    p.add_argument("--image-size", type=image_side, default=224)
-    p.add_argument("--teacher-epochs", type=positive_int, default=3)
-    p.add_argument("--epochs", type=positive_int, default=5, help="distillation epochs")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--fps", type=positive_float, default=2.0, help="sampling rate of the clips")
-    p.add_argument("--frame-stride", type=positive_int, default=1, help="every N-th CholecT50 frame (1: all 639)")
+    p.add_argument("--image-size", type=bounded("image_side"), default=224)
+    p.add_argument("--teacher-epochs", type=bounded("epochs"), default=3)
+    p.add_argument("--epochs", type=bounded("epochs"), default=5, help="distillation epochs")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=16)
+    p.add_argument("--fps", type=bounded("fps"), default=2.0, help="sampling rate of the clips")
+    p.add_argument("--frame-stride", type=bounded("stride"), default=1, help="every N-th CholecT50 frame (1: all 639)")
     p.add_argument("--no-pretrained", action="store_true", help="teacher from a random backbone")
-    p.add_argument("--workers", type=positive_int, default=1)
-    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads for the speed measurements")
-    p.add_argument("--iters", type=positive_int, default=30)
+    p.add_argument("--workers", type=bounded("workers"), default=1)
+    p.add_argument("--threads", type=bounded("threads"), default=2, help="CPU threads for the speed measurements")
+    p.add_argument("--iters", type=bounded("iterations"), default=30)
     return p
 
 

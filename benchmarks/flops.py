@@ -17,6 +17,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import surgenet  # noqa: E402
+from surgenet.console import CommandParser  # noqa: E402
+from surgenet.bounds import bounded  # noqa: E402
 from surgenet.io.table import format_table  # noqa: E402
 from surgenet.zoo.registry import REGISTRY  # noqa: E402
 
@@ -30,11 +32,11 @@ def backbone_gflops(name: str, imgsz: int = 256) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--imgsz", type=int, default=256)
+def main(argv: list[str] | None = None) -> None:
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--imgsz", type=bounded("image_side"), default=256)
     parser.add_argument("--names", nargs="*", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for name in args.names or surgenet.list_models():
         measured = backbone_gflops(name, args.imgsz)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from surgenet.console import CommandParser
-from surgenet.console.checks import output_folder, positive_float
+from surgenet.console.checks import output_folder
+from surgenet.bounds import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "clips" / "clip_a.mp4"
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p = CommandParser(prog="gpu_check.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=output_folder, help="folder for gpu_check.json and gpu_check.log")
-    p.add_argument("--budget-s", type=positive_float, default=330.0, help="seconds for all parts together")
+    p.add_argument("--budget-s", type=bounded("seconds"), default=330.0, help="seconds for all parts together")
     p.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="a video for predict (default: the shared clip)")
     args = p.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():

@@ -42,7 +42,8 @@ import numpy as np
 from surgenet.runtime.measure import gemm_gflops, gflops_per_frame, machine_info, markdown_table, write_json
 
 from surgenet.console import CommandParser
-from surgenet.console.checks import existing_path, model_reference, output_folder, positive_int
+from surgenet.console.checks import existing_path, model_reference, output_folder
+from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.evaluation.metrics import iou_per_class
 
@@ -292,11 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the data folder with clips/ (the real 25 fps clips)")
     p.add_argument("--clips", nargs="+", default=["clip_a.mp4", "clip_b.mp4"],
                    help="clip names in DATA/clips (default clip_a.mp4 clip_b.mp4; the first one is run in real time)")
-    p.add_argument("--frames", type=positive_int, default=200, help="frames of each clip scored (default 200)")
-    p.add_argument("--min-frames", type=positive_int, default=1000,
+    p.add_argument("--frames", type=bounded("frames"), default=200, help="frames of each clip scored (default 200)")
+    p.add_argument("--min-frames", type=bounded("frames"), default=1000,
                    help="frames of the real-time run, the clip looped (default 1000)")
-    p.add_argument("--runs", type=positive_int, default=3, help="real-time runs (default 3)")
-    p.add_argument("--cut-threshold", type=float, default=0.5,
+    p.add_argument("--runs", type=bounded("runs"), default=3, help="real-time runs (default 3)")
+    p.add_argument("--cut-threshold", type=bounded("fraction"), default=0.5,
                    help="scene-cut histogram correlation forcing a keyframe, as real time uses (default 0.5)")
     p.add_argument("--export", type=existing_path, metavar="DIR",
                    help="run the real-time part with this surgenet-export folder of the model (as `surgenet predict "

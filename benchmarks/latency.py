@@ -41,6 +41,7 @@ from surgenet.runtime import registry
 from surgenet.tasks import TASKS
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
+from surgenet.bounds import bounded
 from surgenet.evaluation.metrics import decision_agreement
 from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gemm_gflops, gflops_per_frame,
                                       latency_stats, machine_info, markdown_table, open_benchmark_runner, parse_size,
@@ -292,29 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="zoo name or save_pretrained folder")
     p.add_argument("--task", choices=TASKS)
-    p.add_argument("--num-classes", type=int)
+    p.add_argument("--num-classes", type=bounded("num_classes"))
     p.add_argument("--weights", type=Path, help="local weights instead of the released ones")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     p.add_argument("--backends", nargs="+", metavar="NAME", help=f"subset of: {', '.join(BACKENDS)}")
     p.add_argument("--reference", default=BASELINE, metavar="NAME",
                    help=f"the FP32 backend the others are checked and timed against (default {BASELINE}; on a GPU "
                         "machine torch-cuda-fp32 spares the slow CPU rows)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument("--batch", type=bounded("batch_size"), nargs="+", default=[1])
     p.add_argument("--imgsz", type=parse_size, nargs="+", default=[(256, 256)], metavar="SIZE",
                    help="sizes: 256 (square) or 256x448 (height x width)")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=30)
-    p.add_argument("--threads", type=int, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--warmup", type=bounded("warmup_iterations"), default=5)
+    p.add_argument("--iters", type=bounded("iterations"), default=30)
+    p.add_argument("--threads", type=bounded("threads"), help="CPU threads for every backend (default: all cores)")
     p.add_argument("--frames", type=Path, nargs="+", help="images for the agreement check (default: sample frame)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and untrained heads")
+    p.add_argument("--seed", type=bounded("seed"), default=0, help="seed of the random weights and untrained heads")
     p.add_argument("--eval-data", type=Path, metavar="DIR",
                    help="images/ + masks/ to judge each backend's mIoU on (needs a fine-tuned --model DIR)")
-    p.add_argument("--eval-size", type=int, help="at most this many --eval-data frames (default: all)")
-    p.add_argument("--max-miou-drop", type=float, default=0.5,
+    p.add_argument("--eval-size", type=bounded("frames"), help="at most this many --eval-data frames (default: all)")
+    p.add_argument("--max-miou-drop", type=bounded("points"), default=0.5,
                    help="mIoU points a backend may lose against eager FP32 and still count as faithful")
     p.add_argument("--calib", type=Path, metavar="FRAMES_DIR",
                    help="frames to calibrate the int8 backends on (not the --eval-data frames)")
-    p.add_argument("--calib-size", type=int, default=100, help="int8 calibration frames")
+    p.add_argument("--calib-size", type=bounded("calib_frames"), default=100, help="int8 calibration frames")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip measuring the machine's matrix-product GFLOP/s (seconds on a busy 2-core machine)")
     p.add_argument("--json", type=output_file, help="write the results here (and a PNG plot beside it)")

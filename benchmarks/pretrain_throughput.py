@@ -27,6 +27,7 @@ from surgenet.zoo.registry import REGISTRY
 from surgenet.train.config import load_config
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
+from surgenet.bounds import bounded
 
 # One zoo name per architecture (the first of each).
 DEFAULT_NAMES = list({e.arch: name for name, e in reversed(list(REGISTRY.items()))}.values())[::-1]
@@ -103,21 +104,21 @@ def _isolated(name: str, args: argparse.Namespace) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=None, help="zoo names (default: one per architecture)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 64 GPU, 4 CPU)")
-    parser.add_argument("--global-size", type=int, default=None, help="default 224 GPU, 96 CPU")
-    parser.add_argument("--local-size", type=int, default=None, help="default 96 GPU, 48 CPU")
-    parser.add_argument("--local-crops", type=int, default=8)
-    parser.add_argument("--out-dim", type=int, default=65536, help="DINO prototypes")
+    parser.add_argument("--batch-size", type=bounded("batch_size"), default=None, help="images per step (default 64 GPU, 4 CPU)")
+    parser.add_argument("--global-size", type=bounded("image_side"), default=None, help="default 224 GPU, 96 CPU")
+    parser.add_argument("--local-size", type=bounded("image_side"), default=None, help="default 96 GPU, 48 CPU")
+    parser.add_argument("--local-crops", type=bounded("crops"), default=8)
+    parser.add_argument("--out-dim", type=bounded("channels"), default=65536, help="DINO prototypes")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=bounded("iterations"), default=3)
+    parser.add_argument("--warmup", type=bounded("warmup_iterations"), default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=output_file, help="also write the results to this JSON file")
     parser.add_argument("--row-json", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gpu = device.type == "cuda"

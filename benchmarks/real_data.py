@@ -43,7 +43,8 @@ from surgenet.evaluation import metrics
 from surgenet.io.atomic import atomic_write_text
 from surgenet.train.task_eval import _json_safe
 from surgenet.console import CommandParser
-from surgenet.console.checks import image_side, non_negative_int, output_folder, positive_int
+from surgenet.console.checks import output_folder
+from surgenet.bounds import bounded
 
 TASKS = ("segmentation", "cvs", "phase", "tools")
 CHOLECT50_TRAIN, CHOLECT50_VAL = ("VID68", "VID70"), ("VID73",)
@@ -160,14 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     p.add_argument("--model", default="surgenetxl-caformer", help="zoo name of the backbone")
     p.add_argument("--pretrained", action="store_true", help="start from the released backbone weights")
-    p.add_argument("--epochs", type=positive_int, default=3, help="epochs of segmentation, cvs and tools")
-    p.add_argument("--phase-epochs", type=positive_int, default=60, help="epochs of the temporal model (cached features)")
-    p.add_argument("--image-size", type=image_side, default=256, help="segmentation input size")
-    p.add_argument("--cls-image-size", type=image_side, default=224, help="cvs, phase and tools input size")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--num-workers", type=non_negative_int, default=0)
-    p.add_argument("--patience", type=non_negative_int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=bounded("epochs"), default=3, help="epochs of segmentation, cvs and tools")
+    p.add_argument("--phase-epochs", type=bounded("epochs"), default=60, help="epochs of the temporal model (cached features)")
+    p.add_argument("--image-size", type=bounded("image_side"), default=256, help="segmentation input size")
+    p.add_argument("--cls-image-size", type=bounded("image_side"), default=224, help="cvs, phase and tools input size")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--num-workers", type=bounded("workers"), default=0)
+    p.add_argument("--patience", type=bounded("patience"), default=5)
+    p.add_argument("--seed", type=bounded("seed"), default=0)
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))

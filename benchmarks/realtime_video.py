@@ -35,7 +35,8 @@ from typing import Any
 from surgenet.runtime.measure import machine_info, markdown_table, write_json
 
 from surgenet.console import CommandParser
-from surgenet.console.checks import existing_file, model_reference, output_file, output_folder, positive_int
+from surgenet.console.checks import existing_file, model_reference, output_file, output_folder
+from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 
 WRITERS = ("video", "png", "none")
@@ -47,9 +48,14 @@ def parse_size(text: str) -> tuple[int, int]:
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(parts) not in (1, 2) or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with sides >= 32, got {text!r}")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    side = bounded("image_side")
+    parts = [side(str(v)) for v in parts]
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+parse_size.bound_name = "image_side"  # type: ignore[attr-defined]
 
 
 def build_predictor(model: str, backend: str, args: argparse.Namespace,
@@ -212,11 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one or more of torch, onnxruntime, openvino[-bf16], openvino-int8[-bf16], tensorrt "
                         "(default: torch, or the export folder's own choice)")
     p.add_argument("--realtime", action="store_true", help="play at the clip's rate, drop stale frames")
-    p.add_argument("--frames", type=positive_int, help="stop after N frames (default: the whole clip)")
+    p.add_argument("--frames", type=bounded("frames"), help="stop after N frames (default: the whole clip)")
     p.add_argument("--imgsz", type=parse_size, help="zoo model input, N or HxW (default: the registry's)")
-    p.add_argument("--num-classes", type=positive_int, default=7, help="zoo model classes (Endoscapes: 7)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="throughput mode batch (real time: 1)")
-    p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--num-classes", type=bounded("num_classes"), default=7, help="zoo model classes (Endoscapes: 7)")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=1, help="throughput mode batch (real time: 1)")
+    p.add_argument("--threads", type=bounded("threads"), help="torch intra-op threads (default: torch's)")
     p.add_argument("--write", choices=WRITERS, default="video", help="how the overlay is written (default video)")
     p.add_argument("--out", type=output_folder, help="keep the overlays here (default: a temporary folder)")
     p.add_argument("--cpu-profile", action="store_true",

@@ -29,7 +29,8 @@ import torch
 from surgenet.io.atomic import atomic_write_text
 from surgenet.train.methods import METHODS
 from surgenet.console import CommandParser
-from surgenet.console.checks import output_folder, positive_float
+from surgenet.bounds import bounded
+from surgenet.console.checks import output_folder
 
 IMAGE = 64  # pixels of every pretraining view and probe image (the small budget)
 # The same backbone for all: a 6-block ViT-Tiny with 8 px patches (MSN needs patch tokens).
@@ -174,7 +175,7 @@ def probe(backbone: torch.nn.Module, sets: dict) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="a data folder with endoscapes/, cholect50/ and clips/")
-    parser.add_argument("--cpu-budget", required=True, type=positive_float, help="CPU seconds of pretraining per method")
+    parser.add_argument("--cpu-budget", required=True, type=bounded("seconds"), help="CPU seconds of pretraining per method")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--out", type=output_folder, default=None, help="folder for the runs and results.json")
     args = parser.parse_args(argv)

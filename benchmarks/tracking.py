@@ -34,6 +34,7 @@ from surgenet.video.propagate import labels_of
 from surgenet.video.semi import propagate_mask
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_file
+from surgenet.bounds import bounded
 
 
 def rss_mb() -> tuple[float, float]:
@@ -169,23 +170,23 @@ def keyframe_speed(clip: Path, max_frames: int, every: int, model_name: str) -> 
             "model_input_size": model.config["input_size"]}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a data folder with endoscapes/ (Endoscapes2023 segmentation subset) and clips/ (videos)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quality-frames", type=int, default=32)
-    parser.add_argument("--frames", type=int, default=800, help="frames per clip for the speed runs")
-    parser.add_argument("--keyframe-every", type=int, default=10)
-    parser.add_argument("--keyframe-frames", type=int, default=800)
+    parser.add_argument("--seeds", type=bounded("seed"), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quality-frames", type=bounded("frames"), default=32)
+    parser.add_argument("--frames", type=bounded("frames"), default=800, help="frames per clip for the speed runs")
+    parser.add_argument("--keyframe-every", type=bounded("keyframe_interval"), default=10)
+    parser.add_argument("--keyframe-frames", type=bounded("frames"), default=800)
     parser.add_argument("--model", default="surgenetxl-caformer", help="segmenter of keyframe mode and the "
                         "backbone of feature propagation (random weights: the speed and the share of keyframes "
                         "do not depend on them)")
-    parser.add_argument("--raft-frames", type=int, default=5, help="frames for the RAFT speed run")
+    parser.add_argument("--raft-frames", type=bounded("frames"), default=5, help="frames for the RAFT speed run")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=("quality", "flow", "keyframes", "features", "raft"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 8 frames, 50 clip frames")
     parser.add_argument("--json", type=output_file, help="write every figure here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.quality_frames, args.frames, args.keyframe_frames, args.raft_frames = [0], 8, 50, 30, 3
     clips = sorted((args.data / "clips").glob("*.mp4"))

@@ -36,7 +36,8 @@ from surgenet.zoo.hub import cached_weights_path, download_weights, license_noti
 from surgenet.zoo.registry import get_entry
 from surgenet.samples import endoscapes_frame
 from surgenet.console import CommandParser
-from surgenet.console.checks import image_side, output_folder, positive_float, positive_int
+from surgenet.bounds import bounded
+from surgenet.console.checks import output_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -129,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vit", default="surgenetxl-dinov2-vits14", help="a DINO ViT of the zoo; 'none' skips it")
     parser.add_argument("--frame", type=Path, default=endoscapes_frame(),
                         help="default: a real Endoscapes2023 frame shipped with the package")
-    parser.add_argument("--feature-size", type=image_side, default=DEFAULT_SHORT_SIDE,
+    parser.add_argument("--feature-size", type=bounded("image_side"), default=DEFAULT_SHORT_SIDE,
                         help="input pixels on the frame's short side for the feature pictures")
-    parser.add_argument("--num-classes", type=positive_int, default=7, help="7: the Endoscapes classes")
-    parser.add_argument("--imgsz", type=image_side, default=256)
-    parser.add_argument("--iters", type=positive_int, default=10)
-    parser.add_argument("--hub-timeout", type=positive_float, default=5.0, help="seconds to wait for the Hub to answer")
+    parser.add_argument("--num-classes", type=bounded("num_classes"), default=7, help="7: the Endoscapes classes")
+    parser.add_argument("--imgsz", type=bounded("image_side"), default=256)
+    parser.add_argument("--iters", type=bounded("iterations"), default=10)
+    parser.add_argument("--hub-timeout", type=bounded("seconds"), default=5.0, help="seconds to wait for the Hub to answer")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--out", type=output_folder, default="out/demo")
     args = parser.parse_args(argv)

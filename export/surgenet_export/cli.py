@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from surgenet._version import __version__
 from surgenet.console import CommandParser
-from surgenet.console.checks import image_side, non_negative_float, output_folder, positive_float, positive_int
+from surgenet.console.checks import output_folder
+from surgenet.bounds import bounded
 
 from surgenet.exceptions import InputError
 from surgenet.tasks import TASKS
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL_OR_DIR", help="a zoo name (surgenet list) or a save_pretrained folder")
     p.add_argument("--task", choices=TASKS,
                    help="task head (required with a zoo name; phase exports the online step)")
-    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases (phase) or tools (tools)")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes (segmentation), phases (phase) or tools (tools)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--weights", type=Path, help="a local checkpoint or folder to load")
     weights.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
@@ -54,15 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write model.int8.xml: OpenVINO int8 calibrated with NNCF on --calib frames (CPU)")
     p.add_argument("--calib", type=Path, metavar="FRAMES_DIR",
                    help="--int8: real frames to calibrate on (a folder of images, or a dataset folder with images/)")
-    p.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIB_SIZE,
+    p.add_argument("--calib-size", type=bounded("calib_frames"), default=DEFAULT_CALIB_SIZE,
                    help=f"--int8: calibration frames (default {DEFAULT_CALIB_SIZE}); others are kept to check it")
-    p.add_argument("--int8-max-drop", type=non_negative_float, metavar="POINTS",
+    p.add_argument("--int8-max-drop", type=bounded("points"), metavar="POINTS",
                    help="--int8, segmentation, --calib with masks/: keep the layers that cost most mIoU in FP32 "
                         "until the drop on held-out frames is at most POINTS (NNCF accuracy control; slower)")
-    p.add_argument("--batch", type=positive_int, default=1, help="export batch (the optimisation profile's opt batch)")
-    p.add_argument("--imgsz", type=image_side, nargs=2, metavar=("H", "W"), help="export size; default the model's")
+    p.add_argument("--batch", type=bounded("batch_size"), default=1, help="export batch (the optimisation profile's opt batch)")
+    p.add_argument("--imgsz", type=bounded("image_side"), nargs=2, metavar=("H", "W"), help="export size; default the model's")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}")
+    p.add_argument("--opset", type=bounded("opset"), default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}")
     exporter = p.add_mutually_exclusive_group()
     exporter.add_argument("--dynamo", dest="dynamo", action="store_true", default=None,
                           help="use the torch.export-based ONNX exporter (default for ViTs)")
@@ -71,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bake-preprocess", action="store_true",
                    help="the graph takes RGB in 0..1 and applies the model's mean/std itself")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
-    p.add_argument("--max-batch", type=positive_int, help="--trt --dynamic: largest batch of the profile (default max(2B, 8))")
-    p.add_argument("--min-imgsz", type=image_side, nargs=2, metavar=("H", "W"), help="--trt --dynamic: smallest size")
-    p.add_argument("--max-imgsz", type=image_side, nargs=2, metavar=("H", "W"), help="--trt --dynamic: largest size")
-    p.add_argument("--workspace", type=positive_float, default=4.0, help="TensorRT workspace limit in GiB")
+    p.add_argument("--max-batch", type=bounded("batch_size"), help="--trt --dynamic: largest batch of the profile (default max(2B, 8))")
+    p.add_argument("--min-imgsz", type=bounded("image_side"), nargs=2, metavar=("H", "W"), help="--trt --dynamic: smallest size")
+    p.add_argument("--max-imgsz", type=bounded("image_side"), nargs=2, metavar=("H", "W"), help="--trt --dynamic: largest size")
+    p.add_argument("--workspace", type=bounded("workspace_gib"), default=4.0, help="TensorRT workspace limit in GiB")
     p.add_argument("--strongly-typed", action="store_true",
                    help="TensorRT 10: use the strongly typed FP16 path (the only one on TensorRT 11)")
     p.add_argument("--out", type=output_folder, required=True, help="output folder")

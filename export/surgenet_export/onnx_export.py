@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from surgenet._version import __version__ as SURGENET_VERSION
+from surgenet.bounds import BOUNDS
 
 from surgenet.runtime.errors import ExportError, ParityError
 from surgenet.runtime.graph import GraphSpec, build_graph, detached_copy
@@ -31,7 +32,7 @@ from .validate import FP32_TOLERANCE, Tolerance, parity_shapes, validate_onnx
 
 logger = logging.getLogger(__name__)
 
-MIN_OPSET, MAX_OPSET = 17, 20
+MIN_OPSET, MAX_OPSET = int(BOUNDS["opset"].low), int(BOUNDS["opset"].high)  # the table of bounds: 17, 20
 DEFAULT_OPSET = 18
 
 

@@ -13,15 +13,20 @@ from typing import Sequence
 from .analysis import (ClipAnalysis, FrameAnalysis, LabelScores, analyse_clip, analyse_frame,
                        labels_over_time_figure, phase_timeline_figure)
 from .catalog import ModelCatalog, ModelChoice
+from .serve import launch, private_folder
 
 __all__ = ["ClipAnalysis", "FrameAnalysis", "LabelScores", "ModelCatalog", "ModelChoice", "analyse_clip",
-           "analyse_frame", "create_demo", "labels_over_time_figure", "phase_timeline_figure"]
+           "analyse_frame", "create_demo", "labels_over_time_figure", "launch", "phase_timeline_figure",
+           "private_folder"]
 
 
 def create_demo(models: Sequence[str], pretrained: bool = True, device: str = "cpu", backend: str | None = None):
     """The Gradio app for ``models`` (zoo names and folders), models loaded and checked first;
-    export folders run with ``backend`` (default ``auto``: chosen here, once)."""
+    export folders run with ``backend`` (default ``auto``: chosen here, once). Serve it with
+    :func:`launch` (the app's own files only)."""
     from .ui import build_app
+
+    private_folder()  # before Gradio is imported
 
     catalog = ModelCatalog(models, pretrained=pretrained, device=device, backend=backend)
     catalog.warm_up()

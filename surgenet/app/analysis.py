@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..bounds import check_number
 from ..exceptions import InputError
 from ..figures import pyplot
 from ..io import as_rgb_array, iter_video
@@ -230,8 +231,8 @@ def analyse_clip(catalog: ModelCatalog, video: str | Path, out_dir: str | Path, 
     if label_choice is not None and label_choice.task not in MULTI_LABEL_TASKS:
         raise InputError(f"{multi_label} is a {label_choice.task} model; choose a "
                          f"{' or '.join(MULTI_LABEL_TASKS)} model for the probabilities over time.")
-    if fps <= 0 or max_seconds <= 0:
-        raise InputError("fps and max_seconds must be positive.")
+    check_number("fps", fps, "fps")  # the page's slider says 0.5..10; a request to the API may say anything
+    check_number("seconds", max_seconds, "max_seconds")
     stride, _ = _clip_stride(path, fps)
     seconds: dict[str, float] = {}
     notes: list[str] = []

@@ -68,11 +68,16 @@ def _licence_of(name: str | None) -> str:
 
 
 def _read_config(folder: Path) -> dict:
+    from ..models.base import check_saved_numbers
+
     try:
-        return json.loads(read_user_text(folder / "config.json"))
+        config = json.loads(read_user_text(folder / "config.json"))
     except (OSError, ValueError) as exc:  # InputError (missing, not UTF-8) is a ValueError
         raise InputError(f"{folder}/config.json cannot be read ({exc}); pass a folder written by "
                          "save_pretrained or surgenet-train.") from exc
+    if isinstance(config, dict):
+        check_saved_numbers(config, folder / "config.json")
+    return config
 
 
 def _export_sidecar(folder: Path) -> dict | None:

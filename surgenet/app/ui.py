@@ -6,10 +6,6 @@ message in the page (``gr.Error``), never as a stack trace.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ..exceptions import SurgeNetError
@@ -17,6 +13,7 @@ from ..tasks import MULTI_LABEL_TASKS
 from .analysis import (DEFAULT_CLIP_FPS, DEFAULT_MAX_UPLOAD_BYTES, analyse_clip, analyse_frame, labels_over_time_figure, legend_html,
                        phase_timeline_figure, scores_html)
 from .catalog import ModelCatalog
+from .serve import private_folder
 
 NO_MODEL = "(none)"
 TITLE = "surgenet: surgical foundation models in the browser"
@@ -33,6 +30,7 @@ def example_frames() -> list[str]:
 
 
 def _gradio():
+    private_folder()  # before Gradio is imported: its upload and cache folders are the app's own
     try:
         import gradio as gr
     except ImportError as exc:
@@ -66,8 +64,7 @@ def build_app(catalog: ModelCatalog, examples: list[str] | None = None,
     phase_menu = [c.label for c in catalog.choices("phase")] + [NO_MODEL]
     # Tools first: what is in view over time is the clip's natural multi-label question.
     clip_label_menu = [c.label for task in reversed(MULTI_LABEL_TASKS) for c in catalog.choices(task)] + [NO_MODEL]
-    workdir = Path(tempfile.mkdtemp(prefix="surgenet-app-"))  # the clips the app writes; gone when it exits
-    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    workdir = private_folder() / "clips"  # the clips the app writes, in its private folder; gone when it exits
 
     def on_frame(image: Any, seg_label: str, alpha: float, *label_choices: str):
         chosen = [None if label == NO_MODEL else label for label in label_choices]

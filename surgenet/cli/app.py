@@ -9,17 +9,20 @@ backend on this machine whose argmax decisions agree with FP32, chosen once when
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
-from ..console.checks import fraction
+from ..bounds import BOUNDS, bounded
 
 
 def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
-    return value
+    """``--port``: a TCP port, the table's ``port`` range (1 to 65535)."""
+    try:
+        return bounded("port")(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)") from None
+
+
+_port.bound_name = "port"  # type: ignore[attr-defined]
 
 
 def upload_bytes(text: str) -> int:
@@ -30,7 +33,14 @@ def upload_bytes(text: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; give e.g. 20mb, 500kb or 1gb")
     scale = {"b": 1, None: 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}[match.group(2)]
-    return int(float(match.group(1)) * scale)
+    value = int(float(match.group(1)) * scale)
+    high = int(BOUNDS["upload_bytes"].high)
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from 1 byte to {high // 1024 ** 3}gb, got {text!r}")
+    return value
+
+
+upload_bytes.bound_name = "upload_bytes"  # type: ignore[attr-defined]  # its range is in the table of bounds
 
 
 def is_local(host: str) -> bool:
@@ -63,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "whose argmax decisions agree with FP32 on >= 99.5 %% of pixels, chosen once at start-up, "
                         "cached, and named in the model menu) or a registry name that runs an exported model "
                         "(onnxruntime-cpu, openvino-f32, openvino-bf16, openvino-int8 ...); PyTorch models run eager")
-    p.add_argument("--threshold", type=fraction, default=0.5,
+    p.add_argument("--threshold", type=bounded("fraction"), default=0.5,
                    help="probability at which a CVS criterion is met and a tool present (default 0.5)")
     p.add_argument("--max-file-size", type=upload_bytes, default="100mb",
                    help="largest upload accepted, e.g. 20mb (default 100mb); larger ones are refused before decoding")
@@ -78,22 +88,19 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda but no CUDA GPU is visible here; use --device cpu.")
-    from ..app import ModelCatalog
+    from ..app import ModelCatalog, launch, private_folder
     from ..app.ui import _gradio, build_app
 
-    _gradio()  # the extra is checked before any model is loaded
+    _gradio()  # the extra is checked before any model is loaded (and the app's private folder made)
     catalog = ModelCatalog(args.model or ["surgenetxl-caformer"], pretrained=not args.no_pretrained,
                            device=args.device, threshold=args.threshold, backend=args.backend,
                            on_choice=lambda choice: print(f"surgenet app: {choice.summary()}", flush=True))
     catalog.warm_up()
     demo = build_app(catalog, max_upload_bytes=args.max_file_size)
-    # A service manager (or a test) stops the server with SIGTERM: exit normally, so that the
-    # clip folder the app registered for removal at exit is removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if not is_local(args.host):
         print(f"surgenet app: WARNING: bound to {args.host}, not this machine only: anyone who can reach it can "
               "upload files and run the models (default --host 127.0.0.1).", file=sys.stderr, flush=True)
-    print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                show_error=False, quiet=True)
+    print(f"surgenet app: serving on http://{args.host}:{args.port} (Ctrl+C to stop); uploads and outputs in "
+          f"{private_folder()}, removed at exit", flush=True)
+    launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0

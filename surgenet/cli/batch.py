@@ -20,7 +20,8 @@ import argparse
 from pathlib import Path
 
 from ..tasks import TASKS
-from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_float, positive_int
+from ..console.checks import device_name, existing_path, model_reference, output_folder
+from ..bounds import bounded
 from ..backends import AUTO, BACKENDS
 from ..runtime.registry import backend_names
 
@@ -36,11 +37,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=existing_path, help="weights for a zoo name (as in surgenet predict)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--out", required=True, type=output_folder, help="output folder (re-run to resume)")
-    p.add_argument("--fps", type=positive_float, help="frames per second sampled from videos (default: every frame)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per forward pass")
+    p.add_argument("--fps", type=bounded("fps"), help="frames per second sampled from videos (default: every frame)")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8, help="frames per forward pass")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: Ray Data, decoding in tasks, the model in an actor pool")
-    p.add_argument("--workers", type=positive_int, default=1, help="ray: model actors (one CPU each)")
+    p.add_argument("--workers", type=bounded("actors"), default=1, help="ray: model actors (one CPU each)")
     p.add_argument("--address", help="ray: a running cluster (e.g. ray://head:10001 or auto); default: start one here")
     p.add_argument("--device", type=device_name, default="cpu", help="local engine: cpu or cuda")
 
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
-    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases or tools")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes (segmentation), phases or tools")
     p.add_argument("--backend", choices=(AUTO, *BACKENDS), metavar="NAME",
                    help="a backend of the registry (the names of surgenet predict): for a PyTorch model one of "
                         + ", ".join(TORCH_BACKENDS[:4]) + " ... (default torch-eager-fp32; segmentation, CVS and "
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(e)
     e.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="embedding precision")
-    e.add_argument("--near-duplicates", type=fraction, metavar="THRESHOLD",
+    e.add_argument("--near-duplicates", type=bounded("fraction"), metavar="THRESHOLD",
                    help="list frame pairs whose cosine similarity is at least THRESHOLD (near_duplicates.csv)")
     e.set_defaults(func=run_embed)
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console.checks import device_name, non_negative_int, output_folder, positive_int
+from ..console.checks import device_name, output_folder
+from ..bounds import bounded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="labelled dataset: FORMAT:PATH or a path (format detected)")
     p.add_argument("--out", required=True, type=output_folder,
                    help="output folder: metrics.json, metrics.md, contact_sheet.png")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--frames", type=non_negative_int, default=6,
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--frames", type=bounded("contact_frames"), default=6,
                    help="segmentation: frames on the contact sheet (0: none)")
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run)

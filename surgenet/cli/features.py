@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..console.checks import fraction, output_file, positive_int
+from ..console.checks import output_file
+from ..bounds import bounded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--figure", type=output_file, help="also write frame | PCA side by side to this PNG")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download): a meaningless picture")
     p.add_argument("--weights", help="with a zoo name: a local weights file or folder instead of the released file")
-    p.add_argument("--layer", type=int, help="CNN stage 0..3 (default 2, stride 16); ViT block (default -1, the last)")
-    p.add_argument("--size", type=positive_int, help="input pixels on the frame's short side (default 448)")
-    p.add_argument("--foreground", type=fraction,
+    p.add_argument("--layer", type=bounded("layer_index"), help="CNN stage 0..3 (default 2, stride 16); ViT block (default -1, the last)")
+    p.add_argument("--size", type=bounded("image_side"), help="input pixels on the frame's short side (default 448)")
+    p.add_argument("--foreground", type=bounded("fraction"),
                    help="keep only patches whose scaled first component reaches this value (0..1), as DINOv2")
     p.set_defaults(func=run)
 

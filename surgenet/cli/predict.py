@@ -30,7 +30,8 @@ from ..backends import AUTO, BACKENDS
 from ..runtime.registry import BACKENDS as BACKEND_NAMES
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
-from ..console.checks import device_name, existing_path, fraction, model_reference, output_folder, positive_int
+from ..console.checks import device_name, existing_path, model_reference, output_folder
+from ..bounds import bounded
 from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
 
 
@@ -55,21 +56,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rebenchmark", action="store_true",
                    help="--backend auto: measure the candidates again instead of using the cached choice")
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
-    p.add_argument("--num-classes", type=positive_int, help="classes (segmentation), phases (phase) or tools (tools)")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes (segmentation), phases (phase) or tools (tools)")
     p.add_argument("--weights", type=existing_path,
                    help="fine-tuned weights: the authors' FPN checkpoint, or a surgenet task model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--out", required=True, type=output_folder, help="output folder")
     p.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--stride", type=positive_int, default=1, help="video: predict every N-th frame")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--stride", type=bounded("stride"), default=1, help="video: predict every N-th frame")
     p.add_argument("--recursive", action="store_true", help="folder: include sub-folders")
     p.add_argument("--normalization", choices=("default", "surgical"), help="override the model's normalisation")
-    p.add_argument("--threshold", type=fraction, default=0.5,
+    p.add_argument("--threshold", type=bounded("fraction"), default=0.5,
                    help="CVS / tools: probability at which a criterion is met or a tool present")
-    p.add_argument("--alpha", type=fraction, default=0.5, help="segmentation overlay opacity")
+    p.add_argument("--alpha", type=bounded("fraction"), default=0.5, help="segmentation overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="segmentation: write class maps only")
-    p.add_argument("--keyframe-every", type=positive_int, metavar="N",
+    p.add_argument("--keyframe-every", type=bounded("keyframe_interval"), metavar="N",
                    help="segmentation of a video or folder: run the model on keyframes only (at least every N "
                         "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
                         "the masks in between (extra video)")
@@ -79,9 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="video: play it at its frame rate and give every frame a mask, the model on keyframes and "
                         "the masks propagated (flow) in between, the interval adapted to keep up (segmentation)")
-    p.add_argument("--keyframe-interval", type=positive_int, metavar="N",
+    p.add_argument("--keyframe-interval", type=bounded("keyframe_interval"), metavar="N",
                    help="with --realtime: a keyframe every N frames, fixed (default: adapted to keep up)")
-    p.add_argument("--keyframe-interval-max", type=positive_int, metavar="M",
+    p.add_argument("--keyframe-interval-max", type=bounded("keyframe_interval"), metavar="M",
                    help=f"with --realtime: the largest interval the adaptation may choose "
                         f"(default {DEFAULT_MAX_INTERVAL})")
     p.add_argument("--drop-stale", action="store_true",

@@ -24,7 +24,8 @@ import itertools
 import sys
 from pathlib import Path
 
-from ..console.checks import device_name, existing_file, fraction, model_reference, output_folder, positive_int
+from ..console.checks import device_name, existing_file, model_reference, output_folder
+from ..bounds import bounded
 from ..exceptions import InputError
 from ..runtime.registry import backend_names
 from ..video.methods import METHODS
@@ -47,23 +48,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="zoo name or saved segmentation model folder: keyframe mode, or the features of "
                         "--method features")
     p.add_argument("--method", choices=METHODS, default="flow", help="how masks move between frames (default flow)")
-    p.add_argument("--keyframe-every", type=positive_int, metavar="N",
+    p.add_argument("--keyframe-every", type=bounded("keyframe_interval"), metavar="N",
                    help="keyframe mode: run the model at least every N frames (default 10; 1 = every frame)")
-    p.add_argument("--min-confidence", type=fraction,
+    p.add_argument("--min-confidence", type=bounded("fraction"),
                    help="keyframe mode: propagation confidence below which the model runs again "
                         "(default: the method's, 0.7 for flow/raft, 0.5 for features)")
-    p.add_argument("--num-classes", type=positive_int, help="classes of a zoo model")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes of a zoo model")
     p.add_argument("--weights", type=existing_file, help="fine-tuned weights for a zoo model")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--device", type=device_name, help="cpu, cuda, ... (default: CUDA if available)")
     p.add_argument("--backend", choices=TORCH_BACKENDS, metavar="NAME",
                    help="keyframe mode: the PyTorch backend of the registry that segments keyframes ("
                         + ", ".join(TORCH_BACKENDS) + "; default torch-eager-fp32 on --device)")
-    p.add_argument("--track-classes", type=int, nargs="+", metavar="ID",
+    p.add_argument("--track-classes", type=bounded("class_id"), nargs="+", metavar="ID",
                    help="class ids that are instruments (default: the mask's objects, or the model's classes "
                         "named tool/instrument/grasper/...)")
     p.add_argument("--raft-variant", choices=("raft_small", "raft_large"), default="raft_small")
-    p.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity")
+    p.add_argument("--alpha", type=bounded("fraction"), default=0.5, help="overlay opacity")
     p.add_argument("--no-overlay", action="store_true", help="write class maps only")
     p.set_defaults(func=run)
 

@@ -1,7 +1,9 @@
 """argparse ``type=`` checks shared by the surgenet commands: a wrong value stops the command at
 parsing, with one line that names the option, before any model is built or any weight is read.
+Numbers take :func:`surgenet.bounds.bounded` (the one table of ranges); ``positive_int`` and the
+other open-ended number checks below stay for code outside surgenet that uses them.
 
-    p.add_argument("--stride", type=positive_int, default=1)
+    p.add_argument("--stride", type=bounded("stride"), default=1)
     p.add_argument("--out", type=output_folder, required=True)
     p.add_argument("--device", type=device_name)
 """
@@ -13,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..exceptions import InputError, SurgeNetError
+from ..bounds import BOUNDS, bounded
 
 
 def positive_int(text: str) -> int:
@@ -37,17 +40,12 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-# The largest image side a command accepts: far above any surgical video (4K is 3840 x 2160), and
-# small enough that one float32 RGB frame at this size (3 * 8192^2 * 4 bytes, 0.8 GB) still fits.
-MAX_IMAGE_SIDE = 8192
+# The largest image side a command accepts (the table of bounds: surgenet.bounds): far above
+# any model input, small enough that a batch of float32 frames at this size still fits in memory.
+MAX_IMAGE_SIDE = int(BOUNDS["image_side"].high)
 
-
-def image_side(text: str) -> int:
-    """An image side in pixels, 1 to :data:`MAX_IMAGE_SIDE` (a huge one would exhaust memory)."""
-    value = positive_int(text)
-    if value > MAX_IMAGE_SIDE:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_IMAGE_SIDE} pixels, got {value}")
-    return value
+image_side = bounded("image_side")
+"""An image side in pixels, within ``BOUNDS["image_side"]`` (a huge one would exhaust memory)."""
 
 
 def _number(text: str) -> float:
@@ -76,12 +74,8 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def fraction(text: str) -> float:
-    """A number in [0, 1] (probability thresholds, overlay opacity)."""
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+fraction = bounded("fraction")
+"""A number in [0, 1] (probability thresholds, overlay opacity)."""
 
 
 def existing_path(text: str) -> Path:

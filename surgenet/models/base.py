@@ -257,7 +257,24 @@ def read_config(folder: Path) -> dict[str, Any]:
                               "(a backbone folder loads with surgenet.load_backbone(name, weights=folder)).")
     if not (folder / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; copy the whole folder.")
+    check_saved_numbers(config, path)
     return config
+
+
+def check_saved_numbers(config: dict[str, Any], path: Path) -> None:
+    """The numbers of a saved ``config.json`` that size what is built (``num_classes``, the sides
+    of ``input_size``) inside the table of bounds (:mod:`surgenet.bounds`): a damaged or
+    hand-edited file fails here, in one line naming the file and the key, not in a huge allocation."""
+    from ..bounds import check_number
+
+    if "num_classes" in config:
+        check_number("num_classes", config["num_classes"], f"{path}: num_classes")
+    size = config.get("input_size")
+    if size is not None:
+        if not isinstance(size, (list, tuple)) or len(size) not in (2, 3):
+            raise CheckpointError(f"{path}: input_size must be [3, H, W] or [H, W], got {size!r}.")
+        for side in size[-2:]:
+            check_number("image_side", side, f"{path}: input_size")
 
 
 def _snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:

@@ -186,7 +186,13 @@ def parse_size(text: str) -> tuple[int, int]:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use 256 (square) or 256x448 (height x width)")
-    return parts[0], parts[1]
+    from ..bounds import bounded
+
+    side = bounded("image_side")
+    return side(str(parts[0])), side(str(parts[1]))
+
+
+parse_size.bound_name = "image_side"  # type: ignore[attr-defined]  # the flag walk of tests/cli sees the bound
 
 
 def load_average() -> float | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .._version import __version__
 from ..console import CommandParser, run_command
-from ..console.checks import existing_path, output_folder, positive_int, zoo_name
+from ..console.checks import existing_path, output_folder, zoo_name
+from ..bounds import bounded, check_number
 from ..exceptions import InputError
 from ..evaluation.probes import EVAL_METHODS
 
@@ -38,9 +39,11 @@ def _parse_data(spec: str) -> dict:
     path, sep, weight = spec.rpartition(":")
     if sep and path and not Path(spec).exists():
         try:
-            return {"path": path, "weight": float(weight)}
+            value = float(weight)
         except ValueError:
             pass
+        else:
+            return {"path": path, "weight": check_number("mixture_weight", value, f"the weight of --data {spec}")}
     return {"path": spec}
 
 
@@ -79,9 +82,25 @@ def positive_fps(text: str) -> float:
     from ..io.sampling import check_fps
 
     try:
-        return check_fps(text)
+        check_fps(text)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+    return bounded("fps")(text)  # and at most the table's highest rate
+
+
+positive_fps.bound_name = "fps"  # type: ignore[attr-defined]
+
+
+def jpeg_quality(text: str) -> int:
+    """argparse type of ``--quality``: a whole number; its range (the table's ``jpeg_quality``) is
+    checked by the command, before any video is opened."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+jpeg_quality.bound_name = "jpeg_quality"  # type: ignore[attr-defined]
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -92,8 +111,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .formats.frame_index import expected_samples, extract_indexed_frames
     from ..io.paths import inside, safe_name
 
-    if not 1 <= args.quality <= 100:
-        raise InputError(f"--quality must be a JPEG quality in 1..100, not {args.quality}.")
+    try:
+        check_number("jpeg_quality", args.quality, "--quality")
+    except InputError:
+        raise InputError(f"--quality must be a JPEG quality in 1..100, not {args.quality}.") from None
     videos = list_videos(args.video_dir)
     if not videos:
         raise InputError(f"no videos found in {args.video_dir}.")
@@ -182,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="dino, byol, simclr or msn (default: the config's method, else dino)")
     p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]", help="training frames (repeatable)")
     p.add_argument("--out", required=True, type=output_folder, help="run folder: checkpoints, logs, teacher/")
-    p.add_argument("--epochs", type=positive_int, help="epochs of the schedules (train.epochs)")
-    p.add_argument("--steps", type=positive_int, help="stop after this many steps (train.max_steps)")
-    p.add_argument("--batch-size", type=positive_int, help="global batch over all processes (train.batch_size)")
+    p.add_argument("--epochs", type=bounded("epochs"), help="epochs of the schedules (train.epochs)")
+    p.add_argument("--steps", type=bounded("steps"), help="stop after this many steps (train.max_steps)")
+    p.add_argument("--batch-size", type=bounded("batch_size"), help="global batch over all processes (train.batch_size)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-3")
     p.set_defaults(func=cmd_pretrain)
@@ -196,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video_dir", type=existing_path, help="a video file or a folder of videos (searched recursively)")
     p.add_argument("out", type=output_folder, help="output folder: one sub-folder of frames per video")
     p.add_argument("--fps", type=positive_fps, default=1.0, help="frames per second, > 0 (SurgeNetXL: 1)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    p.add_argument("--quality", type=jpeg_quality, default=95, help="JPEG quality")
     p.set_defaults(func=cmd_extract)
 
     # "probe", not "evaluate": `surgenet evaluate` scores a fine-tuned task model; this scores a backbone
@@ -210,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, type=existing_path, help="labelled frames the classifier learns from")
     p.add_argument("--val", required=True, type=existing_path, help="labelled frames it is scored on")
     p.add_argument("--method", choices=EVAL_METHODS, default="both")
-    p.add_argument("--k", type=positive_int, default=20)
-    p.add_argument("--epochs", type=positive_int, default=200, help="linear-probe epochs")
-    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--k", type=bounded("neighbours"), default=20)
+    p.add_argument("--epochs", type=bounded("epochs"), default=200, help="linear-probe epochs")
+    p.add_argument("--image-size", type=bounded("image_side"), default=224)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export-teacher", help="export the teacher backbone of a checkpoint")

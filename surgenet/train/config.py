@@ -12,8 +12,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
+from ..bounds import check_number
 from ..exceptions import InputError, MissingExtraError
 from ..io.text import read_user_text
 
@@ -23,6 +24,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 @dataclass
 class ModelConfig:
     """The backbone: a zoo name fixes the architecture; ``init`` where its weights start."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {"drop_path_rate": "fraction"}
 
     name: str = "surgenetxl-caformer"
     drop_path_rate: float = 0.1
@@ -36,6 +39,14 @@ class ModelConfig:
 @dataclass
 class CropConfig:
     """DINO multi-crop: two global views and ``local_crops`` small views per image."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "global_size": "image_side", "local_size": "image_side", "global_scale": "share", "local_scale": "share",
+        "local_crops": "crops", "mean": "norm_mean", "std": "norm_std",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("local_size", "<", "global_size"), ("global_scale", "ordered", ""), ("local_scale", "ordered", ""),
+    )
 
     global_size: int = 224
     local_size: int = 96
@@ -51,6 +62,10 @@ class CropConfig:
 class HeadConfig:
     """The DINO projection head on the pooled backbone embedding."""
 
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "out_dim": "channels", "hidden_dim": "channels", "bottleneck_dim": "channels", "nlayers": "layers",
+    }
+
     out_dim: int = 65536
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
@@ -62,6 +77,12 @@ class HeadConfig:
 class LossConfig:
     """Centring and sharpening of the teacher, temperature of the student."""
 
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "teacher_temp": "temperature", "warmup_teacher_temp": "temperature",
+        "warmup_teacher_temp_epochs": "epochs_or_zero", "student_temp": "temperature",
+        "center_momentum": "momentum",
+    }
+
     teacher_temp: float = 0.04
     warmup_teacher_temp: float = 0.04
     warmup_teacher_temp_epochs: int = 0
@@ -72,6 +93,13 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     """AdamW with DINO's schedules; ``lr`` is per 256 images and scales with the global batch."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "lr": "lr", "min_lr": "lr_or_zero", "warmup_epochs": "epochs_or_zero", "weight_decay": "weight_decay",
+        "weight_decay_end": "weight_decay", "momentum_teacher": "momentum", "sgd_momentum": "momentum",
+        "clip_grad": "grad_clip", "freeze_last_layer": "epochs_or_zero",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("min_lr", "<=", "lr"),)
 
     optimizer: str = "adamw"  # adamw | lars (SimCLR's large-batch optimiser) | sgd
     lr: float = 5e-4
@@ -89,6 +117,12 @@ class OptimConfig:
 class BYOLConfig:
     """BYOL: projector and predictor MLPs (Linear-BN-ReLU-Linear), two views per image."""
 
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "hidden_dim": "channels", "projection_dim": "channels", "view_size": "image_side", "view_scale": "share",
+        "jitter": "fraction", "jitter_p": "fraction", "gray_p": "fraction", "blur_p": "fraction",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("view_scale", "ordered", ""),)
+
     hidden_dim: int = 4096
     projection_dim: int = 256
     view_size: int = 224
@@ -104,6 +138,13 @@ class BYOLConfig:
 @dataclass
 class SimCLRConfig:
     """SimCLR: a projector MLP and the NT-Xent loss over the views of the global batch."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "hidden_dim": "channels", "projection_dim": "channels", "num_layers": "layers",
+        "temperature": "temperature", "view_size": "image_side", "view_scale": "share", "jitter": "fraction",
+        "jitter_p": "fraction", "gray_p": "fraction", "blur_p": "fraction",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("view_scale", "ordered", ""),)
 
     hidden_dim: int = 2048
     projection_dim: int = 128
@@ -122,6 +163,17 @@ class SimCLRConfig:
 @dataclass
 class MSNConfig:
     """MSN: masked anchor views of a ViT against an EMA target, matched through prototypes."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "hidden_dim": "channels", "projection_dim": "channels", "num_prototypes": "channels",
+        "mask_ratio": "mask_ratio", "temperature": "temperature", "target_temperature": "temperature",
+        "me_max_weight": "loss_weight", "sinkhorn_iterations": "iterations_or_zero", "random_size": "image_side",
+        "random_scale": "share", "focal_size": "image_side", "focal_scale": "share", "focal_views": "crops",
+        "jitter": "fraction", "jitter_p": "fraction", "gray_p": "fraction", "blur_p": "fraction",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("focal_size", "<", "random_size"), ("random_scale", "ordered", ""), ("focal_scale", "ordered", ""),
+    )
 
     hidden_dim: int = 2048
     projection_dim: int = 256
@@ -146,6 +198,8 @@ class MSNConfig:
 class SourceConfig:
     """One data source: a frame folder, a frame list (.csv/.txt) or a video file/folder."""
 
+    NUMBERS: ClassVar[dict[str, str]] = {"weight": "mixture_weight", "fps": "fps"}
+
     path: str = ""
     weight: float = 1.0  # share of each epoch drawn from this source (mixtures)
     fps: float | None = None  # videos only; null takes DataConfig.fps
@@ -153,6 +207,12 @@ class SourceConfig:
 
 @dataclass
 class DataConfig:
+    """Where the frames come from and how they are read."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "fps": "fps", "samples_per_epoch": "samples_per_epoch", "num_workers": "workers",
+    }
+
     sources: list[SourceConfig] = field(default_factory=list)
     fps: float = 1.0  # frames per second sampled from videos (SurgeNetXL: 1)
     # Images per epoch; null: the total number of frames of all sources.
@@ -162,6 +222,13 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """The loop: epochs, batch, precision, checkpoints and logs."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "epochs": "epochs", "batch_size": "batch_size", "max_steps": "steps", "seed": "seed",
+        "checkpoint_every": "every_steps", "keep_every_epochs": "epochs_or_zero", "log_every": "every_steps",
+    }
+
     epochs: int = 100
     batch_size: int = 64  # global: split across the processes of a torchrun job
     max_steps: int | None = None  # stop after this many steps; the schedules still span ``epochs``
@@ -179,6 +246,11 @@ class TrainConfig:
 class EvalConfig:
     """kNN and/or linear-probe evaluation of the teacher on a labelled frame set at epoch ends
     (optional); the same protocol as ``surgenet-train evaluate``, logged beside the losses."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "every_epochs": "epochs_or_zero", "k": "neighbours", "temperature": "temperature",
+        "linear_epochs": "epochs", "linear_lr": "lr", "image_size": "image_side",
+    }
 
     train: str | None = None
     val: str | None = None
@@ -282,7 +354,38 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
             apply_override(raw, str(item))
     for item in overrides:
         apply_override(raw, item)
-    return from_dict(cls, raw)
+    config = from_dict(cls, raw)
+    check_numbers(config)  # a number out of its range fails here, before any data or model is touched
+    return config
+
+
+def check_numbers(config: Any, where: str = "") -> None:
+    """Every number of ``config`` (a config dataclass, its sections included) inside the range the
+    table of bounds (:mod:`surgenet.bounds`) gives its kind, and the section's rules between
+    keys (``RULES``: ``a < b``, ``a <= b``, a ``(low, high)`` pair ``ordered``); else an
+    :class:`~surgenet.exceptions.InputError` naming the key. Each section says the kind of each of
+    its numbers in ``NUMBERS``."""
+    kinds = getattr(type(config), "NUMBERS", {})
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_numbers(value, key + ".")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                check_numbers(item, f"{key}[{i}].")
+        elif value is not None and f.name in kinds:
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                check_number(kinds[f.name], item, f"config key {key}")
+    for a, op, b in getattr(type(config), "RULES", ()):
+        first, second = getattr(config, a), getattr(config, b, None) if b else None
+        if first is None or (b and second is None):
+            continue
+        if op == "ordered":
+            if len(first) != 2 or not first[0] <= first[1]:
+                raise InputError(f"config key {where}{a} must be two numbers [low, high] with low <= high, got "
+                                 f"{list(first)}.")
+        elif not (first < second if op == "<" else first <= second):
+            raise InputError(f"config key {where}{a} ({first}) must be {op} {where}{b} ({second}).")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from ..exceptions import InputError
 from .run_state import seed_everything
-from .config import to_dict
+from .config import check_numbers, to_dict
 from .resume import check_resumed_settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,18 @@ DISTILL_TASKS = ("segmentation", "cvs", "tools")
 
 @dataclass
 class DistillConfig:
+    """What a distillation run needs (``surgenet-train distill`` flags, its YAML and ``--set``)."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "num_classes": "num_classes", "fps": "fps", "image_size": "image_side", "cache_reduction": "cache_reduction",
+        "temperature": "temperature", "kd_weight": "loss_weight", "gt_weight": "loss_weight",
+        "dice_weight": "loss_weight", "crop_scale": "share", "epochs": "epochs", "batch_size": "batch_size",
+        "lr": "lr", "backbone_lr": "lr_or_zero", "weight_decay": "weight_decay", "warmup": "fraction",
+        "grad_clip": "grad_clip", "patience": "patience", "teacher_batch_size": "batch_size",
+        "num_workers": "workers", "seed": "seed",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("crop_scale", "ordered", ""),)
+
     teacher: str = ""  # a task model folder, a Hub id, or a zoo name with teacher_weights
     teacher_weights: str | None = None
     task: str | None = None  # null: the teacher's
@@ -199,6 +211,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = False, on_ca
     from .finetune import LAST, RESUMABLE_CHANGES, _optimizer, load_checkpoint_state, run_epochs
     from .finetune_tasks import segmentation_class_weight, weights_digest
 
+    check_numbers(cfg)  # the table of bounds (a config built in Python, not read by load_config)
     _check_numbers(cfg)
     tconfig = teacher_config(cfg)
     check_student(cfg.student)

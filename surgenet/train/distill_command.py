@@ -30,8 +30,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..console.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
-                                  output_folder, positive_float, positive_int)
+    from ..console.checks import device_name, existing_file, existing_path, output_folder
+    from ..bounds import bounded
     from ..tasks import TASKS
     from .cli import positive_fps
     from .losses import CLASS_WEIGHTINGS
@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--teacher", help="task model folder (finetune's OUT/best), Hub id, or zoo name + --teacher-weights")
     p.add_argument("--teacher-weights", type=existing_path, help="a task checkpoint for a zoo-name teacher")
     p.add_argument("--task", choices=[t for t in TASKS if t != "phase"], help="default: the teacher's")
-    p.add_argument("--num-classes", type=positive_int, help="classes of a zoo-name teacher")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes of a zoo-name teacher")
     p.add_argument("--student", type=student_name, help=f"timm architecture (default {DEFAULT_STUDENT})")
     p.add_argument("--student-weights", type=existing_path, help="backbone weights for the student (default random)")
     p.add_argument("--data", action="append", type=existing_path, metavar="PATH",
@@ -57,19 +57,19 @@ def register(sub) -> None:
     p.add_argument("--val", help="labelled validation set: picks the best epoch, scores teacher and student")
     p.add_argument("--out", required=True, type=output_folder,
                    help="output folder (best/, teacher_cache/, last.pth, log.jsonl, curves.png)")
-    p.add_argument("--image-size", type=positive_int, help="training and cache size (default 256)")
-    p.add_argument("--cache-reduction", type=positive_int, help="segmentation logits cached at 1/N (default 4)")
-    p.add_argument("--temperature", type=positive_float, help="softmax temperature T (default 2)")
-    p.add_argument("--kd-weight", type=non_negative_float, help="weight of T^2 KL (default 1)")
-    p.add_argument("--gt-weight", type=non_negative_float, help="weight of the label loss (default 1; 0: off)")
+    p.add_argument("--image-size", type=bounded("image_side"), help="training and cache size (default 256)")
+    p.add_argument("--cache-reduction", type=bounded("cache_reduction"), help="segmentation logits cached at 1/N (default 4)")
+    p.add_argument("--temperature", type=bounded("temperature"), help="softmax temperature T (default 2)")
+    p.add_argument("--kd-weight", type=bounded("loss_weight"), help="weight of T^2 KL (default 1)")
+    p.add_argument("--gt-weight", type=bounded("loss_weight"), help="weight of the label loss (default 1; 0: off)")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
                    help="cross-entropy class weights of the label loss (default inverse-sqrt, as finetune)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--patience", type=non_negative_int, help="stop after N epochs without a better score (0: never)")
+    p.add_argument("--epochs", type=bounded("epochs"))
+    p.add_argument("--batch-size", type=bounded("batch_size"))
+    p.add_argument("--lr", type=bounded("lr"))
+    p.add_argument("--patience", type=bounded("patience"), help="stop after N epochs without a better score (0: never)")
     p.add_argument("--device", type=device_name, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--num-workers", type=non_negative_int)
+    p.add_argument("--num-workers", type=bounded("workers"))
     p.add_argument("--config", type=existing_file, help="a YAML file of DistillConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth (the cache is reused)")

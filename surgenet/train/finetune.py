@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from ..exceptions import InputError
 from ..io.atomic import atomic_write_text
 from ..tasks import MULTI_LABEL_TASKS
 from .run_state import atomic_torch_save, capture_rng, read_checkpoint_file, restore_rng, seed_everything
-from .config import dump_yaml, to_dict
+from .config import check_numbers, dump_yaml, to_dict
 from .resume import check_resumed_settings
 from .runlog import MetricLog, records_until
 from .schedules import warmup_cosine
@@ -53,6 +53,16 @@ FINETUNE_FORMAT = "surgenet-finetune/1"
 
 @dataclass
 class FinetuneConfig:
+    """What a fine-tuning run needs (``surgenet-train finetune`` flags, its YAML and ``--set``)."""
+
+    NUMBERS: ClassVar[dict[str, str]] = {
+        "num_classes": "num_classes", "image_size": "image_side", "epochs": "epochs", "batch_size": "batch_size",
+        "lr": "lr_or_zero", "backbone_lr": "lr_or_zero", "weight_decay": "weight_decay", "warmup": "fraction",
+        "grad_clip": "grad_clip", "patience": "patience", "num_workers": "workers", "seed": "seed",
+        "dice_weight": "loss_weight", "crop_scale": "share", "clip_length": "clip_length",
+    }
+    RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("crop_scale", "ordered", ""),)
+
     task: str = "segmentation"
     model: str = "surgenetxl-caformer"  # zoo name: the backbone
     weights: str | None = None  # backbone (or task model) weights; null: the released ones
@@ -166,6 +176,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         raise InputError(f"--task must be one of {', '.join(TASKS)}, not {cfg.task!r}.")
     if not cfg.train:
         raise InputError("pass --train (the training set; formats: surgenet-train finetune --help).")
+    check_numbers(cfg)  # the table of bounds (a config built in Python, not read by load_config)
     _check_weightings(cfg)
     out = Path(out_dir)
     device = resolve_device(cfg.device)  # a device that is not there fails before data and model are touched

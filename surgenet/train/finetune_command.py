@@ -35,8 +35,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..console.checks import (device_name, existing_file, existing_path, non_negative_float, non_negative_int,
-                                  output_folder, positive_float, positive_int, zoo_name)
+    from ..console.checks import device_name, existing_file, existing_path, output_folder, zoo_name
+    from ..bounds import bounded
     from ..models import TASKS
     from .finetune_tasks import LABEL_WEIGHTINGS
     from .losses import CLASS_WEIGHTINGS
@@ -52,13 +52,13 @@ def register(sub) -> None:
     p.add_argument("--weights", type=existing_path,
                    help="backbone weights instead of the released ones (e.g. RUN/teacher)")
     p.add_argument("--no-pretrained", action="store_true", help="start from a random backbone")
-    p.add_argument("--num-classes", type=positive_int, help="classes, phases or tools (default: the training set's)")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes, phases or tools (default: the training set's)")
     p.add_argument("--class-names", help="comma-separated names (phase CSVs may then use names)")
-    p.add_argument("--image-size", type=positive_int, help="training size (default: the model's input size)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="learning rate of the task layers")
-    p.add_argument("--backbone-lr", type=non_negative_float,
+    p.add_argument("--image-size", type=bounded("image_side"), help="training size (default: the model's input size)")
+    p.add_argument("--epochs", type=bounded("epochs"))
+    p.add_argument("--batch-size", type=bounded("batch_size"))
+    p.add_argument("--lr", type=bounded("lr"), help="learning rate of the task layers")
+    p.add_argument("--backbone-lr", type=bounded("lr_or_zero"),
                    help="learning rate of the backbone (default: lr/10); 0 freezes it")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
                    help="segmentation: cross-entropy class weights from the training masks' pixel counts "
@@ -66,13 +66,13 @@ def register(sub) -> None:
     p.add_argument("--label-weighting", choices=LABEL_WEIGHTINGS,
                    help="cvs, tools: 'balanced' weighs each label's positives by (1 - p) / p of the training "
                         "labels (default none)")
-    p.add_argument("--patience", type=non_negative_int,
+    p.add_argument("--patience", type=bounded("patience"),
                    help="stop after N epochs without a better validation score (0: never)")
     p.add_argument("--end-to-end", action="store_true", help="phase: train backbone and temporal model on clips")
-    p.add_argument("--clip-length", type=positive_int, help="phase end to end: frames per clip")
+    p.add_argument("--clip-length", type=bounded("clip_length"), help="phase end to end: frames per clip")
     p.add_argument("--temporal", choices=("tcn", "lstm"), help="phase: temporal model")
     p.add_argument("--device", type=device_name, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--num-workers", type=non_negative_int)
+    p.add_argument("--num-workers", type=bounded("workers"))
     p.add_argument("--config", type=existing_file, help="a YAML file of FinetuneConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")

@@ -32,7 +32,7 @@ from ..zoo.registry import get_entry
 from . import distributed as D
 from .run_state import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
 from ..evaluation.probes import EVAL_METHODS
-from .config import PretrainConfig, to_dict
+from .config import PretrainConfig, check_numbers, to_dict
 from .data import Mixture, MultiCropDataset, StepSampler, collate_crops, open_source
 from .dino.optim import clip_gradients, set_hyperparameters
 from .teacher_export import export_teacher
@@ -312,6 +312,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) 
         raise InputError("train.batch_size and train.epochs must be positive.")
     if not math.isfinite(config.optim.lr) or config.optim.lr <= 0:
         raise InputError(f"optim.lr must be a positive number, not {config.optim.lr}.")
+    check_numbers(config)  # the table of bounds (a config built in Python, not read by load_config)
     method_class(config.method)  # an unknown method fails before any work
     if config.eval.method not in EVAL_METHODS:
         raise InputError(f"eval.method must be one of {', '.join(EVAL_METHODS)}, not {config.eval.method!r}.")
