@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from surgenet.console import CommandParser
-from surgenet.console.checks import output_file, positive_int
+from surgenet.console.checks import output_file
+from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.runtime import registry
 from surgenet.runtime.cpu import cpu_has_native_bf16, cpu_label
@@ -282,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="resolution.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a fine-tuned segmentation model folder (save_pretrained), or a "
                                                   "zoo name with --no-pretrained --num-classes for a smoke run")
-    p.add_argument("--num-classes", type=positive_int, help="classes of a zoo-name model (a folder knows its own)")
+    p.add_argument("--num-classes", type=bounded("num_classes"), help="classes of a zoo-name model (a folder knows its own)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     p.add_argument("--data", required=True, type=Path, metavar="DIR",
                    help="images/*.jpg + masks/<stem>.png (class ids, 255 = ignore): an Endoscapes split folder")
-    p.add_argument("--frames", type=positive_int, help="at most this many frames of --data (default: all)")
+    p.add_argument("--frames", type=bounded("frames"), help="at most this many frames of --data (default: all)")
     p.add_argument("--sizes", type=parse_size, nargs="+", default=DEFAULT_SIZES, metavar="SIZE",
                    help="input sizes: 256 (square) or 256x448 (height x width); default 192 224 256 256x448")
     p.add_argument("--reference-size", type=parse_size, metavar="SIZE",
@@ -297,11 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"native bf16, int8 with --calib); any of: {', '.join(registry.BACKENDS)}")
     p.add_argument("--calib", type=Path, metavar="FRAMES_DIR",
                    help="frames to calibrate the int8 backends on, at each size (not the --data frames)")
-    p.add_argument("--calib-size", type=positive_int, default=100, help="int8 calibration frames")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before the timed ones")
-    p.add_argument("--iters", type=positive_int, default=30, help="timed calls, cycling through the frames")
-    p.add_argument("--threads", type=positive_int, help="CPU threads of every backend (default: all cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    p.add_argument("--calib-size", type=bounded("calib_frames"), default=100, help="int8 calibration frames")
+    p.add_argument("--warmup", type=bounded("warmup_iterations"), default=5, help="untimed calls before the timed ones")
+    p.add_argument("--iters", type=bounded("iterations"), default=30, help="timed calls, cycling through the frames")
+    p.add_argument("--threads", type=bounded("threads"), help="CPU threads of every backend (default: all cores)")
+    p.add_argument("--seed", type=bounded("seed"), default=0, help="seed of random weights")
     p.add_argument("--json", type=output_file, help="write the results here")
     p.add_argument("--out", type=output_file, help="write the printed report (markdown) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
