@@ -171,13 +171,16 @@ def _fit(draw: Any, text: str, font: Any, width: int) -> str:
 
 def save_png(picture: np.ndarray, path: str | Path, optimize: bool = True) -> Path:
     """Write a uint8 array (RGB, or one channel of labels) as a PNG, atomically (a half-written
-    file is never left behind). ``optimize=False`` skips PNG's slow best-compression search, for
-    a mask per video frame."""
+    file is never left behind). ``optimize=False`` is for a mask and an overlay per video frame:
+    no best-compression search and zlib's fastest level, since the default level 6 made the
+    writer the slowest stage of real-time video (an 854x480 overlay: about 105 -> 28 ms, 11 %
+    larger; the pixels are the same, PNG is lossless)."""
     from PIL import Image
 
     path = Path(path)
+    options = {"optimize": True} if optimize else {"compress_level": 1}
     with atomic_target(path) as tmp:
-        Image.fromarray(picture).save(tmp, format="PNG", optimize=optimize)
+        Image.fromarray(picture).save(tmp, format="PNG", **options)
     return path
 
 

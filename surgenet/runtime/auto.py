@@ -44,6 +44,7 @@ MAX_FRAMES = 16  # fidelity frames read from a user's folder
 CACHE_FILE = "backend-auto.json"
 CACHE_VERSION = 1
 AUTO_ARTEFACTS = ("onnx", "openvino-ir", "tensorrt-engine")
+IGNORE_ISA_CAP = ("onnxruntime",)  # ONNX Runtime's CPU kernels pick their ISA from CPUID alone
 
 
 @dataclass
@@ -103,14 +104,19 @@ class Choice:
 
 def candidates(folder: str | Path, device: str | None = None) -> list[Backend]:
     """The backends that could run this export folder here (artefact present, machine able), in
-    the registry's order; ``device`` (``cpu``, ``cuda[:N]``) keeps those of that device."""
+    the registry's order; ``device`` (``cpu``, ``cuda[:N]``) keeps those of that device. Under a
+    oneDNN ISA cap (``ONEDNN_MAX_CPU_ISA``, set to choose for an older CPU class) the CPU runtimes
+    that ignore it (:data:`IGNORE_ISA_CAP`) are left out: their speed here is not that class's."""
     folder = Path(folder).expanduser()
     kind = device.split(":")[0] if device else None
+    capped = cpu.isa_limit() is not None
     found = []
     for backend in BACKENDS.values():
         if backend.artefact not in AUTO_ARTEFACTS or not (folder / backend.file).is_file():
             continue
         if kind is not None and backend.device != kind:
+            continue
+        if capped and backend.device == "cpu" and backend.runtime in IGNORE_ISA_CAP:
             continue
         if unavailable_reason(backend) is None:
             found.append(backend)

@@ -181,3 +181,18 @@ def test_auto_frames_with_masks_judge_the_miou_drop_and_wrong_classes_are_refuse
     Image.fromarray(np.full((40, 48), 9, np.uint8)).save(data / "masks" / "f1.png")  # a class the model lacks
     with pytest.raises(InputError, match="masks hold class 9, and the model has 4 classes"):
         auto.select_backend(export_folder, frames_dir=data, cache_root=tmp_path / "cache", refresh=True)
+
+
+def test_an_isa_cap_leaves_out_the_runtimes_that_ignore_it(export_folder, monkeypatch):
+    """Choosing for an AVX2-only CPU on a newer one: ONNX Runtime would time its AVX-512 kernels."""
+    pytest.importorskip("openvino")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    free = {b.name for b in auto.candidates(export_folder)}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = auto.candidates(export_folder)
+    names = {b.name for b in capped}
+    assert "onnxruntime-cpu" in free and "onnxruntime-cpu" not in names
+    assert names == {n for n in free if not n.startswith("onnxruntime")} - {"openvino-bf16", "openvino-f16",
+                                                                          "openvino-int8-bf16"}
+    assert auto.reference_of(capped).name == "openvino-f32"
