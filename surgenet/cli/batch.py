@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from ..tasks import TASKS
-from ..console.checks import device_name, existing_path, model_reference, output_folder
+from ..console.checks import add_backend_auto_options, device_name, existing_path, model_reference, output_folder
 from ..bounds import bounded
 from ..backends import AUTO, BACKENDS
 from ..runtime.registry import backend_names
@@ -59,11 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "auto, the default: the fastest backend here whose argmax decisions agree with FP32 on "
                         ">= 99.5 %% of pixels, measured once per CPU, model file, input size and thread count "
                         "(cached), chosen once before any input and used by every worker")
-    p.add_argument("--auto-frames", type=existing_path, metavar="DIR",
-                   help="--backend auto: judge the candidates on these frames (a folder of images, or a dataset "
-                        "folder with images/ and masks/); default the Endoscapes frames shipped with surgenet")
-    p.add_argument("--rebenchmark", action="store_true",
-                   help="--backend auto: measure the candidates again instead of using the cached choice")
+    add_backend_auto_options(p)
     p.set_defaults(func=run_batch)
     e = subparsers.add_parser("embed", help="per-frame backbone embeddings of a video archive, to Parquet",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,7 +30,7 @@ from ..backends import AUTO, BACKENDS
 from ..runtime.registry import BACKENDS as BACKEND_NAMES
 from ..io.atomic import atomic_target
 from ..tasks import TASKS
-from ..console.checks import device_name, existing_path, model_reference, output_folder
+from ..console.checks import add_backend_auto_options, device_name, existing_path, model_reference, output_folder
 from ..bounds import bounded
 from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
 
@@ -50,11 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "an export folder: the fastest backend here whose argmax decisions agree with FP32 on "
                         ">= 99.5 %% of pixels (and lose <= 1 mIoU point with --auto-frames masks), measured once "
                         "per CPU, model file, input size and thread count and cached")
-    p.add_argument("--auto-frames", type=existing_path, metavar="DIR",
-                   help="--backend auto: judge the candidates on these frames (a folder of images, or a dataset "
-                        "folder with images/ and masks/); default the Endoscapes frames shipped with surgenet")
-    p.add_argument("--rebenchmark", action="store_true",
-                   help="--backend auto: measure the candidates again instead of using the cached choice")
+    add_backend_auto_options(p)
     p.add_argument("--task", choices=TASKS, help="required with a zoo name")
     p.add_argument("--num-classes", type=bounded("num_classes"), help="classes (segmentation), phases (phase) or tools (tools)")
     p.add_argument("--weights", type=existing_path,

@@ -168,3 +168,13 @@ def device_name(text: str) -> str:
 __all__ = ["MAX_IMAGE_SIDE", "device_name", "existing_file", "existing_path", "fraction", "image_side",
            "model_reference", "non_negative_float", "non_negative_int", "output_file", "output_folder",
            "positive_float", "positive_int", "zoo_name"]
+
+
+def add_backend_auto_options(parser: argparse.ArgumentParser) -> None:
+    """``--auto-frames`` and ``--rebenchmark``: how ``--backend auto`` judges an export folder's
+    candidates, the same two options on every command that runs export folders."""
+    parser.add_argument("--auto-frames", type=existing_path, metavar="DIR",
+                        help="--backend auto: judge the candidates on these frames (a folder of images, or a dataset "
+                             "folder with images/ and masks/); default the Endoscapes frames shipped with surgenet")
+    parser.add_argument("--rebenchmark", action="store_true",
+                        help="--backend auto: measure the candidates again instead of using the cached choice")
