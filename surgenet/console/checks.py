@@ -1,7 +1,6 @@
 """argparse ``type=`` checks shared by the surgenet commands: a wrong value stops the command at
 parsing, with one line that names the option, before any model is built or any weight is read.
-Numbers take :func:`surgenet.bounds.bounded` (the one table of ranges); ``positive_int`` and the
-other open-ended number checks below stay for code outside surgenet that uses them.
+Numbers take :func:`surgenet.bounds.bounded` (the one table of ranges).
 
     p.add_argument("--stride", type=bounded("stride"), default=1)
     p.add_argument("--out", type=output_folder, required=True)
@@ -18,60 +17,12 @@ from ..exceptions import InputError, SurgeNetError
 from ..bounds import BOUNDS, bounded
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (strides, batch sizes, class counts, epochs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (worker counts: 0 reads in the main process)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 # The largest image side a command accepts (the table of bounds: surgenet.bounds): far above
 # any model input, small enough that a batch of float32 frames at this size still fits in memory.
 MAX_IMAGE_SIDE = int(BOUNDS["image_side"].high)
 
 image_side = bounded("image_side")
 """An image side in pixels, within ``BOUNDS["image_side"]`` (a huge one would exhaust memory)."""
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value:  # NaN compares false with every bound below
-        raise argparse.ArgumentTypeError("expected a number, got nan")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A number > 0 (learning rates, frame rates)."""
-    value = _number(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A number >= 0 (a learning rate of 0 freezes what it drives)."""
-    value = _number(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 fraction = bounded("fraction")
@@ -166,8 +117,7 @@ def device_name(text: str) -> str:
 
 
 __all__ = ["MAX_IMAGE_SIDE", "device_name", "existing_file", "existing_path", "fraction", "image_side",
-           "model_reference", "non_negative_float", "non_negative_int", "output_file", "output_folder",
-           "positive_float", "positive_int", "zoo_name"]
+           "model_reference", "output_file", "output_folder", "zoo_name", "add_backend_auto_options"]
 
 
 def add_backend_auto_options(parser: argparse.ArgumentParser) -> None:

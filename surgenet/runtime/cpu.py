@@ -16,6 +16,7 @@ features above it: a capped machine is offered the backends an uncapped CPU of t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -42,10 +43,18 @@ _FLAG_LEVEL = {"avx2": "AVX2", "fma": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512_v
 AVX2_ONLY_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
-def _cpuinfo_field(name: str) -> str | None:
+@functools.lru_cache(maxsize=1)
+def _cpuinfo_text() -> str | None:
+    """/proc/cpuinfo, read once per process (the registry asks for the flags once per backend)."""
     try:
-        text = CPUINFO.read_text()
+        return CPUINFO.read_text()
     except OSError:
+        return None
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    text = _cpuinfo_text()
+    if text is None:
         return None
     for line in text.splitlines():
         if line.split(":", 1)[0].strip() == name:
