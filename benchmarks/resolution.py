@@ -22,6 +22,10 @@ each size is counted by :func:`surgenet.runtime.measure.gflops_per_frame`.
 Default backends: PyTorch eager FP32 (always run: the reference), ONNX Runtime CPU, OpenVINO FP32,
 OpenVINO bf16 where the CPU computes bf16 natively (AVX512-BF16 or AMX; the registry decides), and
 the OpenVINO int8 backends only with ``--calib FRAMES_DIR`` (frames other than ``--data``'s).
+Each ONNX Runtime or OpenVINO row is measured in a fresh child process (the files are built once
+here): eager PyTorch and OpenVINO in one process crashed inside OpenVINO under ``ONEDNN_MAX_CPU_ISA``
+(both carry their own oneDNN), and a backend that dies is one ``unavailable`` line, not the end of
+the table; ``--in-process`` measures everything here.
 The CPU, its features and the load average before and after are printed with the table: CPU
 timings on a busy machine are slow and noisy, eager PyTorch most of all: after each of its operators
 (about 2,200 per frame for SurgeNetXL CAFormer) its OpenMP threads spin-wait for each other, and a
@@ -47,6 +51,7 @@ from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.runtime import registry
 from surgenet.runtime.cpu import cpu_has_native_bf16, cpu_label
+from surgenet.runtime.isolated import call_in_child
 from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gflops_per_frame, latency_stats,
                                       load_average, machine_info, markdown_table, open_benchmark_runner, parse_size,
                                       time_calls, warn_if_busy, write_json)
@@ -141,6 +146,44 @@ def score(runner: Any, inputs: list[np.ndarray], masks: list[np.ndarray], num_cl
             "per_class_iou": [None if np.isnan(v) else float(v) for v in scores["iou"]]}
 
 
+def measure_runner(runner: Any, inputs: list[np.ndarray], masks: list[np.ndarray], num_classes: int,
+                   warmup: int, iters: int, device: str, label: str, no_progress: bool) -> dict[str, Any]:
+    """The first call (OpenVINO compiles for the shape there), ``iters`` timed calls after ``warmup``
+    cycling through the real frames, then the mIoU over every frame."""
+    from tqdm.auto import tqdm
+
+    sync = None
+    if device == "cuda":
+        import torch
+
+        sync = torch.cuda.synchronize
+    start = time.perf_counter()
+    runner(inputs[0])
+    first_ms = (time.perf_counter() - start) * 1e3
+    calls = itertools.count()
+    times = time_calls(lambda: runner(inputs[next(calls) % len(inputs)]), warmup, iters, sync)
+    with tqdm(total=len(inputs), desc=label, unit="frame", leave=False, file=sys.stderr, disable=no_progress) as bar:
+        quality = score(runner, inputs, masks, num_classes, bar)
+    return {"times": times, "first_call_ms": first_ms, "quality": quality}
+
+
+def measure_in_child(name: str, artefact: str, threads: int | None, frames_file: str, num_classes: int,
+                     warmup: int, iters: int, label: str, no_progress: bool) -> dict[str, Any]:
+    """:func:`measure_runner` for one file backend, run by :func:`~surgenet.runtime.isolated.call_in_child`
+    in a fresh process: no eager PyTorch ran there, so neither its oneDNN nor its threads meet the
+    backend's (under ``ONEDNN_MAX_CPU_ISA`` the two in one process crashed OpenVINO)."""
+    with np.load(frames_file, allow_pickle=False) as data:
+        count = sum(1 for k in data.files if k.startswith("x"))
+        inputs = [data[f"x{i}"] for i in range(count)]
+        masks = [data[f"m{i}"] for i in range(count)]
+    runner = registry.open_runner(registry.get_backend(name), Path(artefact), threads=threads, shape_per_batch=True)
+    try:
+        return measure_runner(runner, inputs, masks, num_classes, warmup, iters, registry.get_backend(name).device,
+                              f"{label} {name}", no_progress)
+    finally:
+        getattr(runner, "close", lambda: None)()
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
@@ -189,26 +232,33 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             workdir.mkdir()
             artefacts = BackendArtefacts(model, config, workdir, [1], [hw], args.threads, args.calib,
                                          args.calib_size, dynamic=False)
+            frames_file = workdir / "frames.npz"  # what a child process reads: the inputs and masks at this size
+            np.savez(frames_file, **{f"x{i}": x for i, x in enumerate(inputs)}, **{f"m{i}": m for i, m in enumerate(masks)})
             for name in names:
                 backend = registry.BACKENDS[name]
                 steps.set_postfix_str(f"{label} {name}")
-                runner = None
                 try:
-                    if backend.artefact == "model":
+                    if backend.artefact == "model":  # PyTorch runs every size in this process: opened once
                         if name not in torch_runners:
                             torch_runners[name] = open_benchmark_runner(name, artefacts)
-                        runner = torch_runners[name]
-                    else:
+                        measured = measure_runner(torch_runners[name], inputs, masks, num_classes, args.warmup,
+                                                  args.iters, backend.device, label, args.no_progress)
+                    elif args.in_process:
                         runner = open_benchmark_runner(name, artefacts)
-                    start = time.perf_counter()
-                    runner(inputs[0])  # the first call alone: OpenVINO compiles for the shape here
-                    first_ms = (time.perf_counter() - start) * 1e3
-                    sync = torch.cuda.synchronize if backend.device == "cuda" else None
-                    calls = itertools.count()  # the timed calls cycle through the real frames
-                    times = time_calls(lambda: runner(inputs[next(calls) % len(inputs)]), args.warmup, args.iters, sync)
-                    with tqdm(total=len(inputs), desc=f"{label} {name}", unit="frame", leave=False, file=sys.stderr,
-                              disable=args.no_progress) as bar:
-                        quality = score(runner, inputs, masks, num_classes, bar)
+                        try:
+                            measured = measure_runner(runner, inputs, masks, num_classes, args.warmup, args.iters,
+                                                      backend.device, label, args.no_progress)
+                        finally:
+                            getattr(runner, "close", lambda: None)()  # OpenVINO frees its compiled shapes
+                    else:
+                        why = registry.unavailable_reason(backend)
+                        if why:
+                            raise Unavailable(why)
+                        artefact = artefacts.artefact(backend.artefact)  # built here, once, for every child
+                        measured = call_in_child(__file__, "measure_in_child", name=name, artefact=str(artefact),
+                                                 threads=args.threads, frames_file=str(frames_file),
+                                                 num_classes=num_classes, warmup=args.warmup, iters=args.iters,
+                                                 label=label, no_progress=args.no_progress)
                 except Unavailable as exc:
                     unavailable.setdefault(name, str(exc))
                     continue
@@ -217,11 +267,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 finally:
                     steps.update(1)
-                    if runner is not None and backend.artefact != "model":
-                        getattr(runner, "close", lambda: None)()  # OpenVINO frees its compiled shapes
+                times, first_ms, quality = measured["times"], measured["first_call_ms"], measured["quality"]
                 rows.append({"size": list(hw), "size_label": label, "backend": name, "precision": backend.precision,
                              "device": backend.device, "batch": 1, "gflops_per_frame": gflops,
                              **latency_stats(times, 1), "first_call_ms": first_ms, "timed_calls": len(times),
+                             "process": "this" if backend.artefact == "model" or args.in_process else "child",
                              **quality})
             if artefacts.notes:
                 notes[label] = dict(artefacts.notes)
@@ -305,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=bounded("seed"), default=0, help="seed of random weights")
     p.add_argument("--json", type=output_file, help="write the results here")
     p.add_argument("--out", type=output_file, help="write the printed report (markdown) here")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the ONNX Runtime and OpenVINO backends in this process too (default: each backend at "
+                        "each size in a fresh child process, away from eager PyTorch's oneDNN and threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     p.set_defaults(func=run)

@@ -97,6 +97,8 @@ def test_every_size_and_backend_gets_a_row_and_the_fp32_miou_is_the_numpy_one(se
         fp32 = by[(size, "torch-eager-fp32")]
         assert fp32["miou"] == pytest.approx(numpy_miou(setup / "model", setup / "data", hw), abs=1e-12)
         assert by[(size, "onnxruntime-cpu")]["miou"] == pytest.approx(fp32["miou"], abs=2e-3)  # the same network
+        # PyTorch runs here; a file backend in a child process, away from PyTorch's oneDNN
+        assert (fp32["process"], by[(size, "onnxruntime-cpu")]["process"]) == ("this", "child")
     # The reference is eager FP32 at the first size (256 is not benchmarked): its delta is 0.
     assert report["settings"]["reference"]["size"] == [64, 64]
     assert by[("64x64", "torch-eager-fp32")]["miou_delta"] == 0.0
@@ -106,6 +108,22 @@ def test_every_size_and_backend_gets_a_row_and_the_fp32_miou_is_the_numpy_one(se
     assert machine["load_average_before"] is not None and machine["load_average_after"] is not None
     assert any(line.startswith("CPU: ") and "load average" in line for line in stdout.splitlines())
     assert any(line.startswith("int8 ") and "--calib" in line for line in stdout.splitlines())  # how to get it
+
+
+def test_in_process_gives_the_same_masks_as_the_child_process(setup, capsys):
+    """--in-process runs ONNX Runtime here: the same graph on the same frames, so the same mIoU as
+    the default child-process row (the measurement is one function in both)."""
+    reports = {}
+    for flag in ([], ["--in-process"]):
+        out_json = setup / f"res{len(flag)}.json"
+        assert resolution.main(["--model", str(setup / "model"), "--data", str(setup / "data"), "--sizes", "64",
+                                "--backends", "onnxruntime-cpu", "--warmup", "0", "--iters", "1", "--json",
+                                str(out_json), "--no-progress", *flag]) == 0
+        reports[bool(flag)] = {r["backend"]: r for r in json.loads(out_json.read_text())["results"]}
+    capsys.readouterr()
+    child, here = reports[False]["onnxruntime-cpu"], reports[True]["onnxruntime-cpu"]
+    assert (child["process"], here["process"]) == ("child", "this")
+    assert child["miou"] == here["miou"] and child["per_class_iou"] == here["per_class_iou"]
 
 
 @pytest.mark.parametrize("argv, message", [
