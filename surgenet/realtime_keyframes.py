@@ -18,16 +18,26 @@ period ``T`` when that is below ``headroom * T`` (the other threads share the co
 ``max_interval``; a fixed ``interval`` is kept as given. A scene cut (the thumbnail histogram of
 :class:`~.keyframes.SceneCutDetector`) makes a keyframe at once.
 
-Propagation works at ``work_scale`` of the frame (default half size for frames wider than 640
-pixels): the flow, the warping and the probabilities at a quarter of the pixels; the labels are
-resized back to the frame with nearest neighbours. The report gives per stage times, the
-end-to-end latency (arrival to written), the sustained fps of the output and the keyframes and
-propagated frames counted, and names the thread that holds the pipeline back.
+With ``lookahead`` the frames between two keyframes wait for the second one: its mask is carried
+back along the flows already computed and each frame blends the two, weighted by nearness
+(:mod:`.video.interpolate`); at a given interval the masks are closer to per-frame ones, and a
+frame is written up to one interval plus one model call after it arrived (the latency the report
+gives). A scene cut or the end of the clip releases held frames as carried forward.
+
+Propagation works at ``work_scale`` of the frame; by default on as many pixels as the model's
+input (``sqrt(model area / frame area)`` of each side: 0.4 for an 854x480 frame and a 256x256
+model), since a mask holds no finer detail than the model saw: the flow, the warping and the
+probabilities there; the labels are resized back to the frame with nearest neighbours. The
+report gives per stage times, the end-to-end latency (arrival to written), the sustained fps of
+the output and the keyframes and propagated frames counted, and names the thread that holds the
+pipeline back.
 """
 
 from __future__ import annotations
 
+import math
 import queue
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,37 +55,54 @@ from .realtime import LiveSourcePacer, Sink, VideoRunReport, latency_summary, st
 from .results import SegmentationResult
 from .video._deps import cv2 as _cv2
 from .video.keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
+from .video.interpolate import HeldFrame, blend_between_keyframes
 from .video.keyframes import SceneCutDetector
-from .video.methods import create_propagator
+from .video.methods import LOOKAHEAD_METHODS, create_propagator
 from .video.propagate import Propagator, labels_of
 
-KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "postprocess", "write")
+KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "interpolate", "postprocess", "write")
 KEEPS_UP_RATIO = 0.98  # output rate / clip rate at which the run counts as keeping up
 
 
-def default_work_scale(height: int, width: int) -> float:
-    """Half size for frames wider (or taller) than 640 pixels, full size for smaller ones."""
-    return 0.5 if max(height, width) > 640 else 1.0
+def default_work_scale(height: int, width: int, model_size: tuple[int, int] | None = None) -> float:
+    """The share of the frame's sides that propagation works at: as many pixels as the model sees
+    (``sqrt(model area / frame area)``, the frame's aspect kept; a mask holds no finer detail than
+    the model's input gave it), never above full size. Without the model's size: half size for
+    frames wider (or taller) than 640 pixels, full size for smaller ones."""
+    if model_size is None:
+        return 0.5 if max(height, width) > 640 else 1.0
+    return min(1.0, math.sqrt(model_size[0] * model_size[1] / (height * width)))
 
 
 class KeyframePropagation:
     """The per-frame work of keyframe mode at the work size: a keyframe's logits become the
     propagator's new state; any other frame gets the state carried onto it.
 
+    With ``lookahead`` the frames between two keyframes are held and released at the next keyframe,
+    blended from both (:mod:`.video.interpolate`); a scene cut or the end of the video releases them
+    as carried forward (the next keyframe is another scene, or there is none).
     Shared by the real-time runner and the quality benchmark, so both measure one algorithm.
     """
 
-    def __init__(self, propagator: Propagator, work_scale: float | None = None) -> None:
+    def __init__(self, propagator: Propagator, work_scale: float | None = None,
+                 model_size: tuple[int, int] | None = None, lookahead: bool = False) -> None:
         if work_scale is not None and not 0 < work_scale <= 1:
             raise InputError(f"work scale must be in (0, 1], got {work_scale}.")
-        self.propagator, self.work_scale = propagator, work_scale
+        self.propagator, self.work_scale, self.lookahead = propagator, work_scale, lookahead
+        self.model_size = None if model_size is None else (int(model_size[0]), int(model_size[1]))
         self._size: tuple[int, int] | None = None
+        self._held: list[HeldFrame] = []
 
     def work_size(self, image: np.ndarray) -> tuple[int, int]:
         """(height, width) the propagation works at for frames of this size."""
         h, w = image.shape[:2]
-        scale = self.work_scale if self.work_scale is not None else default_work_scale(h, w)
+        scale = self.work_scale if self.work_scale is not None else default_work_scale(h, w, self.model_size)
         return max(8, round(h * scale)), max(8, round(w * scale))
+
+    @property
+    def held(self) -> int:
+        """Frames waiting for the next keyframe (look-ahead only)."""
+        return len(self._held)
 
     def _small(self, image: np.ndarray) -> np.ndarray:
         if self._size is None or self._size == image.shape[:2]:
@@ -83,18 +110,45 @@ class KeyframePropagation:
         cv2 = _cv2()
         return cv2.resize(image, (self._size[1], self._size[0]), interpolation=cv2.INTER_AREA)
 
-    def keyframe(self, image: np.ndarray, logits: torch.Tensor) -> np.ndarray:
-        """Start again from a keyframe; returns its probabilities at the work size (H, W, C)."""
-        self._size = self.work_size(image)
-        probs = segmentation_probabilities(logits, self._size)
+    def keyframe(self, image: np.ndarray, logits: torch.Tensor, scene_cut: bool = False) -> list[np.ndarray]:
+        """Start again from a keyframe. Returns the probabilities (work size) of the frames held since
+        the last keyframe, in order: blended from both keyframes, or carried forward after a scene
+        cut or a change of frame size; none without ``lookahead``."""
+        size = self.work_size(image)
+        probs = segmentation_probabilities(logits, size)
+        released: list[np.ndarray] = []
+        if self._held:
+            if not scene_cut and size == self._size:
+                step = self.propagator.step(self._small(image))  # the flow onto the keyframe, for its pull-back
+                if step.pull_back is None:
+                    raise InputError(f"--lookahead needs a propagation that can carry masks backwards; "
+                                     f"{self.propagator.name!r} cannot (use flow or raft).")
+                released = blend_between_keyframes(self._held, probs, step.pull_back)
+            else:
+                released = [frame.forward for frame in self._held]
+        self._held = []
+        self._size = size
         self.propagator.start(self._small(image), probs)
-        return probs
+        return released
 
-    def propagate(self, image: np.ndarray) -> np.ndarray:
-        """The last state carried onto ``image``; probabilities at the work size."""
+    def propagate(self, image: np.ndarray) -> np.ndarray | None:
+        """The last state carried onto ``image`` (probabilities at the work size); with ``lookahead``
+        the frame is held and ``None`` returned (:meth:`keyframe` or :meth:`flush` release it)."""
         if self._size is None:
             raise InputError("the first frame must be a keyframe.")
-        return self.propagator.step(self._small(image)).probs
+        step = self.propagator.step(self._small(image))
+        if not self.lookahead:
+            return step.probs
+        if step.pull_back is None:
+            raise InputError(f"--lookahead needs a propagation that can carry masks backwards; "
+                             f"{self.propagator.name!r} cannot (use flow or raft).")
+        self._held.append(HeldFrame(step.probs, step.pull_back))
+        return None
+
+    def flush(self) -> list[np.ndarray]:
+        """The held frames as carried forward (the video ended before another keyframe)."""
+        released, self._held = [frame.forward for frame in self._held], []
+        return released
 
 
 def full_size_labels(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -115,6 +169,7 @@ class KeyframeRunReport(VideoRunReport):
     keyframe_indices: list[int] = field(default_factory=list)
     intervals: list[int] = field(default_factory=list)  # the interval chosen at each keyframe
     scene_cuts: int = 0
+    lookahead: bool = False  # frames between keyframes waited for the next one (blended from both)
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in KEYFRAME_STAGES})
 
     @property
@@ -146,7 +201,8 @@ class KeyframeRunReport(VideoRunReport):
         n = max(self.processed, 1)
         busy = {name: sum(self.stages[name]) for name in KEYFRAME_STAGES}
         return {"reader (decode)": busy["decode"] / n,
-                "model + propagation": (busy["preprocess"] + busy["infer"] + busy["propagate"]) / n,
+                "model + propagation": (busy["preprocess"] + busy["infer"] + busy["propagate"]
+                                        + busy["interpolate"]) / n,
                 "writer (masks, overlay)": (busy["postprocess"] + busy["write"]) / n}
 
     def bottleneck(self) -> tuple[str, float]:
@@ -159,7 +215,7 @@ class KeyframeRunReport(VideoRunReport):
         return super().as_dict() | {
             "sustained_fps": self.sustained_fps, "keyframes": self.keyframes, "propagated": self.propagated,
             "fixed_interval": self.fixed_interval, "max_interval": self.max_interval, "intervals": self.intervals,
-            "scene_cuts": self.scene_cuts, "latency_ms": latency_summary(self.latency_ms),
+            "scene_cuts": self.scene_cuts, "lookahead": self.lookahead, "latency_ms": latency_summary(self.latency_ms),
             "thread_ms_per_frame": self.thread_loads(), "bottleneck": {"thread": name, "ms_per_frame": ms}}
 
 
@@ -169,7 +225,7 @@ def format_keyframe_report(report: KeyframeRunReport) -> str:
     verdict = {True: "keeps up", False: "falls behind", None: "?"}[report.keeps_up]
     how = (f"fixed interval {report.fixed_interval}" if report.fixed_interval else
            f"adaptive interval {min(report.intervals, default=1)}..{max(report.intervals, default=1)}"
-           f" (max {report.max_interval})")
+           f" (max {report.max_interval})") + (", look-ahead (masks from both keyframes)" if report.lookahead else "")
     lat = latency_summary(report.latency_ms)
     lines = [f"real time, every frame masked: {report.processed} frame(s) written, {report.keyframes} keyframe(s) "
              f"(model), {report.propagated} propagated, {how}, {report.scene_cuts} scene cut(s)",
@@ -178,7 +234,8 @@ def format_keyframe_report(report: KeyframeRunReport) -> str:
              f"max {lat['max']:.1f}",
              f"{'stage':<12}{'mean ms':>10}{'p90 ms':>10}{'frames':>8}"]
     for name, t in report.stage_times().items():
-        lines.append(f"{name:<12}{t.mean_ms:>10.2f}{t.p90_ms:>10.2f}{t.count:>8}")
+        if t.count or name != "interpolate":  # interpolation is look-ahead's stage only
+            lines.append(f"{name:<12}{t.mean_ms:>10.2f}{t.p90_ms:>10.2f}{t.count:>8}")
     if report.source_fps:
         name, ms = report.bottleneck()
         what = "held back by" if report.keeps_up is False else "busiest thread:"
@@ -216,7 +273,7 @@ class _Item:
 def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None = None,
                        interval: int | None = None, max_interval: int = DEFAULT_MAX_INTERVAL,
                        propagation: str = "flow", work_scale: float | None = None,
-                       cut_threshold: float | None = 0.5, headroom: float = DEFAULT_HEADROOM,
+                       cut_threshold: float | None = 0.5, headroom: float = DEFAULT_HEADROOM, lookahead: bool = False,
                        realtime: bool = True, repeat: int = 1, max_frames: int | None = None,
                        queue_size: int = 64, warmup: bool = True, progress: Callable[[int], None] | None = None,
                        **propagator_options: Any) -> KeyframeRunReport:
@@ -233,7 +290,13 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
         realtime: deliver frames at the clip's rate (False: as fast as decoded, for measurements).
         repeat: play the clip this many times in a row (long runs from a short clip).
         max_frames: stop after this many frames.
+        lookahead: hold the frames between keyframes until the next one and blend their masks from
+            both (:mod:`.video.interpolate`): closer to per-frame masks at a given interval, written
+            up to one interval plus one model call later (flow or raft propagation).
     """
+    if lookahead and propagation not in LOOKAHEAD_METHODS:
+        raise InputError(f"--lookahead carries masks back from the next keyframe along the flow; --propagation "
+                         f"{propagation} has none: use {' or '.join(LOOKAHEAD_METHODS)}.")
     if interval is not None and interval < 1:
         raise InputError(f"--keyframe-interval must be >= 1, got {interval}.")
     if max_interval < 1 or repeat < 1 or queue_size < 1 or (max_frames is not None and max_frames < 1):
@@ -246,10 +309,12 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
         raise InputError(f"{path} does not state its frame rate, which real-time mode plays it at; "
                          "run without --realtime.")
     period_ms = 1000.0 / info.fps if info.fps else float("inf")
-    stream = KeyframePropagation(create_propagator(propagation, predictor.model, **propagator_options), work_scale)
+    model_size = tuple(int(v) for v in predictor.config["input_size"][-2:])
+    stream = KeyframePropagation(create_propagator(propagation, predictor.model, **propagator_options), work_scale,
+                                 model_size=model_size, lookahead=lookahead)
     cuts = SceneCutDetector(cut_threshold) if cut_threshold is not None else None
     report = KeyframeRunReport(source=str(path), realtime=realtime, source_fps=info.fps, fixed_interval=interval,
-                               max_interval=interval or max_interval)
+                               max_interval=interval or max_interval, lookahead=lookahead)
     model_ms = 0.0
     if warmup:
         model_ms = _warm_up(predictor)
@@ -296,6 +361,15 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
     current = interval or 1
     since: int | None = None
     prop_ms, smooth = 0.0, 0.3
+    held: list[_Item] = []  # look-ahead: the frames since the last keyframe, waiting for the next one
+
+    def release(probs_list: list[np.ndarray]) -> None:
+        if len(probs_list) != len(held):
+            raise RuntimeError(f"{len(probs_list)} masks released for {len(held)} held frames")
+        for waiting, probs in zip(held, probs_list):
+            results.put((waiting, finisher(waiting, False, probs), 1))
+        held.clear()
+
     try:
         while not stop.is_set():
             item = frames_in.get()
@@ -308,10 +382,15 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                 x = predictor.transform(image)
                 t1 = time.perf_counter()
                 logits = predictor._forward(x[None])[0]
-                stream.keyframe(image, logits)
                 t2 = time.perf_counter()
+                released = stream.keyframe(image, logits, scene_cut=is_cut)
+                t3 = time.perf_counter()
                 report.stages["preprocess"].append((t1 - t0) * 1e3)
                 report.stages["infer"].append((t2 - t1) * 1e3)
+                if held:  # the flow onto the keyframe and the walk back: per held frame
+                    per_frame = (t3 - t2) * 1e3 / len(held)
+                    report.stages["interpolate"].extend([per_frame] * len(held))
+                    release(released)
                 spent = (t2 - t0) * 1e3
                 model_ms = spent if not model_ms else (1 - smooth) * model_ms + smooth * spent
                 if interval is None:
@@ -327,9 +406,16 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
                 probs = stream.propagate(image)
                 spent = (time.perf_counter() - t0) * 1e3
                 report.stages["propagate"].append(spent)
-                prop_ms = spent if not prop_ms else (1 - smooth) * prop_ms + smooth * spent
+                interp = report.stages["interpolate"]
+                per_frame = spent + (statistics.fmean(interp[-16:]) if lookahead and interp else 0.0)
+                prop_ms = per_frame if not prop_ms else (1 - smooth) * prop_ms + smooth * per_frame
                 since += 1
-                results.put((item, finisher(item, False, probs), 1))
+                if probs is None:
+                    held.append(item)
+                else:
+                    results.put((item, finisher(item, False, probs), 1))
+        if held and not stop.is_set():  # the video ended between keyframes: as carried forward
+            release(stream.flush())
     finally:
         torch.set_num_threads(main_threads)
         stop.set()

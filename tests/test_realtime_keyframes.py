@@ -139,6 +139,8 @@ def _exit_code(argv):
     (["--realtime", "--drop-stale", "--keyframe-interval-max", "3"], "--drop-stale runs the model on every frame"),
     (["--drop-stale"], "pass --realtime --drop-stale"),
     (["--realtime", "--stride", "2"], "drop --stride"),
+    (["--lookahead"], "they need --realtime"),
+    (["--realtime", "--lookahead", "--propagation", "features"], "--propagation features has none: use flow or raft"),
 ])
 def test_bad_interval_options_are_one_line_and_exit_code_2_before_the_model(flags, needle, static_clip, tmp_path,
                                                                            capsys, monkeypatch):
@@ -149,3 +151,143 @@ def test_bad_interval_options_are_one_line_and_exit_code_2_before_the_model(flag
                        "--no-pretrained", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and len(err.splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------------------- look-ahead
+def test_lookahead_masks_every_frame_once_in_order_and_keyframes_stay_the_model_s(seg_model, moving_clip):
+    import surgenet
+    from surgenet.realtime_keyframes import run_keyframe_video
+
+    predictor = surgenet.Predictor(seg_model, device="cpu", batch_size=1)
+    expected = {r.index: r.class_map for r in predictor.predict_video(moving_clip)}
+    order = []
+    report = run_keyframe_video(predictor, moving_clip, interval=3, cut_threshold=None, realtime=False,
+                                lookahead=True, sink=lambda r: order.append((r.index, r.class_map)))
+    assert [i for i, _ in order] == list(range(7)) and report.lookahead
+    assert report.keyframe_indices == [0, 3, 6]
+    for i, mask in order:
+        assert mask.shape == (48, 64)
+        if i in report.keyframe_indices:
+            assert np.array_equal(mask, expected[i]), i
+    # frames 1, 2 and 4, 5 were held and released at keyframes 3 and 6: one interpolation time each
+    assert len(report.stages["interpolate"]) == 4 and len(report.stages["propagate"]) == 4
+    assert "look-ahead" in __import__("surgenet.realtime_keyframes", fromlist=["x"]).format_keyframe_report(report)
+
+
+def test_lookahead_releases_the_last_frames_at_the_end_of_the_clip(static_clip):
+    import surgenet
+    from surgenet.realtime_keyframes import run_keyframe_video
+
+    written = []
+    report = run_keyframe_video(surgenet.Predictor(SleepyBackend(0.0)), static_clip, interval=4, realtime=False,
+                                warmup=False, lookahead=True, sink=lambda r: written.append(r.index))
+    # keyframes 0, 4, 8 of 10 frames: frame 9 has no keyframe after it and is written as carried forward
+    assert written == list(range(FRAMES)) and report.keyframe_indices == [0, 4, 8]
+
+
+def _flow_stream(lookahead):
+    from surgenet.realtime_keyframes import KeyframePropagation
+    from surgenet.video.methods import create_propagator
+
+    return KeyframePropagation(create_propagator("flow"), work_scale=1.0, lookahead=lookahead)
+
+
+def _logits(probs):
+    """Logits whose softmax is ``probs`` (H, W, C) -> (C, H, W)."""
+    import torch
+
+    return torch.from_numpy(np.log(np.clip(probs, 1e-6, 1)).transpose(2, 0, 1).copy())
+
+
+def test_on_a_still_scene_held_frames_blend_the_two_keyframes_by_nearness():
+    """No motion: carried either way the probabilities stay put, so frame j between keyframes a and b
+    is (1 - w) p_a + w p_b with w = (j - a) / (b - a), computed here by hand."""
+    rng = np.random.default_rng(0)
+    image = (rng.random((40, 56, 3)) * 255).astype(np.uint8)
+    image = np.ascontiguousarray(np.repeat(np.repeat(image[::4, ::4], 4, 0), 4, 1))  # texture for the flow
+    p_a = np.zeros((40, 56, 3), np.float32)
+    p_a[..., 0] = 1
+    p_b = np.zeros_like(p_a)
+    p_b[..., 2] = 1
+    stream = _flow_stream(lookahead=True)
+    assert stream.keyframe(image, _logits(p_a)) == []
+    assert all(stream.propagate(image) is None for _ in range(3)) and stream.held == 3
+    released = stream.keyframe(image, _logits(p_b))
+    assert len(released) == 3 and stream.held == 0
+    for j, probs in enumerate(released, start=1):
+        w = j / 4
+        np.testing.assert_allclose(probs[..., 0], 1 - w, atol=2e-3)
+        np.testing.assert_allclose(probs[..., 2], w, atol=2e-3)
+
+
+def test_a_scene_cut_releases_held_frames_as_carried_forward():
+    """After a cut the next keyframe is another scene: the held frames get exactly what causal mode
+    gives them."""
+    rng = np.random.default_rng(1)
+    frames = [np.ascontiguousarray(np.roll((rng.random((32, 48, 3)) * 255).astype(np.uint8), 2 * i, axis=1))
+              for i in range(4)]
+    probs = rng.random((32, 48, 4)).astype(np.float32)
+    probs /= probs.sum(-1, keepdims=True)
+    causal, ahead = _flow_stream(False), _flow_stream(True)
+    causal.keyframe(frames[0], _logits(probs))
+    ahead.keyframe(frames[0], _logits(probs))
+    forward = [causal.propagate(f) for f in frames[1:3]]
+    assert [ahead.propagate(f) for f in frames[1:3]] == [None, None]
+    released = ahead.keyframe(frames[3], _logits(probs[::-1].copy()), scene_cut=True)
+    assert len(released) == 2
+    for got, want in zip(released, forward):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_pull_back_carries_a_later_frame_s_mask_to_where_the_object_was():
+    """A square moving right 4 px a frame (a third of its width): a step's pull-back applied to the
+    true mask of its frame must give the true mask of the frame before (IoU on the square; leaving
+    the mask where it is would score 0.5), and the look-ahead blend between keyframes 0 and 4 must
+    track the square at every held frame."""
+    from surgenet.video.methods import create_propagator
+    from surgenet.video.propagate import labels_of
+
+    h, w, size, speed = 48, 80, 12, 4
+    rng = np.random.default_rng(2)
+    background = np.repeat(np.repeat((rng.random((h // 4, w // 4)) * 60).astype(np.uint8), 4, 0), 4, 1)
+
+    def frame(i):
+        img = np.stack([background] * 3, -1).copy()
+        img[18:18 + size, 10 + speed * i:10 + speed * i + size] = 220
+        return np.ascontiguousarray(img)
+
+    def truth(i):
+        m = np.zeros((h, w), np.uint8)
+        m[18:18 + size, 10 + speed * i:10 + speed * i + size] = 1
+        return m
+
+    def iou(a, b):
+        return np.logical_and(a == 1, b == 1).sum() / np.logical_or(a == 1, b == 1).sum()
+
+    def probs_of(mask):
+        return np.eye(2, dtype=np.float32)[mask]
+
+    propagator = create_propagator("flow", scale=1.0)
+    propagator.start(frame(0), probs_of(truth(0)))
+    for i in range(1, 4):
+        step = propagator.step(frame(i))
+        assert iou(labels_of(step.pull_back(probs_of(truth(i)))), truth(i - 1)) > 0.85, i
+
+    stream = _flow_stream(lookahead=True)
+    stream.keyframe(frame(0), _logits(probs_of(truth(0))))
+    for i in range(1, 4):
+        stream.propagate(frame(i))
+    released = stream.keyframe(frame(4), _logits(probs_of(truth(4))))
+    for i, probs in enumerate(released, start=1):
+        assert iou(labels_of(probs), truth(i)) > 0.85, i
+
+
+def test_the_default_work_size_holds_as_many_pixels_as_the_model_sees():
+    from surgenet.realtime_keyframes import KeyframePropagation, default_work_scale
+    from surgenet.video.methods import create_propagator
+
+    stream = KeyframePropagation(create_propagator("flow"), model_size=(256, 256))
+    h, w = stream.work_size(np.zeros((480, 854, 3), np.uint8))
+    assert abs(h * w - 256 * 256) / (256 * 256) < 0.01 and abs(w / h - 854 / 480) < 0.01
+    assert default_work_scale(200, 200, (256, 256)) == 1.0  # never above full size
+    assert default_work_scale(480, 854) == 0.5 and default_work_scale(480, 640) == 1.0  # without the model's size

@@ -33,6 +33,7 @@ from ..tasks import TASKS
 from ..console.checks import add_backend_auto_options, device_name, existing_path, model_reference, output_folder
 from ..bounds import bounded
 from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
+from ..video.methods import LOOKAHEAD_METHODS, METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="segmentation of a video or folder: run the model on keyframes only (at least every N "
                         "frames, more where the propagation's confidence drops or the scene cuts) and propagate "
                         "the masks in between (extra video)")
-    p.add_argument("--propagation", choices=("flow", "raft", "features"), default="flow",
+    p.add_argument("--propagation", choices=METHODS, default="flow",
                    help="with --keyframe-every or --realtime: how masks move between keyframes (default flow, "
                         "no weights)")
     p.add_argument("--realtime", action="store_true",
@@ -81,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keyframe-interval-max", type=bounded("keyframe_interval"), metavar="M",
                    help=f"with --realtime: the largest interval the adaptation may choose "
                         f"(default {DEFAULT_MAX_INTERVAL})")
+    p.add_argument("--lookahead", action="store_true",
+                   help="with --realtime: frames between keyframes wait for the next one and take masks blended "
+                        "from both (closer to per-frame masks at the same interval; written up to one interval "
+                        "plus one model call later); flow or raft propagation")
     p.add_argument("--drop-stale", action="store_true",
                    help="with --realtime: the model on every frame it can take, stale frames dropped (keeping the "
                         "newest) rather than fall behind; reports how many were dropped (any task)")
@@ -249,7 +254,8 @@ def _check_keyframe_options(args: argparse.Namespace) -> None:
     from ..exceptions import InputError
 
     given = [flag for flag, value in (("--keyframe-interval", args.keyframe_interval),
-                                      ("--keyframe-interval-max", args.keyframe_interval_max)) if value is not None]
+                                      ("--keyframe-interval-max", args.keyframe_interval_max),
+                                      ("--lookahead", args.lookahead or None)) if value is not None]
     if args.drop_stale and not args.realtime:
         raise InputError("--drop-stale is a way of running --realtime; pass --realtime --drop-stale.")
     if given and not _keyframe_realtime(args):
@@ -257,6 +263,9 @@ def _check_keyframe_options(args: argparse.Namespace) -> None:
         raise InputError(f"{' and '.join(given)}: {why}; drop {'them' if len(given) > 1 else 'it'}.")
     if args.realtime and not args.drop_stale and args.stride != 1:
         raise InputError("--realtime gives every frame a mask; drop --stride (or pass --drop-stale).")
+    if args.lookahead and args.propagation not in LOOKAHEAD_METHODS:
+        raise InputError(f"--lookahead carries masks back from the next keyframe along the flow; --propagation "
+                         f"{args.propagation} has none: use {' or '.join(LOOKAHEAD_METHODS)}.")
     bound = args.keyframe_interval_max if args.keyframe_interval_max is not None else DEFAULT_MAX_INTERVAL
     if args.keyframe_interval is not None and args.keyframe_interval > bound:
         raise InputError(f"--keyframe-interval {args.keyframe_interval} is above --keyframe-interval-max {bound}; "
@@ -321,7 +330,8 @@ def _run_video(predictor: Any, source: Path, out: Path, args: argparse.Namespace
             if keyframes:
                 report = run_keyframe_video(predictor, source, sink=sink, interval=args.keyframe_interval,
                                             max_interval=args.keyframe_interval_max or DEFAULT_MAX_INTERVAL,
-                                            propagation=args.propagation, progress=bar.update)
+                                            propagation=args.propagation, lookahead=args.lookahead,
+                                            progress=bar.update)
             else:
                 report = run_video(predictor, source, sink=sink, realtime=args.realtime, stride=args.stride,
                                    progress=bar.update)

@@ -5,6 +5,8 @@ trusted when the forward flow at the point it came from brings it back to where 
 (Sundaram et al., ECCV 2010: ``|f + b|^2 <= alpha (|f|^2 + |b|^2) + beta``); pixels that fail
 (occluded or newly visible) and pixels pulled from outside the frame take the labels of the
 trusted pixels around them (normalised box filter). The trusted share is the step's confidence.
+The step can also carry a later frame's probabilities back onto the previous frame along the
+forward flow (``pull_back``, for keyframe interpolation with a look-ahead).
 
 :class:`DISFlowPropagator` computes the flow with OpenCV's DIS on the CPU and needs no weights.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from ._deps import cv2 as _cv2
-from .propagate import PropagationStep, Propagator
+from .propagate import PropagationStep, Propagator, check_probs
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 
@@ -84,7 +86,18 @@ class FlowPropagator(Propagator):
         def warp_labels(labels: np.ndarray) -> np.ndarray:
             return _remap(cv2, np.asarray(labels), map_x, map_y, cv2.INTER_NEAREST)
 
-        return PropagationStep(probs=probs, confidence=confidence, warp_labels=warp_labels)
+        def pull_back(later: np.ndarray) -> np.ndarray:
+            # the previous frame's pixels looked up in this frame along the forward flow (prev -> this)
+            ahead = fwd
+            if ahead.shape[:2] != (height, width):
+                ahead = cv2.resize(ahead, (width, height), interpolation=cv2.INTER_LINEAR)
+                ahead[..., 0] *= sx
+                ahead[..., 1] *= sy
+            check_probs(later, (height, width))
+            return _remap(cv2, np.ascontiguousarray(later, dtype=np.float32), gx + ahead[..., 0], gy + ahead[..., 1],
+                          cv2.INTER_LINEAR)
+
+        return PropagationStep(probs=probs, confidence=confidence, warp_labels=warp_labels, pull_back=pull_back)
 
     def _consistent(self, fwd: np.ndarray, bwd: np.ndarray, full: tuple[int, int]) -> np.ndarray:
         """Pixels of the current frame whose backward flow the forward flow undoes."""

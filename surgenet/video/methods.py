@@ -12,6 +12,7 @@ from ..exceptions import InputError
 from .propagate import Propagator
 
 METHODS: tuple[str, ...] = ("flow", "raft", "features")
+LOOKAHEAD_METHODS: tuple[str, ...] = ("flow", "raft")  # their steps carry masks backwards too (pull_back)
 
 
 def create_propagator(method: str, model: Any = None, **kwargs: Any) -> Propagator:

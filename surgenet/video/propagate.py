@@ -25,6 +25,8 @@ class PropagationStep:
     probs: np.ndarray  # (H, W, C) float32, summing to 1 over C
     confidence: np.ndarray  # (H, W) float32 in [0, 1]: how far each pixel's label can be trusted
     warp_labels: Callable[[np.ndarray], np.ndarray]  # carries any (H, W) id map of the previous frame here
+    # carries (H, W, C) probabilities of this frame back onto the previous one (None: the method cannot)
+    pull_back: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def score(self) -> float:
