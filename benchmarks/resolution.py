@@ -23,9 +23,10 @@ Default backends: PyTorch eager FP32 (always run: the reference), ONNX Runtime C
 OpenVINO bf16 where the CPU computes bf16 natively (AVX512-BF16 or AMX; the registry decides), and
 the OpenVINO int8 backends only with ``--calib FRAMES_DIR`` (frames other than ``--data``'s).
 Each ONNX Runtime or OpenVINO row is measured in a fresh child process (the files are built once
-here): eager PyTorch and OpenVINO in one process crashed inside OpenVINO under ``ONEDNN_MAX_CPU_ISA``
-(both carry their own oneDNN), and a backend that dies is one ``unavailable`` line, not the end of
-the table; ``--in-process`` measures everything here.
+here), so a runtime that dies is one ``unavailable`` line, not the end of the table (OpenVINO 2026.4
+segfaults at 224x224 under ``ONEDNN_MAX_CPU_ISA=AVX2``, even alone in its process), and no runtime
+shares threads or oneDNN with eager PyTorch; ``--in-process`` measures everything here. Under an
+ISA cap the rows of runtimes that ignore it (ONNX Runtime: kernels chosen from CPUID) are marked †.
 The CPU, its features and the load average before and after are printed with the table: CPU
 timings on a busy machine are slow and noisy, eager PyTorch most of all: after each of its operators
 (about 2,200 per frame for SurgeNetXL CAFormer) its OpenMP threads spin-wait for each other, and a
@@ -50,7 +51,8 @@ from surgenet.console.checks import output_file
 from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.runtime import registry
-from surgenet.runtime.cpu import cpu_has_native_bf16, cpu_label
+from surgenet.runtime.auto import IGNORE_ISA_CAP
+from surgenet.runtime.cpu import cpu_has_native_bf16, cpu_label, isa_limit
 from surgenet.runtime.isolated import call_in_child
 from surgenet.runtime.measure import (CALIB_HINT, Unavailable, gflops_per_frame, latency_stats,
                                       load_average, machine_info, markdown_table, open_benchmark_runner, parse_size,
@@ -170,8 +172,8 @@ def measure_runner(runner: Any, inputs: list[np.ndarray], masks: list[np.ndarray
 def measure_in_child(name: str, artefact: str, threads: int | None, frames_file: str, num_classes: int,
                      warmup: int, iters: int, label: str, no_progress: bool) -> dict[str, Any]:
     """:func:`measure_runner` for one file backend, run by :func:`~surgenet.runtime.isolated.call_in_child`
-    in a fresh process: no eager PyTorch ran there, so neither its oneDNN nor its threads meet the
-    backend's (under ``ONEDNN_MAX_CPU_ISA`` the two in one process crashed OpenVINO)."""
+    in a fresh process: a crash there loses this row only, and no eager PyTorch ran there to share
+    its threads or oneDNN with the backend."""
     with np.load(frames_file, allow_pickle=False) as data:
         count = sum(1 for k in data.files if k.startswith("x"))
         inputs = [data[f"x{i}"] for i in range(count)]
@@ -272,6 +274,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                              "device": backend.device, "batch": 1, "gflops_per_frame": gflops,
                              **latency_stats(times, 1), "first_call_ms": first_ms, "timed_calls": len(times),
                              "process": "this" if backend.artefact == "model" or args.in_process else "child",
+                             # ONNX Runtime picks its kernels from CPUID: under a cap its row is this CPU's full ISA
+                             "ignores_isa_cap": bool(isa_limit()) and backend.runtime in IGNORE_ISA_CAP,
                              **quality})
             if artefacts.notes:
                 notes[label] = dict(artefacts.notes)
@@ -314,7 +318,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     lines.append("")
     headers = ["size", "backend", "GFLOP", "median ms", "p90 ms", "fps", "mIoU",
                f"ΔmIoU vs FP32 @ {ref['size'][0]}x{ref['size'][1]} (points)"]
-    rows = [[r["size_label"], r["backend"], f"{r['gflops_per_frame']:.2f}", f"{r['median_ms']:.1f}",
+    rows = [[r["size_label"], r["backend"] + (" †" if r.get("ignores_isa_cap") else ""), f"{r['gflops_per_frame']:.2f}", f"{r['median_ms']:.1f}",
              f"{r['p90_ms']:.1f}", f"{r['fps']:.1f}", f"{100 * r['miou']:.2f} %",
              "-" if r["miou_delta"] is None else f"{r['miou_delta']:+.2f}"] for r in report["results"]]
     lines += [markdown_table(headers, rows), ""]
@@ -323,6 +327,8 @@ def report_lines(report: dict[str, Any]) -> list[str]:
             if before is not None and after is not None else "load average unknown")
     omp = f"OMP_WAIT_POLICY={m['omp_wait_policy']}" if m.get("omp_wait_policy") else "OMP_WAIT_POLICY unset"
     lines.append(f"CPU: {m['cpu_label']}; {load}; {omp}" + (f"; GPU {m['gpu']}" if m.get("gpu") else ""))
+    if any(r.get("ignores_isa_cap") for r in report["results"]):
+        lines.append("† ignores ONEDNN_MAX_CPU_ISA (its kernels follow CPUID): this CPU's full ISA, not the capped one's")
     if settings["int8"] != "run":
         lines.append(f"int8 (openvino-int8, openvino-int8-bf16) {settings['int8']}")
     lines += [f"unavailable: {u['backend']}: {u['reason']}" for u in report["unavailable"]]

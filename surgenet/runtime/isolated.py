@@ -1,8 +1,9 @@
 """One function run in a fresh child process, so that a library's crash or state cannot reach the caller.
 
-Benchmarks need it: under ``ONEDNN_MAX_CPU_ISA`` a process that runs eager PyTorch and then
-OpenVINO can die inside OpenVINO (both carry their own oneDNN and read the cap), and a segfault
-would take every measured row with it. :func:`call_in_child` runs ``function`` of the Python file
+Benchmarks need it: a runtime that dies takes every row measured in its process with it. Under
+``ONEDNN_MAX_CPU_ISA=AVX2`` OpenVINO 2026.4 ends in a segmentation fault at its first inference of
+a static 224x224 CAFormer graph, alone in its process (no PyTorch imported; the 192, 256 and
+256x448 graphs run); in a child it is one "unavailable" line of the table. :func:`call_in_child` runs ``function`` of the Python file
 ``source`` in a spawned child (a clean interpreter: no PyTorch state, the same environment
 variables), returns its result, re-raises its exception, and turns a death by signal into
 :class:`ChildCrashed` naming the signal. The function's file is loaded by its path, so scripts

@@ -126,6 +126,21 @@ def test_in_process_gives_the_same_masks_as_the_child_process(setup, capsys):
     assert child["miou"] == here["miou"] and child["per_class_iou"] == here["per_class_iou"]
 
 
+def test_under_an_isa_cap_the_rows_of_runtimes_that_ignore_it_are_marked(setup, capsys, monkeypatch):
+    """ONNX Runtime's kernels follow CPUID, not ONEDNN_MAX_CPU_ISA: under a cap its row is the CPU's
+    full ISA and must say so; eager PyTorch's row (oneDNN reads the cap) is not marked."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    out_json = setup / "capped.json"
+    assert resolution.main(["--model", str(setup / "model"), "--data", str(setup / "data"), "--sizes", "64",
+                            "--backends", *BACKENDS, "--warmup", "0", "--iters", "1", "--json", str(out_json),
+                            "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    rows = {r["backend"]: r for r in json.loads(out_json.read_text())["results"]}
+    assert rows["onnxruntime-cpu"]["ignores_isa_cap"] and not rows["torch-eager-fp32"]["ignores_isa_cap"]
+    assert "| onnxruntime-cpu † " in stdout and "| torch-eager-fp32 † " not in stdout
+    assert any(line.startswith("† ignores ONEDNN_MAX_CPU_ISA") for line in stdout.splitlines())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--data", "{root}/no-such-folder"], "is not a folder"),
     (["--sizes", "64", "50x64"], "50 is not a multiple of 32"),
