@@ -48,8 +48,9 @@ from surgenet.console.checks import existing_path, model_reference, output_folde
 from surgenet.bounds import bounded
 from surgenet.exceptions import InputError
 from surgenet.evaluation.metrics import iou_per_class
+from surgenet.video.keyframe_interval import DEFAULT_MAX_INTERVAL
 
-INTERVALS = (1, 2, 3, 4, 6, 8)
+INTERVALS = tuple(range(1, DEFAULT_MAX_INTERVAL + 1))  # every interval the adaptive run may settle on
 MODES = ("causal", "lookahead")  # masks carried forward only; or held and blended from both keyframes
 GOAL_MIOU = 0.85
 

@@ -28,7 +28,8 @@ def test_sequence_miou_rejects_unequal_sequences():
 def test_settled_and_nearest_interval():
     assert settled_interval([2, 5, 5, 3, 3]) == 5  # tie between 3 and 5: the larger
     assert settled_interval([]) == 1
-    assert nearest_measured(5) == 6 and nearest_measured(7) == 8 and nearest_measured(12) == 8
+    assert keyframes.INTERVALS == tuple(range(1, 9))  # every interval up to the adaptive bound is measured
+    assert nearest_measured(5) == 5 and nearest_measured(12) == 8 and nearest_measured(0) == 1
 
 
 class _Stub:
