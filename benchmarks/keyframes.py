@@ -88,12 +88,10 @@ def keyframe_masks(predictor: Any, images: list[np.ndarray], logits: list[Any], 
     ``lookahead``: blended from both keyframes around them, released at the second).
     Returns the masks, the keyframes and the scene cuts."""
     from surgenet.video.keyframes import SceneCutDetector
-    from surgenet.video.methods import create_propagator
-    from surgenet.realtime_keyframes import KeyframePropagation, full_size_labels
+    from surgenet.realtime_keyframes import full_size_labels, keyframe_stream
 
     model_size = tuple(int(v) for v in predictor.config["input_size"][-2:])
-    stream = KeyframePropagation(create_propagator("flow", predictor.model), model_size=model_size,
-                                 lookahead=lookahead)
+    stream = keyframe_stream("flow", predictor.model, model_size, lookahead)  # as run_keyframe_video builds it
     cuts = SceneCutDetector(cut_threshold) if cut_threshold is not None else None
     masks: list[np.ndarray | None] = []
     held: list[int] = []  # indices into masks waiting for the next keyframe

@@ -32,13 +32,18 @@ class FlowPropagator(Propagator):
             default half size for frames wider than 640 pixels, full size for smaller ones.
         alpha, beta: the consistency thresholds (relative, and in squared pixels of the full frame).
         fill_radius: half-width in pixels of the window that fills untrusted pixels.
+        consistency: the forward-backward check (and with it the occlusion fill and a confidence that
+            means something). Without it only the backward flow is computed (the forward one only
+            when ``pull_back`` asks for it), and only pixels pulled from outside the frame are filled:
+            cheaper where nothing reads the confidence (real-time keyframes).
     """
 
     default_min_confidence = 0.7  # share of pixels that pass the consistency check
 
     def __init__(self, scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 3) -> None:
+                 fill_radius: int = 3, consistency: bool = True) -> None:
         super().__init__()
+        self.consistency = bool(consistency)
         if scale is not None and not 0 < scale <= 1:
             raise InputError(f"flow scale must be in (0, 1], got {scale}.")
         self.scale = None if scale is None else float(scale)
@@ -55,6 +60,14 @@ class FlowPropagator(Propagator):
         """Forward (prev -> cur) and backward (cur -> prev) flow, (h, w, 2) float32, in pixels of
         the prepared size."""
 
+    def _backward_flow(self, prev, cur) -> np.ndarray:
+        """cur -> prev alone (subclasses that can compute one direction override it)."""
+        return self._flows(prev, cur)[1]
+
+    def _forward_flow(self, prev, cur) -> np.ndarray:
+        """prev -> cur alone."""
+        return self._flows(prev, cur)[0]
+
     def _reset(self) -> None:
         self._prev = None
 
@@ -64,10 +77,14 @@ class FlowPropagator(Propagator):
     def _step(self, frame: np.ndarray) -> PropagationStep:
         cv2 = _cv2()
         height, width = frame.shape[:2]
-        cur = self._prepare(frame)
-        fwd, bwd = self._flows(self._prev, cur)
+        prev, cur = self._prev, self._prepare(frame)
+        if self.consistency:
+            fwd, bwd = self._flows(prev, cur)
+            valid_small = self._consistent(fwd, bwd, (height, width))
+        else:
+            fwd, bwd = None, self._backward_flow(prev, cur)
+            valid_small = np.ones(bwd.shape[:2], bool)
         self._prev = cur
-        valid_small = self._consistent(fwd, bwd, (height, width))
         sy, sx = height / bwd.shape[0], width / bwd.shape[1]
         if bwd.shape[:2] != (height, width):
             bwd = cv2.resize(bwd, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -88,7 +105,7 @@ class FlowPropagator(Propagator):
 
         def pull_back(later: np.ndarray) -> np.ndarray:
             # the previous frame's pixels looked up in this frame along the forward flow (prev -> this)
-            ahead = fwd
+            ahead = fwd if fwd is not None else self._forward_flow(prev, cur)
             if ahead.shape[:2] != (height, width):
                 ahead = cv2.resize(ahead, (width, height), interpolation=cv2.INTER_LINEAR)
                 ahead[..., 0] *= sx
@@ -168,8 +185,8 @@ class DISFlowPropagator(FlowPropagator):
     name = "flow"
 
     def __init__(self, preset: str = "fast", scale: float | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 3) -> None:
-        super().__init__(scale, alpha, beta, fill_radius)
+                 fill_radius: int = 3, consistency: bool = True) -> None:
+        super().__init__(scale, alpha, beta, fill_radius, consistency)
         if preset not in DIS_PRESETS:
             raise InputError(f"unknown DIS preset {preset!r}; valid: {', '.join(DIS_PRESETS)}.")
         cv2 = _cv2()
@@ -187,6 +204,10 @@ class DISFlowPropagator(FlowPropagator):
         return gray
 
     def _flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fwd = self._dis.calc(prev, cur, None)
-        bwd = self._dis.calc(cur, prev, None)
-        return fwd, bwd
+        return self._forward_flow(prev, cur), self._backward_flow(prev, cur)
+
+    def _forward_flow(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        return self._dis.calc(prev, cur, None)
+
+    def _backward_flow(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        return self._dis.calc(cur, prev, None)

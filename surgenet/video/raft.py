@@ -68,15 +68,16 @@ class RAFTPropagator(FlowPropagator):
         max_side: frames are resized so their longer side is at most this (RAFT's cost grows with area).
         num_flow_updates: RAFT's recurrent refinement steps (torchvision's default is 12).
         device: where RAFT runs (default CUDA when available).
-        scale, alpha, beta, fill_radius: see :class:`~.flow.FlowPropagator` (``scale`` is set from ``max_side``).
+        scale, alpha, beta, fill_radius, consistency: see :class:`~.flow.FlowPropagator` (``scale`` is set
+            from ``max_side``).
     """
 
     name = "raft"
 
     def __init__(self, variant: str = "raft_small", max_side: int = 512, num_flow_updates: int = 12,
                  device: str | torch.device | None = None, alpha: float = 0.01, beta: float = 0.5,
-                 fill_radius: int = 3) -> None:
-        super().__init__(1.0, alpha, beta, fill_radius)
+                 fill_radius: int = 3, consistency: bool = True) -> None:
+        super().__init__(1.0, alpha, beta, fill_radius, consistency)
         if max_side < 64:
             raise InputError(f"max_side must be at least 64, got {max_side}.")
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
