@@ -158,7 +158,7 @@ def keyframe_stream(method: str, model: Any, model_size: tuple[int, int], lookah
     Flow methods skip the forward-backward consistency check unless ``consistency`` is given: it
     feeds the propagation's confidence, which keyframe real time never reads (its keyframes come
     from the interval and scene cuts), and costs a second flow, a remap and the occlusion fill, a
-    third of the propagation's time, for masks the same to the third decimal on the real clips.
+    about 30 % of the propagation's time, for masks within 0.002 mIoU on the real clips.
     """
     if method in LOOKAHEAD_METHODS:
         options.setdefault("consistency", False)
