@@ -121,6 +121,18 @@ def test_cli_realtime_writes_a_mask_for_every_frame_and_reports_the_keyframes(se
     assert "held back by " in text or "busiest thread: " in text
 
 
+def test_cli_realtime_lookahead_writes_every_mask_and_says_so(seg_model, static_clip, tmp_path, capsys):
+    from surgenet.cli import main
+
+    folder = seg_model.save_pretrained(tmp_path / "seg-la")
+    out = tmp_path / "out-la"
+    assert main(["predict", str(static_clip), "--model", str(folder), "--out", str(out), "--device", "cpu",
+                 "--realtime", "--keyframe-interval", "4", "--lookahead", "--no-overlay"]) == 0
+    text = capsys.readouterr().out
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"frame_{i:06d}.png" for i in range(FRAMES)]
+    assert "look-ahead (masks from both keyframes)" in text and "interpolate" in text
+
+
 def _exit_code(argv):
     from surgenet.cli import main
 
