@@ -76,12 +76,12 @@ def plan(args: argparse.Namespace) -> list[Step]:
     for needed in (data / "endoscapes" / "train", data / "endoscapes" / "val", data / "clips" / "clip_a.mp4"):
         if not needed.exists():
             raise InputError(f"{needed} not found; --data must be the shared data folder (endoscapes/, clips/).")
-    env = {}
+    cache = {"SURGENET_CACHE": str(out / "cache")}  # the auto choice measured here, not one cached elsewhere
+    env = dict(cache)  # the measuring steps also get the cap; training and export are the same on any CPU
     if args.cap == "avx2":
         from surgenet.runtime.cpu import AVX2_ONLY_ENV
 
-        env = dict(AVX2_ONLY_ENV)
-    env["SURGENET_CACHE"] = str(out / "cache")  # the auto choice measured here, not one cached elsewhere
+        env.update(AVX2_ONLY_ENV)
     steps = []
     model = args.model or out / "seg" / "best"
     if args.model is None:
@@ -89,11 +89,11 @@ def plan(args: argparse.Namespace) -> list[Step]:
                                     "surgenetxl-caformer", "--no-pretrained", "--num-classes", "7", "--train",
                                     str(data / "endoscapes" / "train"), "--val", str(data / "endoscapes" / "val"),
                                     "--out", str(out / "seg"), "--epochs", str(args.epochs), "--batch-size", "8",
-                                    "--image-size", "256"]))
+                                    "--image-size", "256"], cache))
     export = args.export or out / "export256"
     if args.export is None:
         steps.append(Step("export", ["surgenet", "export", str(model), "--out", str(export), "--imgsz", "256", "256",
-                                     "--int8", "--calib", str(data / "endoscapes" / "train")]))
+                                     "--int8", "--calib", str(data / "endoscapes" / "train")], cache))
     clip = str(data / "clips" / "clip_a.mp4")
     frame = first_frame(data / "endoscapes" / "val" / "images")
     steps += [
@@ -113,9 +113,6 @@ def plan(args: argparse.Namespace) -> list[Step]:
                             "--sizes", "192", "224", "256", "256x448", "--json", str(out / "resolution.json"),
                             "--out", str(out / "resolution.md"), "--no-progress"], env),
     ]
-    # the steps without the cap's variables get the cache too (training and export are the same anywhere)
-    for step in steps:
-        step.env = step.env or {"SURGENET_CACHE": env["SURGENET_CACHE"]}
     return steps
 
 

@@ -178,9 +178,10 @@ def measure_in_child(name: str, artefact: str, threads: int | None, frames_file:
         count = sum(1 for k in data.files if k.startswith("x"))
         inputs = [data[f"x{i}"] for i in range(count)]
         masks = [data[f"m{i}"] for i in range(count)]
-    runner = registry.open_runner(registry.get_backend(name), Path(artefact), threads=threads, shape_per_batch=True)
+    backend = registry.get_backend(name)
+    runner = registry.open_runner(backend, Path(artefact), threads=threads, shape_per_batch=True)
     try:
-        return measure_runner(runner, inputs, masks, num_classes, warmup, iters, registry.get_backend(name).device,
+        return measure_runner(runner, inputs, masks, num_classes, warmup, iters, backend.device,
                               f"{label} {name}", no_progress)
     finally:
         getattr(runner, "close", lambda: None)()
@@ -234,8 +235,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             workdir.mkdir()
             artefacts = BackendArtefacts(model, config, workdir, [1], [hw], args.threads, args.calib,
                                          args.calib_size, dynamic=False)
-            frames_file = workdir / "frames.npz"  # what a child process reads: the inputs and masks at this size
-            np.savez(frames_file, **{f"x{i}": x for i, x in enumerate(inputs)}, **{f"m{i}": m for i, m in enumerate(masks)})
+            frames_file = workdir / "frames.npz"  # what a child process reads: written for the first child
             for name in names:
                 backend = registry.BACKENDS[name]
                 steps.set_postfix_str(f"{label} {name}")
@@ -257,6 +257,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         if why:
                             raise Unavailable(why)
                         artefact = artefacts.artefact(backend.artefact)  # built here, once, for every child
+                        if not frames_file.exists():
+                            np.savez(frames_file, **{f"x{i}": x for i, x in enumerate(inputs)},
+                                     **{f"m{i}": m for i, m in enumerate(masks)})
                         measured = call_in_child(__file__, "measure_in_child", name=name, artefact=str(artefact),
                                                  threads=args.threads, frames_file=str(frames_file),
                                                  num_classes=num_classes, warmup=args.warmup, iters=args.iters,

@@ -57,7 +57,7 @@ from .video._deps import cv2 as _cv2
 from .video.keyframe_interval import DEFAULT_HEADROOM, DEFAULT_MAX_INTERVAL, next_interval
 from .video.interpolate import HeldFrame, blend_between_keyframes
 from .video.keyframes import SceneCutDetector
-from .video.methods import LOOKAHEAD_METHODS, create_propagator
+from .video.methods import LOOKAHEAD_METHODS, check_lookahead, create_propagator
 from .video.propagate import Propagator, labels_of
 
 KEYFRAME_STAGES = ("decode", "preprocess", "infer", "propagate", "interpolate", "postprocess", "write")
@@ -122,11 +122,8 @@ class KeyframePropagation:
         if self._held:
             if not scene_cut and size == self._size:
                 step = self.propagator.step(self._small(image))  # the flow onto the keyframe, for its pull-back
-                if step.pull_back is None:
-                    raise InputError(f"--lookahead needs a propagation that can carry masks backwards; "
-                                     f"{self.propagator.name!r} cannot (use flow or raft).")
                 start = time.perf_counter()
-                released = blend_between_keyframes(self._held, probs, step.pull_back)
+                released = blend_between_keyframes(self._held, probs, self._pull_back(step))
                 self.blend_ms = (time.perf_counter() - start) * 1e3
             else:
                 released = [frame.forward for frame in self._held]
@@ -143,11 +140,14 @@ class KeyframePropagation:
         step = self.propagator.step(self._small(image))
         if not self.lookahead:
             return step.probs
+        self._held.append(HeldFrame(step.probs, self._pull_back(step)))
+        return None
+
+    def _pull_back(self, step: Any) -> Callable[[np.ndarray], np.ndarray]:
         if step.pull_back is None:
             raise InputError(f"--lookahead needs a propagation that can carry masks backwards; "
                              f"{self.propagator.name!r} cannot (use flow or raft).")
-        self._held.append(HeldFrame(step.probs, step.pull_back))
-        return None
+        return step.pull_back
 
     def flush(self) -> list[np.ndarray]:
         """The held frames as carried forward (the video ended before another keyframe)."""
@@ -313,9 +313,8 @@ def run_keyframe_video(predictor: Predictor, path: str | Path, sink: Sink | None
             both (:mod:`.video.interpolate`): closer to per-frame masks at a given interval, written
             up to one interval plus one model call later (flow or raft propagation).
     """
-    if lookahead and propagation not in LOOKAHEAD_METHODS:
-        raise InputError(f"--lookahead carries masks back from the next keyframe along the flow; --propagation "
-                         f"{propagation} has none: use {' or '.join(LOOKAHEAD_METHODS)}.")
+    if lookahead:
+        check_lookahead(propagation)
     if interval is not None and interval < 1:
         raise InputError(f"--keyframe-interval must be >= 1, got {interval}.")
     if max_interval < 1 or repeat < 1 or queue_size < 1 or (max_frames is not None and max_frames < 1):

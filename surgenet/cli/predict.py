@@ -33,7 +33,7 @@ from ..tasks import TASKS
 from ..console.checks import add_backend_auto_options, device_name, existing_path, model_reference, output_folder
 from ..bounds import bounded
 from ..video.keyframe_interval import DEFAULT_MAX_INTERVAL
-from ..video.methods import LOOKAHEAD_METHODS, METHODS
+from ..video.methods import METHODS, check_lookahead
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -263,9 +263,8 @@ def _check_keyframe_options(args: argparse.Namespace) -> None:
         raise InputError(f"{' and '.join(given)}: {why}; drop {'them' if len(given) > 1 else 'it'}.")
     if args.realtime and not args.drop_stale and args.stride != 1:
         raise InputError("--realtime gives every frame a mask; drop --stride (or pass --drop-stale).")
-    if args.lookahead and args.propagation not in LOOKAHEAD_METHODS:
-        raise InputError(f"--lookahead carries masks back from the next keyframe along the flow; --propagation "
-                         f"{args.propagation} has none: use {' or '.join(LOOKAHEAD_METHODS)}.")
+    if args.lookahead:
+        check_lookahead(args.propagation)
     bound = args.keyframe_interval_max if args.keyframe_interval_max is not None else DEFAULT_MAX_INTERVAL
     if args.keyframe_interval is not None and args.keyframe_interval > bound:
         raise InputError(f"--keyframe-interval {args.keyframe_interval} is above --keyframe-interval-max {bound}; "

@@ -15,6 +15,13 @@ METHODS: tuple[str, ...] = ("flow", "raft", "features")
 LOOKAHEAD_METHODS: tuple[str, ...] = ("flow", "raft")  # their steps carry masks backwards too (pull_back)
 
 
+def check_lookahead(method: str) -> None:
+    """An :class:`InputError` when ``method`` cannot carry masks backwards, which ``--lookahead`` needs."""
+    if method not in LOOKAHEAD_METHODS:
+        raise InputError(f"--lookahead carries masks back from the next keyframe along the flow; --propagation "
+                         f"{method} has none: use {' or '.join(LOOKAHEAD_METHODS)}.")
+
+
 def create_propagator(method: str, model: Any = None, **kwargs: Any) -> Propagator:
     """``flow`` (no weights), ``raft`` (torchvision weights in the torch hub cache), or
     ``features`` (needs ``model``: a surgenet task model or backbone, whose features it uses)."""
