@@ -147,11 +147,11 @@ def _exit_code(argv):
     (["--realtime", "--keyframe-interval-max", "0"], "must be >= 1"),
     (["--realtime", "--keyframe-interval", "9"], "--keyframe-interval 9 is above --keyframe-interval-max 8"),
     (["--realtime", "--keyframe-interval", "5", "--keyframe-interval-max", "4"], "is above --keyframe-interval-max 4"),
-    (["--keyframe-interval", "3"], "they need --realtime"),
+    (["--keyframe-interval", "3"], "it needs --realtime"),
     (["--realtime", "--drop-stale", "--keyframe-interval-max", "3"], "--drop-stale runs the model on every frame"),
     (["--drop-stale"], "pass --realtime --drop-stale"),
     (["--realtime", "--stride", "2"], "drop --stride"),
-    (["--lookahead"], "they need --realtime"),
+    (["--lookahead"], "it needs --realtime"),
     (["--realtime", "--lookahead", "--propagation", "features"], "--propagation features has none: use flow or raft"),
 ])
 def test_bad_interval_options_are_one_line_and_exit_code_2_before_the_model(flags, needle, static_clip, tmp_path,

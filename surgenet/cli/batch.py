@@ -127,7 +127,7 @@ def _check_export_options(args: argparse.Namespace) -> None:
 
 def run_batch(args: argparse.Namespace) -> int:
     from ..backends import is_export_folder
-    from ..models.loading import model_source
+    from .zoo_flags import check_zoo_flags
 
     mode = args.task
     if is_export_folder(args.model):
@@ -138,11 +138,8 @@ def run_batch(args: argparse.Namespace) -> int:
         if mode is not None and mode != task:
             raise InputError(f"{args.model} was exported for {task}, not {mode}; drop --task or pick another model.")
         return _run(args, task)
+    check_zoo_flags(args.model, mode, getattr(args, "num_classes", None))
     if mode is None:
-        if model_source(args.model) == "zoo":
-            from ..exceptions import InputError
-
-            raise InputError(f"--task is required with the zoo name {args.model} ({', '.join(TASKS)}).")
         import json
         from pathlib import Path
 

@@ -135,12 +135,18 @@ def run(args: argparse.Namespace) -> int:
     from ..models import load_model
     from ..predict import Predictor
     from ..visualize import save_png
+    from .zoo_flags import check_zoo_flags
 
     from tqdm import tqdm  # a core dependency
 
     source, out = Path(args.input), Path(args.out)
     kind = "folder" if source.is_dir() else "video" if is_video(source) else "image"
     backend = _check_video_options(args, source, kind)
+    check_zoo_flags(args.model, args.task, args.num_classes)
+    if kind == "image":  # one unreadable image is the user's mistake: say so before any model is built
+        from ..io.images import read_image
+
+        read_image(source)
     eager = runs_eager(backend) if backend != AUTO else False
     if is_export_folder(args.model):
         model = _exported_model(args, backend)
@@ -259,7 +265,8 @@ def _check_keyframe_options(args: argparse.Namespace) -> None:
     if args.drop_stale and not args.realtime:
         raise InputError("--drop-stale is a way of running --realtime; pass --realtime --drop-stale.")
     if given and not _keyframe_realtime(args):
-        why = "--drop-stale runs the model on every frame it can" if args.drop_stale else "they need --realtime"
+        why = ("--drop-stale runs the model on every frame it can" if args.drop_stale
+               else f"{'they need' if len(given) > 1 else 'it needs'} --realtime")
         raise InputError(f"{' and '.join(given)}: {why}; drop {'them' if len(given) > 1 else 'it'}.")
     if args.realtime and not args.drop_stale and args.stride != 1:
         raise InputError("--realtime gives every frame a mask; drop --stride (or pass --drop-stale).")

@@ -121,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
     from ..io.paths import inside
     from ..visualize import save_png
     from .predict import _warn_if_untrained
+    from .zoo_flags import check_zoo_flags
 
     _check(args)
+    if args.model is not None:
+        check_zoo_flags(args.model, "segmentation", args.num_classes)
     source, out = Path(args.input), Path(args.out)
     kind = check_source(source)
     skipped: list[str] = []

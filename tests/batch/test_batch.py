@@ -195,7 +195,7 @@ def test_ray_engine_gives_the_local_table(archive, cvs_model, tmp_path):
 
 def test_cli_mistakes_are_one_line(archive, tmp_path, capsys):
     for argv, message in ((["batch", str(archive), "--model", ZOO, "--out", str(tmp_path / "o"), "--no-pretrained"],
-                           "--task is required"),
+                           "is a zoo backbone: pass --task"),
                           (["batch", str(archive), "--model", ZOO, "--task", "cvs", "--out", str(tmp_path / "o"),
                             "--fps", "0"], "--fps"),
                           (["embed", str(archive), "--model", ZOO, "--out", str(tmp_path / "o"), "--address", "auto"],
