@@ -22,6 +22,7 @@ from surgenet._version import __version__
 from surgenet.console import CommandParser
 from surgenet.console.checks import output_folder
 from surgenet.bounds import bounded
+from surgenet.cli.zoo_flags import check_zoo_flags
 
 from surgenet.exceptions import InputError
 from surgenet.tasks import TASKS
@@ -29,7 +30,7 @@ from surgenet.tasks import TASKS
 from surgenet.runtime.cuda import import_tensorrt
 from surgenet.runtime.errors import BackendUnavailableError
 from .calibration_frames import image_files
-from .int8 import DEFAULT_CALIB_SIZE, require_nncf
+from .int8 import DEFAULT_CALIB_SIZE, require_nncf, split_frames
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "surgenet-export"
@@ -97,6 +98,7 @@ def check_requirements(args: argparse.Namespace) -> None:
     if missing:
         raise BackendUnavailableError(f"surgenet-export needs {' and '.join(missing)}, which is not installed: "
                                       "pip install 'surgenet[export]' (CPU) or 'surgenet[trt]' (NVIDIA GPU).")
+    check_zoo_flags(str(args.model), args.task, args.num_classes)
     if args.int8 and args.task == "phase":
         raise InputError("--int8 quantises frame models (segmentation, CVS, tools); a phase model's temporal state "
                          "would need calibration over whole videos. Export it without --int8.")
@@ -108,9 +110,20 @@ def check_requirements(args: argparse.Namespace) -> None:
         if args.calib_size < 1:
             raise InputError(f"--calib-size must be at least 1, got {args.calib_size}.")
         require_nncf()
-        image_files(args.calib)  # a folder that exists and holds frames
+        check_calibration_frames(args.calib, args.calib_size)
     if args.trt:  # the GPU, then the TensorRT package (and a driver recent enough to load it)
         import_tensorrt()
+
+
+def check_calibration_frames(folder: Path, calib_size: int) -> None:
+    """The frames int8 will read (the calibration set and the held-out check), decoded now: a
+    broken file is one line before the export, not after it."""
+    from surgenet.io.images import read_image
+
+    files = image_files(folder)  # a folder that exists and holds frames
+    calib, held_out = split_frames(files, min(calib_size, len(files)))
+    for path in [*calib, *held_out]:
+        read_image(path)
 
 
 def _importable(name: str) -> bool:

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..backends import is_export_folder
     from ..exceptions import InputError, MissingExtraError
     from ..models import load_model
 
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..io.table import format_table
 
+    if is_export_folder(args.model):
+        raise InputError(f"{args.model} is a surgenet-export folder; evaluate scores the PyTorch model it came from "
+                         "(its save_pretrained folder, e.g. RUN/best). An export's agreement and mIoU against FP32: "
+                         "surgenet predict FRAMES --model EXPORT --auto-frames DATASET --rebenchmark.")
     model = load_model(args.model)
     model.to(resolve_device(args.device))
     result = evaluate_model(model, args.data, args.out, batch_size=args.batch_size, sheet_frames=args.frames)

@@ -327,6 +327,15 @@ def test_evaluate_csv_listing_missing_images(tmp_path, capsys, image):
     assert_one_line(code, err, "lists 1 image(s) that do not exist", "missing.png")
 
 
+def test_surgenet_evaluate_on_an_export_folder_says_what_it_scores(tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(b"onnx")
+    argv = ["evaluate", "--model", export, "--data", tmp_path, "--out", tmp_path / "eval"]
+    code, err = run(surgenet_main, argv, capsys)
+    assert_one_line(code, err, "is a surgenet-export folder", "RUN/best", "--auto-frames")
+
+
 # ------------------------------------------------------------------------------------ run_command
 def _parser(func) -> argparse.ArgumentParser:
     parser = CommandParser(prog="tool")

@@ -69,7 +69,27 @@ def test_trt_without_cuda_says_it_needs_an_nvidia_gpu(tmp_path, capsys):
 def test_user_errors_exit_cleanly(tmp_path, capsys):
     code = main(["surgenet-caformer", "--task", "segmentation", "--no-pretrained", "--out", str(tmp_path)])
     assert code == 2
-    assert "num_classes is required" in capsys.readouterr().err
+    assert "with --task segmentation needs --num-classes N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("broken", ["not-an-image.png", "cut.png"])
+def test_int8_with_a_broken_calibration_frame_stops_before_the_export(tmp_path, capsys, monkeypatch, broken):
+    pytest.importorskip("nncf")
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(frames / f"f{i}.png")
+    whole = (frames / "f0.png").read_bytes()
+    (frames / broken).write_bytes(b"garbage" if broken.startswith("not") else whole[: len(whole) // 2])
+    built = []
+    monkeypatch.setattr(surgenet, "load_model", lambda *a, **k: built.append(a))
+    code = main(["surgenet-caformer", "--task", "cvs", "--no-pretrained", "--int8", "--calib", str(frames),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and broken in err and len(err.strip().splitlines()) == 1, err
+    assert built == [] and not (tmp_path / "out").exists()
 
 
 def test_missing_onnx_names_the_extra_before_building_a_model(tmp_path, capsys, monkeypatch):
