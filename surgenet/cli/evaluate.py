@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if is_export_folder(args.model):
         raise InputError(f"{args.model} is a surgenet-export folder; evaluate scores the PyTorch model it came from "
                          "(its save_pretrained folder, e.g. RUN/best). An export's agreement and mIoU against FP32: "
-                         "surgenet predict FRAMES --model EXPORT --auto-frames DATASET --rebenchmark.")
+                         "surgenet predict FRAME --model EXPORT --auto-frames DATASET --rebenchmark --out OUT.")
     model = load_model(args.model)
     model.to(resolve_device(args.device))
     result = evaluate_model(model, args.data, args.out, batch_size=args.batch_size, sheet_frames=args.frames)

@@ -219,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if count and not partial else 1  # 1: nothing, or not every frame the video announces
 
 
+def _print_choice(choice: Any) -> None:
+    """``--backend auto``'s line; when it was just measured, every candidate's figures as a table."""
+    print(choice.summary())
+    if not choice.cached:
+        print(choice.table())
+
+
 def _check_video_options(args: argparse.Namespace, source: Path, kind: str) -> str:
     """The backend, and the video options checked (the clip opened) before any model is built."""
     from ..backends import AUTO, check_backend, check_runs_here
@@ -289,7 +296,7 @@ def _exported_model(args: argparse.Namespace, backend: str) -> Any:
         raise InputError(f"{args.model} is an exported model, which carries its weights and classes; "
                          f"drop {', '.join(given)}.")
     runner = load_runner_for(args.model, backend, device=args.device, auto_frames=args.auto_frames,
-                             rebenchmark=args.rebenchmark, on_choice=lambda choice: print(choice.summary()))
+                             rebenchmark=args.rebenchmark, on_choice=_print_choice)
     task = runner.config.get("task")
     if args.task is not None and args.task != task:
         raise InputError(f"{args.model} was exported for {task}, not {args.task}; drop --task or pick another model.")

@@ -90,6 +90,21 @@ class Choice:
         return (f"backend auto -> {self.backend} ({', '.join(figures)}; {how}, {self.cpu})"
                 + (f" [others: {others}]" if others else ""))
 
+    def table(self) -> str:
+        """Every candidate's figures as a table (fastest first, the untimed after), the chosen one
+        marked: what the summary line shortens."""
+        from ..io.table import format_table
+
+        def cell(value: float | None, fmt: str) -> str:
+            return "-" if value is None else fmt.format(round(value, 2) + 0.0)  # + 0.0: no "-0.00"
+
+        order = sorted(self.measurements, key=lambda m: (m.median_ms is None, m.median_ms or 0.0, m.backend))
+        rows = [[("* " if m.backend == self.backend else "  ") + m.backend, cell(m.median_ms, "{:.1f}"),
+                 cell(None if m.agreement is None else 100 * m.agreement, "{:.2f}"), cell(m.miou_drop, "{:+.2f}"),
+                 "chosen" if m.backend == self.backend else "passed" if m.passed else m.note or "failed"]
+                for m in order]
+        return format_table(["backend", "ms", "agreement %", "mIoU drop (points)", "result"], rows)
+
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "measurements": [asdict(m) for m in self.measurements], "cpu": self.cpu,
                 "frames": self.frames, "created": self.created}

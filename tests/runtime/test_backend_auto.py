@@ -138,6 +138,20 @@ def test_the_summary_is_one_line_naming_the_choice_and_why_the_others_lost():
                                 "[others: a 9.3 ms; c failed: agreement 90.00 % < 99.5 %]")
 
 
+def test_the_table_lists_every_candidate_fastest_first_with_its_figures():
+    choice = auto.Choice("b", [auto.Measurement("a", 9.31, 1.0, 0.0, passed=True),
+                               auto.Measurement("c", None, 0.9912, -0.004, note="agreement 99.12 % < 99.5 %"),
+                               auto.Measurement("b", 5.04, 0.99951, 0.123, passed=True)],
+                         "CPU X (avx2)", "frames", "key")
+    rows = [line.split() for line in choice.table().splitlines()]
+    assert rows[0][:2] == ["backend", "ms"]
+    body = [r for r in rows[2:]]  # header, rule, then one row per candidate
+    assert [r[0] if r[0] != "*" else r[1] for r in body] == ["b", "a", "c"]  # timed by speed, the untimed last
+    assert body[0] == ["*", "b", "5.0", "99.95", "+0.12", "chosen"]
+    assert body[1] == ["a", "9.3", "100.00", "+0.00", "passed"]
+    assert body[2][:4] == ["c", "-", "99.12", "+0.00"] and " ".join(body[2][4:]) == "agreement 99.12 % < 99.5 %"
+
+
 def test_the_cache_keeps_every_entry_and_an_unreadable_file_is_an_empty_cache(tmp_path):
     def choice(key: str, backend: str) -> auto.Choice:
         return auto.Choice(backend, [auto.Measurement(backend, 1.5, 1.0, passed=True)], "CPU X", "frames", key)
