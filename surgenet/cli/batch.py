@@ -139,14 +139,21 @@ def run_batch(args: argparse.Namespace) -> int:
             raise InputError(f"{args.model} was exported for {task}, not {mode}; drop --task or pick another model.")
         return _run(args, task)
     check_zoo_flags(args.model, mode, getattr(args, "num_classes", None))
-    if mode is None:
-        import json
-        from pathlib import Path
+    return _run(args, mode if mode is not None else saved_task(args.model))
 
-        from ..io.text import read_user_text
 
-        mode = json.loads(read_user_text(Path(args.model).expanduser() / "config.json")).get("task")
-    return _run(args, mode)
+def saved_task(model: str) -> str | None:
+    """The task recorded in the ``config.json`` of a save_pretrained folder or of a Hub repo (read
+    through the Hugging Face cache)."""
+    import json
+    from pathlib import Path
+
+    from ..io.text import read_user_text
+    from ..models.base import snapshot_folder
+    from ..models.loading import model_source
+
+    folder = snapshot_folder(model) if model_source(model) == "hub" else Path(model).expanduser()
+    return json.loads(read_user_text(folder / "config.json")).get("task")
 
 
 def run_embed(args: argparse.Namespace) -> int:

@@ -177,7 +177,7 @@ class SurgeNetModel(nn.Module):
         """
         folder = Path(path_or_repo).expanduser()
         if not folder.is_dir():
-            folder = _snapshot(str(path_or_repo), revision, cache_dir)
+            folder = snapshot_folder(str(path_or_repo), revision, cache_dir)
         config = read_config(folder)
         model = cls.from_config(config) if cls is SurgeNetModel else cls._checked(config)
         load_strict(model, dict(read_file(folder / WEIGHTS_NAME)), str(folder / WEIGHTS_NAME))
@@ -277,7 +277,9 @@ def check_saved_numbers(config: dict[str, Any], path: Path) -> None:
             check_number("image_side", side, f"{path}: input_size")
 
 
-def _snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+def snapshot_folder(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The local folder of a Hub model repo (config, weights, card), through the Hugging Face cache;
+    offline and not cached is one line naming the fix."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 

@@ -239,3 +239,29 @@ def test_a_registry_backend_gives_the_eager_table_and_cuda_ones_refuse_without_a
                       "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs an NVIDIA GPU with CUDA" in err[0], err
+
+
+def test_batch_reads_the_task_of_a_hub_model_from_its_cached_config(hf_cache, tmp_path):
+    import json
+
+    from surgenet.cli.batch import saved_task
+
+    hf_cache.add("someone/cvs-model", "config.json", json.dumps({"task": "cvs", "num_classes": 3}).encode())
+    assert saved_task("someone/cvs-model") == "cvs"
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"task": "phase"}))
+    assert saved_task(str(folder)) == "phase"
+
+
+def test_batch_with_an_uncached_hub_model_offline_is_one_line(hf_cache, tmp_path, capsys):
+    from surgenet.cli import main
+
+    archive = tmp_path / "videos"
+    archive.mkdir()
+    try:
+        code = main(["batch", str(archive), "--model", "someone/not-cached", "--out", str(tmp_path / "out")])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "someone/not-cached" in err[0] and "cache" in err[0], err
