@@ -272,9 +272,9 @@ def _check_keyframe_options(args: argparse.Namespace) -> None:
     if args.drop_stale and not args.realtime:
         raise InputError("--drop-stale is a way of running --realtime; pass --realtime --drop-stale.")
     if given and not _keyframe_realtime(args):
-        why = ("--drop-stale runs the model on every frame it can" if args.drop_stale
-               else f"{'they need' if len(given) > 1 else 'it needs'} --realtime")
-        raise InputError(f"{' and '.join(given)}: {why}; drop {'them' if len(given) > 1 else 'it'}.")
+        they, need, them = ("they", "need", "them") if len(given) > 1 else ("it", "needs", "it")
+        why = "--drop-stale runs the model on every frame it can" if args.drop_stale else f"{they} {need} --realtime"
+        raise InputError(f"{' and '.join(given)}: {why}; drop {them}.")
     if args.realtime and not args.drop_stale and args.stride != 1:
         raise InputError("--realtime gives every frame a mask; drop --stride (or pass --drop-stale).")
     if args.lookahead:
